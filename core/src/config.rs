@@ -1,0 +1,86 @@
+//! Engine settings: every limit and interval the protocol rules use, with its default.
+//!
+//! `docs/protocol.md` lists the same defaults; the runtime exposes each as a flag and a
+//! `LIVEBRIDGE_*` environment variable.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What to do when a WebSocket client reads too slowly to keep up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumerPolicy {
+    /// Keep the newest `queue_limit` messages, drop the oldest and tell the client how many
+    /// were lost (`messages_dropped` frame).
+    DropOldest,
+    /// Close the WebSocket (code 1008); the session stays resumable with its queue until it
+    /// goes stale, and the count of dropped messages is reported after resume.
+    Disconnect,
+}
+
+/// Engine settings. `Config::default()` gives the documented defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Messages a session may hold for delivery; when full, the oldest is dropped. Default 100.
+    pub queue_limit: usize,
+    /// A session with no activity for this long is evicted. Default 5 minutes.
+    #[serde(with = "millis")]
+    pub stale_after: Duration,
+    /// The longest a long poll (`wait`) may be held open. Default 30 seconds.
+    #[serde(with = "millis")]
+    pub long_poll_max: Duration,
+    /// A WebSocket with no frame from its client for this long is sent a ping. Default 30 s.
+    #[serde(with = "millis")]
+    pub ping_interval: Duration,
+    /// Frames handed to a WebSocket's writer and not yet reported written; beyond this the
+    /// session queue (and its `queue_limit`) takes over. Default 64.
+    pub ws_write_window: usize,
+    /// What happens to a WebSocket client that cannot keep up. Default: drop oldest.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Largest HTTP request body, in bytes. Default 64 KiB.
+    pub max_body_bytes: usize,
+    /// Largest WebSocket message, in bytes. Default 64 KiB.
+    pub max_frame_bytes: usize,
+    /// Channels one client may subscribe to. Default 64.
+    pub max_subscriptions: usize,
+    /// Longest channel name, in bytes. Default 64.
+    pub max_channel_name_bytes: usize,
+    /// Sessions the engine holds at once; handshakes beyond it get 503. Default 10 000.
+    pub max_clients: usize,
+    /// Events in one `POST /api/events` batch. Default 1 000.
+    pub max_batch_events: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            queue_limit: 100,
+            stale_after: Duration::from_secs(5 * 60),
+            long_poll_max: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            ws_write_window: 64,
+            slow_consumer: SlowConsumerPolicy::DropOldest,
+            max_body_bytes: 64 * 1024,
+            max_frame_bytes: 64 * 1024,
+            max_subscriptions: 64,
+            max_channel_name_bytes: 64,
+            max_clients: 10_000,
+            max_batch_events: 1_000,
+        }
+    }
+}
+
+/// Durations in recorded configs are plain millisecond counts.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

@@ -1,0 +1,278 @@
+//! Everything that can happen to the engine, as values: HTTP requests, typed commands,
+//! WebSocket events and shutdown. Inputs serialise, so sessions can be recorded, replayed and
+//! fuzzed.
+
+use crate::ids::{ClientId, ConnId, RequestId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+/// One input to [`crate::Engine::handle_input`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// An HTTP request to one of the API paths. Answered by exactly one
+    /// [`crate::Output::Reply`] with the same `request`, possibly later (long poll), unless
+    /// the caller reports [`Input::RequestAborted`] first.
+    Http {
+        /// The caller's id for this request.
+        request: RequestId,
+        /// The request.
+        http: HttpRequest,
+    },
+    /// A typed command, for embedders that do not speak HTTP. Answered like [`Input::Http`].
+    Command {
+        /// The caller's id for this request.
+        request: RequestId,
+        /// What to do.
+        command: Command,
+    },
+    /// The client of a pending request went away; the engine will not answer it.
+    RequestAborted {
+        /// The request.
+        request: RequestId,
+    },
+    /// A client asks to open a WebSocket (`GET /ws` with upgrade headers). Answered by
+    /// [`crate::Output::WsAccept`] or [`crate::Output::WsReject`].
+    WsOpen {
+        /// The caller's id for this connection.
+        conn: ConnId,
+        /// The upgrade request (its body is empty).
+        upgrade: HttpRequest,
+    },
+    /// A text message arrived on a WebSocket.
+    WsText {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        text: String,
+    },
+    /// A binary message arrived on a WebSocket; the protocol is JSON text only.
+    WsBinary {
+        /// The connection.
+        conn: ConnId,
+        /// Its size in bytes.
+        len: usize,
+    },
+    /// A pong (or any control frame) arrived: the client is alive.
+    WsPong {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The caller wrote `frames` of the frames the engine handed it for this connection,
+    /// which frees as many places in the connection's write window.
+    WsWritten {
+        /// The connection.
+        conn: ConnId,
+        /// How many frames were written.
+        frames: usize,
+    },
+    /// A WebSocket closed, by either side or by failure.
+    WsClosed {
+        /// The connection.
+        conn: ConnId,
+        /// The close code the client sent, if it sent a close frame. 1000 (normal closure)
+        /// ends the session; anything else keeps it resumable until it goes stale.
+        code: Option<u16>,
+    },
+    /// The server is stopping: close every WebSocket with 1001, answer every pending poll,
+    /// refuse new requests with 503.
+    Shutdown,
+}
+
+/// The parts of an HTTP request the protocol looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    /// `GET`, `POST`...
+    pub method: String,
+    /// Path and query, e.g. `/ws/poll?client_id=…&wait=20`.
+    pub target: String,
+    /// The `Host` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The `Origin` header (sent by browsers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The body, or why it was not read.
+    #[serde(default)]
+    pub body: RequestBody,
+}
+
+impl HttpRequest {
+    /// A request with a complete body.
+    pub fn new(method: &str, target: &str, body: impl Into<Vec<u8>>) -> Self {
+        HttpRequest {
+            method: method.to_string(),
+            target: target.to_string(),
+            host: None,
+            origin: None,
+            body: RequestBody::Complete(body.into()),
+        }
+    }
+}
+
+/// A request body as the transport received it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestBody {
+    /// The whole body (empty when the request has none).
+    Complete(#[serde(with = "body_text")] Vec<u8>),
+    /// `Content-Length` announced more than `max_body_bytes`; the body was not read.
+    TooLarge {
+        /// The announced length.
+        declared: u64,
+    },
+    /// The body was chunked (no `Content-Length`); the API needs a length.
+    LengthRequired,
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        RequestBody::Complete(Vec::new())
+    }
+}
+
+/// Bodies are JSON text in practice; keep them readable in recordings, and exact otherwise.
+mod body_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(body) {
+            Ok(text) => Repr::Text(text.to_string()).serialize(s),
+            Err(_) => Repr::Bytes(body.to_vec()).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Ok(match Repr::deserialize(d)? {
+            Repr::Text(text) => text.into_bytes(),
+            Repr::Bytes(bytes) => bytes,
+        })
+    }
+}
+
+/// Who asked for a session to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Initiator {
+    /// The client itself (`/ws/disconnect`).
+    Client,
+    /// An operator (`/websocket/disconnect/<id>`).
+    Admin,
+}
+
+/// What a request asks for, once decoded. [`crate::http_api`] turns HTTP requests into these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Open a session, or resume the one named by `client_id`.
+    Handshake {
+        /// `lightroom`, `gui`, `web`, `mobile`...
+        client_type: String,
+        /// The client's protocol version (`1.x`).
+        protocol_version: String,
+        /// A previous session to resume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// Display name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_name: Option<String>,
+    },
+    /// Take the queued messages; with `wait`, hold the request until one arrives.
+    Poll {
+        /// The session.
+        client_id: ClientId,
+        /// Longest time to hold the request open (capped by `long_poll_max`).
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_millis")]
+        wait: Option<Duration>,
+    },
+    /// A message from a polling client: ping, register, subscribe, unsubscribe or an event.
+    Send {
+        /// The sender.
+        client_id: ClientId,
+        /// The message object.
+        message: Value,
+    },
+    /// End a session at once.
+    Disconnect {
+        /// The session.
+        client_id: ClientId,
+        /// Who asked.
+        initiator: Initiator,
+    },
+    /// Send a message to every client, or to a channel's subscribers, or to one client type.
+    Broadcast {
+        /// The message object (with a `type`).
+        message: Value,
+        /// Only subscribers of this channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        /// Only clients of this type.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_type: Option<String>,
+    },
+    /// Send a message to one client.
+    SendTo {
+        /// The recipient.
+        client_id: ClientId,
+        /// The message object (with a `type`).
+        message: Value,
+    },
+    /// Publish catalogue events, each on its channel; all are validated before any is sent.
+    Publish {
+        /// Event objects (`{type, ...fields}`).
+        events: Vec<Value>,
+    },
+    /// Evict every session idle for at least `idle_for`.
+    Cleanup {
+        /// Idle time threshold.
+        #[serde(with = "millis")]
+        idle_for: Duration,
+    },
+    /// List the sessions.
+    ListClients,
+    /// Server status (`/ws/status`).
+    Status,
+    /// Statistics (`/websocket/stats`).
+    Stats,
+    /// Health check.
+    Health,
+    /// Prometheus metrics.
+    Metrics,
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod opt_millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
+    }
+}

@@ -1,0 +1,214 @@
+//! Everything the engine asks its caller to do, as values: HTTP replies, WebSocket frames,
+//! pings and closes, and log-worthy session events. Also the reasons of timer deadlines.
+
+use crate::ids::{ClientId, ConnId, RequestId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// One output, taken from [`crate::Engine::poll_output`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "output", rename_all = "snake_case")]
+pub enum Output {
+    /// Answer an HTTP request or a command.
+    Reply {
+        /// The request being answered.
+        request: RequestId,
+        /// Status, headers and body.
+        reply: Reply,
+    },
+    /// Complete the WebSocket upgrade of `conn`.
+    WsAccept {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Refuse the WebSocket upgrade of `conn` with this HTTP reply.
+    WsReject {
+        /// The connection.
+        conn: ConnId,
+        /// The refusal.
+        reply: Reply,
+    },
+    /// Send a text frame. The same frame text is shared by every recipient of a publish.
+    /// Report it with [`crate::Input::WsWritten`] once written.
+    WsFrame {
+        /// The connection.
+        conn: ConnId,
+        /// JSON text.
+        frame: Arc<str>,
+    },
+    /// Send a WebSocket ping; the client's pong comes back as [`crate::Input::WsPong`].
+    WsPing {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Send a close frame with this code and reason, then drop the connection.
+    WsClose {
+        /// The connection.
+        conn: ConnId,
+        /// RFC 6455 close code.
+        code: u16,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// Something worth a log line happened to a session.
+    Session(SessionEvent),
+}
+
+/// An HTTP reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: ContentType,
+    /// Extra headers (`Allow` on 405).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Reply {
+    /// A JSON reply.
+    pub fn json(status: u16, body: String) -> Self {
+        Reply {
+            status,
+            content_type: ContentType::Json,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// `{"success": false, "error": message}` with this status.
+    pub fn error(status: u16, message: &str) -> Self {
+        let body = serde_json::json!({"success": false, "error": message}).to_string();
+        Reply::json(status, body)
+    }
+}
+
+/// The media type of a reply body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentType {
+    /// `application/json`
+    Json,
+    /// `text/plain; version=0.0.4` (Prometheus exposition format)
+    Prometheus,
+}
+
+impl ContentType {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentType::Json => "application/json",
+            ContentType::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// A session event for the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// A new session.
+    Opened {
+        /// The session.
+        client_id: ClientId,
+        /// Its client type.
+        client_type: String,
+        /// `polling` or `websocket`.
+        transport: TransportKind,
+    },
+    /// An existing session was resumed.
+    Resumed {
+        /// The session.
+        client_id: ClientId,
+        /// The transport it resumed on.
+        transport: TransportKind,
+    },
+    /// A WebSocket left its session; the session stays resumable.
+    Detached {
+        /// The session.
+        client_id: ClientId,
+    },
+    /// A session ended.
+    Closed {
+        /// The session.
+        client_id: ClientId,
+        /// Why.
+        reason: CloseReason,
+        /// Queued messages that were never delivered.
+        undelivered: usize,
+    },
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// No activity for `stale_after`.
+    Stale,
+    /// Removed by a cleanup request.
+    Cleanup,
+    /// The client disconnected.
+    ClientDisconnect,
+    /// An operator disconnected it.
+    AdminDisconnect,
+    /// Its WebSocket closed normally (code 1000).
+    WebSocketClosed,
+    /// A fresh WebSocket session was merged into a resumed one.
+    MergedIntoResumed,
+}
+
+/// The transport a session is using.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// HTTP polling fallback.
+    Polling,
+    /// Native WebSocket.
+    Websocket,
+}
+
+impl TransportKind {
+    /// The name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Polling => "polling",
+            TransportKind::Websocket => "websocket",
+        }
+    }
+}
+
+/// Why the engine wants [`crate::Engine::handle_timeout`] to be called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// A long poll reaches its wait and is answered empty.
+    LongPollExpiry,
+    /// A quiet WebSocket is pinged.
+    Ping,
+    /// A session reaches `stale_after` without activity and is evicted.
+    StaleEviction,
+}
+
+/// A deadline's reason: which timer, of which session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutReason {
+    /// The timer.
+    pub kind: TimerKind,
+    /// The session it belongs to.
+    pub client_id: ClientId,
+}
+
+impl fmt::Display for TimeoutReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            TimerKind::LongPollExpiry => "long-poll expiry",
+            TimerKind::Ping => "ping",
+            TimerKind::StaleEviction => "stale eviction",
+        };
+        write!(f, "{kind} of {}", self.client_id)
+    }
+}

@@ -1,0 +1,133 @@
+//! Counters the engine keeps, and their rendering as Prometheus text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Totals since start-up.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counters {
+    /// Publish operations (one per event or message sent, whatever its recipient count).
+    pub(crate) published: u64,
+    /// Messages handed to a client: in a poll reply or as a WebSocket frame.
+    pub(crate) delivered: u64,
+    /// Messages dropped from a full queue.
+    pub(crate) dropped: u64,
+    /// Messages still queued when their session ended.
+    pub(crate) undelivered: u64,
+    /// Sessions evicted as stale or by cleanup.
+    pub(crate) evictions: u64,
+    pub(crate) sessions_opened: u64,
+    pub(crate) sessions_resumed: u64,
+    /// HTTP requests answered, by route and status.
+    pub(crate) http_requests: BTreeMap<(&'static str, u16), u64>,
+}
+
+/// Gauges read off the session table when metrics are rendered.
+pub(crate) struct Gauges {
+    /// (transport, client type) → sessions.
+    pub(crate) sessions: BTreeMap<(&'static str, String), usize>,
+    pub(crate) queued_messages: usize,
+    pub(crate) channels: usize,
+    pub(crate) uptime_seconds: f64,
+}
+
+pub(crate) fn render_prometheus(counters: &Counters, gauges: &Gauges) -> String {
+    let mut out = String::with_capacity(2048);
+    let _ = writeln!(
+        out,
+        "# HELP livebridge_sessions Client sessions by transport and client type.\n\
+         # TYPE livebridge_sessions gauge"
+    );
+    for ((transport, client_type), count) in &gauges.sessions {
+        let _ = writeln!(
+            out,
+            "livebridge_sessions{{transport=\"{transport}\",client_type=\"{}\"}} {count}",
+            escape_label(client_type)
+        );
+    }
+    let scalar = |out: &mut String, name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    scalar(
+        &mut out,
+        "livebridge_queued_messages",
+        "gauge",
+        "Messages waiting in session queues.",
+        gauges.queued_messages.to_string(),
+    );
+    scalar(
+        &mut out,
+        "livebridge_channels",
+        "gauge",
+        "Channels with at least one subscriber.",
+        gauges.channels.to_string(),
+    );
+    scalar(
+        &mut out,
+        "livebridge_uptime_seconds",
+        "gauge",
+        "Seconds since the engine started.",
+        format!("{:.3}", gauges.uptime_seconds),
+    );
+    for (name, help, value) in [
+        (
+            "livebridge_messages_published_total",
+            "Messages and events published (once per publish, whatever the recipient count).",
+            counters.published,
+        ),
+        (
+            "livebridge_messages_delivered_total",
+            "Messages handed to clients, in poll replies or WebSocket frames.",
+            counters.delivered,
+        ),
+        (
+            "livebridge_messages_dropped_total",
+            "Messages dropped from full session queues (clients are told the count).",
+            counters.dropped,
+        ),
+        (
+            "livebridge_messages_undelivered_total",
+            "Messages still queued when their session ended.",
+            counters.undelivered,
+        ),
+        (
+            "livebridge_evictions_total",
+            "Sessions evicted as stale or by cleanup.",
+            counters.evictions,
+        ),
+        (
+            "livebridge_sessions_opened_total",
+            "Sessions created.",
+            counters.sessions_opened,
+        ),
+        (
+            "livebridge_sessions_resumed_total",
+            "Sessions resumed by client_id.",
+            counters.sessions_resumed,
+        ),
+    ] {
+        scalar(&mut out, name, "counter", help, value.to_string());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP livebridge_http_requests_total HTTP requests answered, by route and status.\n\
+         # TYPE livebridge_http_requests_total counter"
+    );
+    for ((route, status), count) in &counters.http_requests {
+        let _ = writeln!(
+            out,
+            "livebridge_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+        );
+    }
+    out
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,265 @@
+//! Test driver for the engine, in the style of quinn's `Pair`: virtual time, a writer that
+//! acknowledges WebSocket frames unless told to stall, and `step()` jumping to the next
+//! deadline. Every output is kept in `log` so tests can assert exact sequences.
+
+#![allow(dead_code)]
+
+use livebridge_core::{
+    ClientId, Config, ConnId, Engine, HttpRequest, Input, Output, Reply, RequestId, SeededIds, Time,
+};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// 2026-11-25T12:00:00.000Z, the wall-clock time at `Time::ZERO` in every test.
+pub const ANCHOR_UNIX_MILLIS: u64 = 1_795_608_000_000;
+
+pub struct Harness {
+    pub engine: Engine,
+    pub now: Time,
+    next_request: u64,
+    next_conn: u64,
+    /// Every output with the time it came out.
+    pub log: Vec<(Time, Output)>,
+    /// Replies not yet taken by a test.
+    pub replies: BTreeMap<RequestId, Reply>,
+    /// Frames not yet taken, per connection.
+    pub frames: BTreeMap<ConnId, Vec<String>>,
+    /// Connections whose frames are not acknowledged (a client that does not read).
+    pub stalled: BTreeSet<ConnId>,
+    /// Frames handed out and not acknowledged yet, per connection.
+    pub unacked: BTreeMap<ConnId, usize>,
+    pub closed: BTreeMap<ConnId, (u16, String)>,
+    pub pings: BTreeMap<ConnId, usize>,
+}
+
+impl Harness {
+    pub fn new(config: Config) -> Self {
+        Harness {
+            engine: Engine::new(config, SeededIds::new(42), Time::ZERO, ANCHOR_UNIX_MILLIS),
+            now: Time::ZERO,
+            next_request: 0,
+            next_conn: 0,
+            log: Vec::new(),
+            replies: BTreeMap::new(),
+            frames: BTreeMap::new(),
+            stalled: BTreeSet::new(),
+            unacked: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            pings: BTreeMap::new(),
+        }
+    }
+
+    pub fn default() -> Self {
+        Harness::new(Config::default())
+    }
+
+    /// Feeds an input at the current time and collects the outputs.
+    pub fn input(&mut self, input: Input) {
+        self.engine.handle_input(self.now, input);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        loop {
+            let mut acks: Vec<(ConnId, usize)> = Vec::new();
+            while let Some(output) = self.engine.poll_output() {
+                match &output {
+                    Output::Reply { request, reply } => {
+                        assert!(
+                            self.replies.insert(*request, reply.clone()).is_none(),
+                            "{request} answered twice"
+                        );
+                    }
+                    Output::WsFrame { conn, frame } => {
+                        self.frames
+                            .entry(*conn)
+                            .or_default()
+                            .push(frame.to_string());
+                        *self.unacked.entry(*conn).or_default() += 1;
+                    }
+                    Output::WsClose { conn, code, reason } => {
+                        self.closed.insert(*conn, (*code, reason.clone()));
+                    }
+                    Output::WsPing { conn } => *self.pings.entry(*conn).or_default() += 1,
+                    _ => {}
+                }
+                self.log.push((self.now, output));
+            }
+            for (conn, count) in &self.unacked {
+                if *count > 0 && !self.stalled.contains(conn) && !self.closed.contains_key(conn) {
+                    acks.push((*conn, *count));
+                }
+            }
+            if acks.is_empty() {
+                return;
+            }
+            for (conn, frames) in acks {
+                self.unacked.insert(conn, 0);
+                self.engine
+                    .handle_input(self.now, Input::WsWritten { conn, frames });
+            }
+        }
+    }
+
+    /// Acknowledges every frame of a stalled connection and lets it read again.
+    pub fn unstall(&mut self, conn: ConnId) {
+        self.stalled.remove(&conn);
+        let frames = self.unacked.insert(conn, 0).unwrap_or(0);
+        self.input(Input::WsWritten { conn, frames });
+    }
+
+    /// Sends an HTTP request; returns its id (the reply may come later).
+    pub fn http(&mut self, method: &str, target: &str, body: &str) -> RequestId {
+        self.next_request += 1;
+        let request = RequestId(self.next_request);
+        self.input(Input::Http {
+            request,
+            http: HttpRequest::new(method, target, body),
+        });
+        request
+    }
+
+    /// Sends an HTTP request that must be answered at once; returns status and JSON body.
+    pub fn call(&mut self, method: &str, target: &str, body: &str) -> (u16, Value) {
+        let request = self.http(method, target, body);
+        let reply = self
+            .take_reply(request)
+            .unwrap_or_else(|| panic!("{method} {target} was not answered at once"));
+        (reply.status, json(&reply.body))
+    }
+
+    pub fn take_reply(&mut self, request: RequestId) -> Option<Reply> {
+        self.replies.remove(&request)
+    }
+
+    /// The JSON body of a reply that must have arrived by now.
+    pub fn reply_json(&mut self, request: RequestId) -> (u16, Value) {
+        let reply = self.take_reply(request).expect("reply has arrived");
+        (reply.status, json(&reply.body))
+    }
+
+    pub fn handshake(&mut self, client_type: &str) -> ClientId {
+        let body = format!(r#"{{"client_type":"{client_type}","protocol_version":"1.0"}}"#);
+        let (status, reply) = self.call("POST", "/ws/handshake", &body);
+        assert_eq!(status, 200, "{reply}");
+        reply["client_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub fn send(&mut self, client: ClientId, message: Value) -> (u16, Value) {
+        let body = serde_json::json!({"client_id": client.to_string(), "message": message});
+        self.call("POST", "/ws/send", &body.to_string())
+    }
+
+    pub fn subscribe(&mut self, client: ClientId, channels: &[&str]) {
+        let (status, reply) = self.send(
+            client,
+            serde_json::json!({"type": "subscribe", "channels": channels}),
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    /// Polls without waiting; returns the whole reply body.
+    pub fn poll(&mut self, client: ClientId) -> Value {
+        let (status, reply) = self.call("GET", &format!("/ws/poll?client_id={client}"), "");
+        assert_eq!(status, 200, "{reply}");
+        reply
+    }
+
+    /// The `type`s of the messages of a poll.
+    pub fn poll_types(&mut self, client: ClientId) -> Vec<String> {
+        types(&self.poll(client)["messages"])
+    }
+
+    /// Publishes one catalogue event through `POST /api/events`.
+    pub fn publish(&mut self, event: Value) -> Value {
+        let (status, reply) = self.call("POST", "/api/events", &event.to_string());
+        assert_eq!(status, 200, "{reply}");
+        reply
+    }
+
+    /// Opens a WebSocket; returns its connection and the client id of its session.
+    pub fn ws_open(&mut self) -> (ConnId, ClientId) {
+        self.next_conn += 1;
+        let conn = ConnId(self.next_conn);
+        self.input(Input::WsOpen {
+            conn,
+            upgrade: HttpRequest::new("GET", "/ws", ""),
+        });
+        let frames = self.take_frames(conn);
+        assert_eq!(frames.len(), 1, "one connection_established frame");
+        assert_eq!(frames[0]["type"], "connection_established");
+        (
+            conn,
+            frames[0]["client_id"].as_str().unwrap().parse().unwrap(),
+        )
+    }
+
+    pub fn ws_send(&mut self, conn: ConnId, message: Value) {
+        self.input(Input::WsText {
+            conn,
+            text: message.to_string(),
+        });
+    }
+
+    /// Frames received on `conn` since the last call, parsed.
+    pub fn take_frames(&mut self, conn: ConnId) -> Vec<Value> {
+        self.frames
+            .remove(&conn)
+            .unwrap_or_default()
+            .iter()
+            .map(|f| json(f))
+            .collect()
+    }
+
+    pub fn frame_types(&mut self, conn: ConnId) -> Vec<String> {
+        let frames = self.take_frames(conn);
+        types(&Value::Array(frames))
+    }
+
+    /// Jumps to the next deadline and fires it; false when none is armed.
+    pub fn step(&mut self) -> bool {
+        match self.engine.poll_timeout() {
+            Some((deadline, _)) => {
+                self.now = self.now.max(deadline);
+                self.engine.handle_timeout(self.now);
+                self.drain();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves time forward by `by`, firing every deadline on the way at its own instant.
+    pub fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while let Some((deadline, _)) = self.engine.poll_timeout() {
+            if deadline > end {
+                break;
+            }
+            self.step();
+        }
+        self.now = end;
+        self.engine.handle_timeout(self.now);
+        self.drain();
+    }
+}
+
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+pub fn types(messages: &Value) -> Vec<String> {
+    messages
+        .as_array()
+        .expect("a list of messages")
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// A valid `job_progress` event with the given progress.
+pub fn job_progress(progress: u32) -> Value {
+    serde_json::json!({"type": "job_progress", "job_id": "job-1", "stage": "processing",
+                       "progress": progress})
+}
