@@ -1291,6 +1291,7 @@ impl Engine {
                 client_id: session.id,
                 reason,
                 undelivered,
+                unreported_drops: session.queue.unreported_drops(),
             }));
     }
 

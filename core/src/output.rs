@@ -140,6 +140,8 @@ pub enum SessionEvent {
         reason: CloseReason,
         /// Queued messages that were never delivered.
         undelivered: usize,
+        /// Messages dropped from the full queue that the client was never told about.
+        unreported_drops: u64,
     },
 }
 

@@ -31,6 +31,8 @@ pub struct Harness {
     pub unacked: BTreeMap<ConnId, usize>,
     pub closed: BTreeMap<ConnId, (u16, String)>,
     pub pings: BTreeMap<ConnId, usize>,
+    /// Inputs and outputs as readable lines, for snapshot tests (write acks left out).
+    pub transcript: Vec<String>,
 }
 
 impl Harness {
@@ -47,6 +49,7 @@ impl Harness {
             unacked: BTreeMap::new(),
             closed: BTreeMap::new(),
             pings: BTreeMap::new(),
+            transcript: Vec::new(),
         }
     }
 
@@ -56,6 +59,7 @@ impl Harness {
 
     /// Feeds an input at the current time and collects the outputs.
     pub fn input(&mut self, input: Input) {
+        self.record(format!("-> {}", serde_json::to_string(&input).unwrap()));
         self.engine.handle_input(self.now, input);
         self.drain();
     }
@@ -84,6 +88,7 @@ impl Harness {
                     Output::WsPing { conn } => *self.pings.entry(*conn).or_default() += 1,
                     _ => {}
                 }
+                self.record(format!("<- {}", serde_json::to_string(&output).unwrap()));
                 self.log.push((self.now, output));
             }
             for (conn, count) in &self.unacked {
@@ -100,6 +105,16 @@ impl Harness {
                     .handle_input(self.now, Input::WsWritten { conn, frames });
             }
         }
+    }
+
+    fn record(&mut self, line: String) {
+        self.transcript
+            .push(format!("{:>12} {line}", self.now.to_string()));
+    }
+
+    /// The transcript so far, one line per input or output.
+    pub fn transcript_text(&self) -> String {
+        self.transcript.join("\n")
     }
 
     /// Acknowledges every frame of a stalled connection and lets it read again.
@@ -220,8 +235,9 @@ impl Harness {
     /// Jumps to the next deadline and fires it; false when none is armed.
     pub fn step(&mut self) -> bool {
         match self.engine.poll_timeout() {
-            Some((deadline, _)) => {
+            Some((deadline, reason)) => {
                 self.now = self.now.max(deadline);
+                self.record(format!("-- timeout: {reason}"));
                 self.engine.handle_timeout(self.now);
                 self.drain();
                 true
