@@ -130,7 +130,7 @@ fn broadcast_targets_everyone_a_channel_a_client_type_or_both() {
     for id in [lightroom, gui, web] {
         h.poll(id);
     }
-    let mut received = |h: &mut Harness| -> Vec<usize> {
+    let received = |h: &mut Harness| -> Vec<usize> {
         [lightroom, gui, web]
             .iter()
             .map(|id| h.poll_types(*id).len())

@@ -1,0 +1,217 @@
+//! Session life cycle: opening, activity and timers, ending, shutdown.
+
+use super::*;
+
+pub(super) fn reason_text(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Stale => "session expired after inactivity",
+        CloseReason::Cleanup => "session removed by cleanup",
+        CloseReason::ClientDisconnect => "client disconnected",
+        CloseReason::AdminDisconnect => "disconnected by the server operator",
+        CloseReason::WebSocketClosed => "WebSocket closed",
+        CloseReason::MergedIntoResumed => "merged into a resumed session",
+    }
+}
+
+impl Engine {
+    pub(super) fn open_session(
+        &mut self,
+        now: Time,
+        client_type: String,
+        kind: TransportKind,
+    ) -> SessionKey {
+        let id = loop {
+            let id = ClientId::from_random_bytes(self.ids.next_id_bytes());
+            if self.sessions.key_of(&id).is_none() {
+                break id;
+            }
+        };
+        let session = Session::new(id, client_type.clone(), kind, self.config.queue_limit, now);
+        let key = self.sessions.insert(session);
+        self.counters.sessions_opened += 1;
+        self.outputs
+            .push_back(Output::Session(SessionEvent::Opened {
+                client_id: id,
+                client_type,
+                transport: kind,
+            }));
+        key
+    }
+
+    pub(super) fn connection_established(&self, now: Time, key: SessionKey) -> Arc<str> {
+        let session = self.sessions.get(key).expect("live session");
+        let timestamp = self.timestamp(now);
+        json!({
+            "type": "connection_established",
+            "client_id": session.id,
+            "protocol_version": PROTOCOL_VERSION,
+            "server_time": timestamp,
+            "timestamp": timestamp,
+        })
+        .to_string()
+        .into()
+    }
+
+    /// Records client activity: restarts the stale countdown and, on a WebSocket, the ping
+    /// countdown.
+    pub(super) fn touch(&mut self, now: Time, key: SessionKey) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        session.last_activity = now;
+        let polling = matches!(session.transport, Transport::PendingPoll { .. });
+        let websocket = session.websocket().is_some();
+        let stale_at = (!polling).then(|| now + self.config.stale_after);
+        let ping_at = websocket.then(|| now + self.config.ping_interval);
+        self.set_timer(key, TimerKind::StaleEviction, stale_at);
+        self.set_timer(key, TimerKind::Ping, ping_at);
+    }
+
+    pub(super) fn set_timer(&mut self, key: SessionKey, kind: TimerKind, at: Option<Time>) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let slot = match kind {
+            TimerKind::StaleEviction => &mut session.timers.stale_at,
+            TimerKind::LongPollExpiry => &mut session.timers.poll_expires_at,
+            TimerKind::Ping => &mut session.timers.ping_at,
+        };
+        if *slot == at {
+            return;
+        }
+        if let Some(old) = slot.take() {
+            self.timers.remove(&(old, kind, key));
+        }
+        if let Some(at) = at {
+            self.timers.insert((at, kind, key));
+            *slot = Some(at);
+        }
+    }
+
+    pub(super) fn fire_due_timers(&mut self, now: Time) {
+        while let Some(&(at, kind, key)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.set_timer(key, kind, None);
+            match kind {
+                TimerKind::LongPollExpiry => {
+                    if let Some(Transport::PendingPoll { request, .. }) =
+                        self.sessions.get(key).map(|s| &s.transport)
+                    {
+                        let request = *request;
+                        self.answer_poll(now, key, request, false);
+                    }
+                }
+                TimerKind::Ping => {
+                    if let Some(conn) = self.sessions.get(key).and_then(Session::websocket) {
+                        self.outputs.push_back(Output::WsPing { conn });
+                        self.set_timer(key, kind, Some(now + self.config.ping_interval));
+                    }
+                }
+                TimerKind::StaleEviction => self.end_session(key, CloseReason::Stale),
+            }
+        }
+    }
+
+    /// Detaches the session's transport: a pending poll is answered with what is queued, a
+    /// WebSocket is closed as taken over.
+    pub(super) fn release_transport(&mut self, now: Time, key: SessionKey, why: &str) {
+        match self.sessions.get(key).map(|s| &s.transport) {
+            Some(Transport::PendingPoll { request, .. }) => {
+                let request = *request;
+                self.answer_poll(now, key, request, true);
+            }
+            Some(Transport::WebSocket { conn, .. }) => {
+                let conn = *conn;
+                self.sessions.detach(key);
+                self.set_timer(key, TimerKind::Ping, None);
+                self.outputs.push_back(Output::WsClose {
+                    conn,
+                    code: close_code::SESSION_TAKEN_OVER,
+                    reason: why.to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a session: its transport is closed (or its poll answered 410), its timers and
+    /// subscriptions go, and undelivered messages are counted.
+    pub(super) fn end_session(&mut self, key: SessionKey, reason: CloseReason) {
+        match self.sessions.detach(key) {
+            Transport::PendingPoll { request, http } => {
+                self.pending_polls.remove(&request);
+                let reply =
+                    Reply::error(410, &format!("the session ended ({})", reason_text(reason)));
+                self.reply(request, http.then_some("/ws/poll"), reply);
+            }
+            Transport::WebSocket { conn, .. } => {
+                let code = match reason {
+                    CloseReason::ClientDisconnect | CloseReason::WebSocketClosed => {
+                        close_code::NORMAL
+                    }
+                    _ => close_code::SESSION_ENDED,
+                };
+                self.outputs.push_back(Output::WsClose {
+                    conn,
+                    code,
+                    reason: reason_text(reason).to_string(),
+                });
+            }
+            Transport::Detached => {}
+        }
+        for kind in [
+            TimerKind::StaleEviction,
+            TimerKind::LongPollExpiry,
+            TimerKind::Ping,
+        ] {
+            self.set_timer(key, kind, None);
+        }
+        let session = self.sessions.remove(key).expect("ending a live session");
+        for channel in &session.subscriptions {
+            self.channels.unsubscribe(channel, key);
+        }
+        let undelivered = session.queue.len();
+        self.counters.undelivered += undelivered as u64;
+        if matches!(reason, CloseReason::Stale | CloseReason::Cleanup) {
+            self.counters.evictions += 1;
+        }
+        self.outputs
+            .push_back(Output::Session(SessionEvent::Closed {
+                client_id: session.id,
+                reason,
+                undelivered,
+                unreported_drops: session.queue.unreported_drops(),
+            }));
+    }
+
+    pub(super) fn shutdown(&mut self, now: Time) {
+        self.shutting_down = true;
+        let attached: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !matches!(s.transport, Transport::Detached))
+            .map(|(key, _)| key)
+            .collect();
+        for key in attached {
+            match self.sessions.get(key).map(|s| &s.transport) {
+                Some(Transport::PendingPoll { request, .. }) => {
+                    let request = *request;
+                    self.answer_poll(now, key, request, false);
+                }
+                Some(Transport::WebSocket { conn, .. }) => {
+                    let conn = *conn;
+                    self.sessions.detach(key);
+                    self.set_timer(key, TimerKind::Ping, None);
+                    self.outputs.push_back(Output::WsClose {
+                        conn,
+                        code: close_code::GOING_AWAY,
+                        reason: "server shutting down".to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Messages from clients, whichever transport carried them: ping, register, subscribe,
+//! unsubscribe and catalogue events.
+
+use super::*;
+
+/// How a client message arrived, which decides how its reply travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Via {
+    Http,
+    WebSocket,
+}
+
+pub(super) fn optional_str<'a>(
+    map: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, String> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(format!("field `{field}` must be a string")),
+    }
+}
+
+/// Client types and similar labels: 1 to 64 printable characters.
+pub(super) fn validate_label(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "field `{field}` must be 1 to 64 printable characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The `channels` list of a subscribe or unsubscribe message.
+pub(super) fn channel_list(map: &Map<String, Value>) -> Result<Vec<String>, String> {
+    let Some(Value::Array(items)) = map.get("channels") else {
+        return Err("field `channels` must be a list of channel names".to_string());
+    };
+    items
+        .iter()
+        .map(|item| {
+            item.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| "field `channels` must be a list of channel names".to_string())
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Handles one message from a client; returns the JSON of the reply, or the problem.
+    pub(super) fn client_message(
+        &mut self,
+        now: Time,
+        key: SessionKey,
+        message: Value,
+        via: Via,
+    ) -> Result<String, String> {
+        let Value::Object(map) = message else {
+            return Err("a message must be a JSON object with a string field `type`".to_string());
+        };
+        let Some(message_type) = map.get("type").and_then(Value::as_str) else {
+            return Err("a message must be a JSON object with a string field `type`".to_string());
+        };
+        let timestamp = self.timestamp(now);
+        match message_type {
+            "ping" => Ok(json!({"type": "pong", "timestamp": timestamp}).to_string()),
+            "register" => self.register(now, key, &map, via),
+            "subscribe" | "unsubscribe" => {
+                let subscribe = message_type == "subscribe";
+                let channels = channel_list(&map)?;
+                self.change_subscriptions(key, &channels, subscribe)?;
+                let session = self.sessions.get(key).expect("live session");
+                Ok(json!({
+                    "type": if subscribe { "subscribed" } else { "unsubscribed" },
+                    "channels": channels,
+                    "subscriptions": session.subscriptions,
+                    "timestamp": timestamp,
+                })
+                .to_string())
+            }
+            other => match Event::decode(&map) {
+                Ok(Some(event)) => {
+                    let frame: Arc<str> = event.to_json(&timestamp).into();
+                    let audience = Audience::Channel {
+                        channel: event.channel(),
+                        client_type: None,
+                    };
+                    let recipients = self.publish(audience, frame, Some(key));
+                    Ok(json!({
+                        "type": "published",
+                        "event": event.name(),
+                        "channel": event.channel(),
+                        "recipients": recipients,
+                        "timestamp": timestamp,
+                    })
+                    .to_string())
+                }
+                Ok(None) => Err(format!(
+                    "unknown message type {other:?}: expected ping, register, subscribe, \
+                     unsubscribe or an event of the catalogue"
+                )),
+                Err(problem) => Err(problem.to_string()),
+            },
+        }
+    }
+
+    /// `register`: sets type and name. Over a WebSocket, a `client_id` naming another live
+    /// session resumes it (see [`Engine::resume_over_websocket`], handled before this).
+    pub(super) fn register(
+        &mut self,
+        now: Time,
+        key: SessionKey,
+        map: &Map<String, Value>,
+        via: Via,
+    ) -> Result<String, String> {
+        let client_type = optional_str(map, "client_type")?;
+        let client_name = optional_str(map, "client_name")?;
+        let requested_id = optional_str(map, "client_id")?;
+        if let Some(client_type) = client_type {
+            validate_label("client_type", client_type)?;
+        }
+        let session = self.sessions.get_mut(key).expect("live session");
+        let own_id = session.id.to_string();
+        if via == Via::Http && requested_id.is_some_and(|id| id != own_id) {
+            return Err(
+                "to resume another session over HTTP, send its client_id to /ws/handshake"
+                    .to_string(),
+            );
+        }
+        if let Some(client_type) = client_type {
+            session.client_type = client_type.to_string();
+        }
+        if let Some(client_name) = client_name {
+            session.client_name = Some(client_name.to_string());
+        }
+        Ok(self.registered_json(now, key, false))
+    }
+
+    pub(super) fn registered_json(&self, now: Time, key: SessionKey, resumed: bool) -> String {
+        let session = self.sessions.get(key).expect("live session");
+        json!({
+            "type": "registered",
+            "client_id": session.id,
+            "client_type": session.client_type,
+            "client_name": session.client_name,
+            "resumed": resumed,
+            "subscriptions": session.subscriptions,
+            "timestamp": self.timestamp(now),
+        })
+        .to_string()
+    }
+
+    pub(super) fn change_subscriptions(
+        &mut self,
+        key: SessionKey,
+        channels: &[String],
+        subscribe: bool,
+    ) -> Result<(), String> {
+        for channel in channels {
+            validate_channel_name(channel, self.config.max_channel_name_bytes)?;
+        }
+        let session = self.sessions.get_mut(key).expect("live session");
+        if subscribe {
+            let added = channels
+                .iter()
+                .filter(|c| !session.subscriptions.contains(*c))
+                .collect::<BTreeSet<_>>()
+                .len();
+            let total = session.subscriptions.len() + added;
+            if total > self.config.max_subscriptions {
+                return Err(format!(
+                    "subscribing would make {total} subscriptions; the limit is {}",
+                    self.config.max_subscriptions
+                ));
+            }
+            for channel in channels {
+                if session.subscriptions.insert(channel.clone()) {
+                    self.channels.subscribe(channel, key);
+                }
+            }
+        } else {
+            for channel in channels {
+                if session.subscriptions.remove(channel) {
+                    self.channels.unsubscribe(channel, key);
+                }
+            }
+        }
+        Ok(())
+    }
+}

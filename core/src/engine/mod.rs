@@ -1,0 +1,312 @@
+//! The protocol state machine: sessions, transports, subscriptions, delivery, timers.
+//!
+//! Inputs go in through [`Engine::handle_input`] and [`Engine::handle_timeout`], each with the
+//! current time; outputs come out of [`Engine::poll_output`]; [`Engine::poll_timeout`] says
+//! when the engine next needs [`Engine::handle_timeout`]. Nothing here reads a clock, touches
+//! a socket or draws a random number, so the same inputs always give the same outputs.
+
+use crate::catalogue::Event;
+use crate::channel::{ChannelIndex, validate_channel_name};
+use crate::config::{Config, SlowConsumerPolicy};
+use crate::http_api;
+use crate::ids::{ClientId, ConnId, IdSource, RequestId};
+use crate::input::{Command, HttpRequest, Initiator, Input};
+use crate::output::{
+    CloseReason, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
+};
+use crate::session::{Session, SessionKey, SessionTable, Transport};
+use crate::stats::{Counters, Gauges, render_prometheus};
+use crate::time::{Time, WallClock};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+mod delivery;
+mod lifecycle;
+mod management;
+mod messages;
+mod polling;
+mod websocket;
+
+use delivery::Audience;
+use messages::Via;
+
+/// The protocol version this engine speaks; handshakes must ask for `1.x`.
+pub const PROTOCOL_VERSION: &str = "1.0";
+
+/// WebSocket close codes the engine uses.
+pub mod close_code {
+    /// The client asked to disconnect.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client could not keep up and the policy is to disconnect slow consumers.
+    pub const SLOW_CONSUMER: u16 = 1008;
+    /// The server ended the session (operator disconnect, stale, cleanup).
+    pub const SESSION_ENDED: u16 = 4000;
+    /// Another connection resumed this session.
+    pub const SESSION_TAKEN_OVER: u16 = 4001;
+}
+
+/// A read-only view of one session, for embedders and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionView {
+    /// The session's id.
+    pub client_id: ClientId,
+    /// Its client type.
+    pub client_type: String,
+    /// Its display name.
+    pub client_name: Option<String>,
+    /// The transport attached right now, if any (a polling client between polls has none).
+    pub attached: Option<TransportKind>,
+    /// Subscribed channels, by name.
+    pub subscriptions: Vec<String>,
+    /// Messages waiting for delivery.
+    pub queued: usize,
+    /// Dropped messages the client has not been told about yet.
+    pub unreported_drops: u64,
+    /// When it was created.
+    pub connected_at: Time,
+    /// Its last activity (handshake, poll, message, frame, pong).
+    pub last_activity: Time,
+}
+
+/// The livebridge protocol engine. See the crate documentation for the calling pattern.
+pub struct Engine {
+    config: Config,
+    ids: Box<dyn IdSource>,
+    clock: WallClock,
+    started_at: Time,
+    /// The latest time seen; earlier times passed in later are treated as this one.
+    now: Time,
+    sessions: SessionTable,
+    channels: ChannelIndex,
+    timers: BTreeSet<(Time, TimerKind, SessionKey)>,
+    pending_polls: BTreeMap<RequestId, SessionKey>,
+    ready_polls: Vec<SessionKey>,
+    outputs: VecDeque<Output>,
+    counters: Counters,
+    shutting_down: bool,
+    /// Reused recipient list, so a publish does not allocate once warmed up.
+    recipients: Vec<SessionKey>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("now", &self.now)
+            .field("sessions", &self.sessions.len())
+            .field("pending_outputs", &self.outputs.len())
+            .finish_non_exhaustive()
+    }
+}
+impl Engine {
+    /// A new engine. `now` is the caller's current [`Time`] and `unix_millis` the wall-clock
+    /// time at that instant (milliseconds since the Unix epoch); timestamps are derived from
+    /// the pair. `ids` supplies the bytes of client ids.
+    pub fn new(config: Config, ids: impl IdSource + 'static, now: Time, unix_millis: u64) -> Self {
+        Engine {
+            config,
+            ids: Box::new(ids),
+            clock: WallClock::new(now, unix_millis),
+            started_at: now,
+            now,
+            sessions: SessionTable::default(),
+            channels: ChannelIndex::default(),
+            timers: BTreeSet::new(),
+            pending_polls: BTreeMap::new(),
+            ready_polls: Vec::new(),
+            outputs: VecDeque::new(),
+            counters: Counters::default(),
+            shutting_down: false,
+            recipients: Vec::new(),
+        }
+    }
+
+    /// The settings the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Feeds one input. Timers that are due at `now` fire first, so the input always meets
+    /// a state that is current. Drain [`Engine::poll_output`] afterwards and re-read
+    /// [`Engine::poll_timeout`].
+    pub fn handle_input(&mut self, now: Time, input: Input) {
+        let now = self.advance(now);
+        self.fire_due_timers(now);
+        match input {
+            Input::Http { request, http } => self.on_http(now, request, http),
+            Input::Command { request, command } => self.run_command(now, request, None, command),
+            Input::RequestAborted { request } => self.on_request_aborted(now, request),
+            Input::WsOpen { conn, upgrade } => self.on_ws_open(now, conn, &upgrade),
+            Input::WsText { conn, text } => self.on_ws_text(now, conn, &text),
+            Input::WsBinary { conn, len } => {
+                if let Some(key) = self.sessions.key_of_conn(conn) {
+                    self.touch(now, key);
+                    let message = format!(
+                        "binary messages are not supported ({len} bytes received); send JSON text"
+                    );
+                    self.send_error(now, key, &message);
+                }
+            }
+            Input::WsPong { conn } => {
+                if let Some(key) = self.sessions.key_of_conn(conn) {
+                    self.touch(now, key);
+                }
+            }
+            Input::WsWritten { conn, frames } => {
+                if let Some(key) = self.sessions.key_of_conn(conn) {
+                    self.on_ws_written(now, key, frames);
+                }
+            }
+            Input::WsClosed { conn, code } => self.on_ws_closed(now, conn, code),
+            Input::Shutdown => self.shutdown(now),
+        }
+        self.answer_ready_polls(now);
+    }
+
+    /// Fires every timer due at `now`. Calling it early, late or twice is harmless.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let now = self.advance(now);
+        self.fire_due_timers(now);
+        self.answer_ready_polls(now);
+    }
+
+    /// The next output, or `None` when there is nothing to do. Call after every
+    /// [`Engine::handle_input`] and [`Engine::handle_timeout`] until it returns `None`.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called, and why; `None` when no timer is
+    /// armed. Changes after every input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<(Time, TimeoutReason)> {
+        self.timers.first().map(|&(at, kind, key)| {
+            let client_id = self
+                .sessions
+                .get(key)
+                .map(|s| s.id)
+                .expect("timers only exist for live sessions");
+            (at, TimeoutReason { kind, client_id })
+        })
+    }
+
+    /// One session, by id.
+    pub fn session(&self, client_id: &ClientId) -> Option<SessionView> {
+        let key = self.sessions.key_of(client_id)?;
+        self.sessions.get(key).map(view)
+    }
+
+    /// Every session, oldest first.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.sessions.iter_by_age().into_iter().map(view).collect()
+    }
+
+    fn advance(&mut self, now: Time) -> Time {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn timestamp(&self, now: Time) -> String {
+        self.clock.timestamp(now)
+    }
+
+    fn on_http(&mut self, now: Time, request: RequestId, http: HttpRequest) {
+        let routed = http_api::route(&http, &self.config);
+        if self.shutting_down {
+            let reply = Reply::error(503, "the server is shutting down");
+            return self.reply(request, Some(routed.route), reply);
+        }
+        match routed.command {
+            Ok(command) => self.run_command(now, request, Some(routed.route), command),
+            Err(reply) => self.reply(request, Some(routed.route), reply),
+        }
+    }
+
+    fn reply(&mut self, request: RequestId, route: Option<&'static str>, reply: Reply) {
+        if let Some(route) = route {
+            *self
+                .counters
+                .http_requests
+                .entry((route, reply.status))
+                .or_default() += 1;
+        }
+        self.outputs.push_back(Output::Reply { request, reply });
+    }
+
+    fn run_command(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        route: Option<&'static str>,
+        command: Command,
+    ) {
+        if self.shutting_down {
+            return self.reply(
+                request,
+                route,
+                Reply::error(503, "the server is shutting down"),
+            );
+        }
+        let reply = match command {
+            Command::Handshake {
+                client_type,
+                protocol_version,
+                client_id,
+                client_name,
+            } => self.handshake(
+                now,
+                client_type,
+                &protocol_version,
+                client_id.as_deref(),
+                client_name,
+            ),
+            Command::Poll { client_id, wait } => {
+                match self.poll(now, request, route.is_some(), client_id, wait) {
+                    Some(reply) => reply,
+                    None => return,
+                }
+            }
+            Command::Send { client_id, message } => self.http_send(now, client_id, message),
+            Command::Disconnect {
+                client_id,
+                initiator,
+            } => self.disconnect(client_id, initiator),
+            Command::Broadcast {
+                message,
+                channel,
+                client_type,
+            } => self.broadcast(now, message, channel.as_deref(), client_type.as_deref()),
+            Command::SendTo { client_id, message } => self.send_to(now, client_id, message),
+            Command::Publish { events } => self.publish_events(now, events),
+            Command::Cleanup { idle_for } => self.cleanup(now, idle_for),
+            Command::ListClients => self.list_clients(now),
+            Command::Status => Reply::json(200, self.status_json(now, true).to_string()),
+            Command::Stats => Reply::json(200, self.status_json(now, false).to_string()),
+            Command::Health => self.health(now),
+            Command::Metrics => self.metrics(now),
+        };
+        self.reply(request, route, reply);
+    }
+}
+
+fn view(session: &Session) -> SessionView {
+    SessionView {
+        client_id: session.id,
+        client_type: session.client_type.clone(),
+        client_name: session.client_name.clone(),
+        attached: match session.transport {
+            Transport::Detached => None,
+            Transport::PendingPoll { .. } => Some(TransportKind::Polling),
+            Transport::WebSocket { .. } => Some(TransportKind::Websocket),
+        },
+        subscriptions: session.subscriptions.iter().cloned().collect(),
+        queued: session.queue.len(),
+        unreported_drops: session.queue.unreported_drops(),
+        connected_at: session.connected_at,
+        last_activity: session.last_activity,
+    }
+}

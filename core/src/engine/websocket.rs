@@ -1,0 +1,209 @@
+//! The WebSocket transport: open, frames, the write window, resume by `register`, close.
+
+use super::messages::{optional_str, validate_label};
+use super::*;
+
+impl Engine {
+    pub(super) fn on_ws_open(&mut self, now: Time, conn: ConnId, upgrade: &HttpRequest) {
+        let (path, _) = http_api::split_target(&upgrade.target);
+        let refusal = if self.shutting_down {
+            Some(Reply::error(503, "the server is shutting down"))
+        } else if path != http_api::WEBSOCKET_PATH {
+            Some(Reply::error(
+                404,
+                &format!("no WebSocket endpoint at {path}; use /ws"),
+            ))
+        } else if self.sessions.key_of_conn(conn).is_some() {
+            Some(Reply::error(409, &format!("{conn} is already open")))
+        } else if self.sessions.len() >= self.config.max_clients {
+            Some(self.server_full())
+        } else {
+            None
+        };
+        if let Some(reply) = refusal {
+            self.outputs.push_back(Output::WsReject { conn, reply });
+            return;
+        }
+        self.outputs.push_back(Output::WsAccept { conn });
+        let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
+        self.sessions.attach_websocket(key, conn, 0);
+        self.touch(now, key);
+        let welcome = self.connection_established(now, key);
+        self.deliver(key, welcome);
+    }
+
+    pub(super) fn on_ws_text(&mut self, now: Time, conn: ConnId, text: &str) {
+        let Some(key) = self.sessions.key_of_conn(conn) else {
+            return;
+        };
+        self.touch(now, key);
+        if text.len() > self.config.max_frame_bytes {
+            let problem = format!(
+                "message is {} bytes; the limit is {}",
+                text.len(),
+                self.config.max_frame_bytes
+            );
+            return self.send_error(now, key, &problem);
+        }
+        let message: Value = match serde_json::from_str(text) {
+            Ok(message) => message,
+            Err(err) => return self.send_error(now, key, &format!("invalid JSON: {err}")),
+        };
+        if let Some(target) = self.resume_target(key, &message) {
+            return self.resume_over_websocket(now, key, conn, target, &message);
+        }
+        match self.client_message(now, key, message, Via::WebSocket) {
+            Ok(reply) => self.deliver(key, reply.into()),
+            Err(problem) => self.send_error(now, key, &problem),
+        }
+    }
+
+    /// The live session a WebSocket `register` asks to resume, if any.
+    pub(super) fn resume_target(&self, key: SessionKey, message: &Value) -> Option<SessionKey> {
+        if message.get("type").and_then(Value::as_str) != Some("register") {
+            return None;
+        }
+        let id: ClientId = message.get("client_id")?.as_str()?.parse().ok()?;
+        let target = self.sessions.key_of(&id)?;
+        (target != key).then_some(target)
+    }
+
+    /// Moves the connection from its fresh session `fresh` to the resumed session `target`:
+    /// subscriptions made on the fresh session are kept, the fresh session ends, the target's
+    /// previous transport is closed or answered, and its queued messages follow the reply.
+    pub(super) fn resume_over_websocket(
+        &mut self,
+        now: Time,
+        fresh: SessionKey,
+        conn: ConnId,
+        target: SessionKey,
+        message: &Value,
+    ) {
+        let map = message.as_object().expect("register is an object");
+        if let Err(problem) = ["client_type", "client_name"]
+            .iter()
+            .try_for_each(|field| optional_str(map, field).map(drop))
+            .and_then(|()| match optional_str(map, "client_type")? {
+                Some(client_type) => validate_label("client_type", client_type),
+                None => Ok(()),
+            })
+        {
+            return self.send_error(now, fresh, &problem);
+        }
+        self.release_transport(now, target, "session resumed on another connection");
+        let in_flight = match self.sessions.get(fresh).map(|s| &s.transport) {
+            Some(Transport::WebSocket { in_flight, .. }) => *in_flight,
+            _ => 0,
+        };
+        let carried: Vec<String> = self
+            .sessions
+            .get(fresh)
+            .map(|s| s.subscriptions.iter().cloned().collect())
+            .unwrap_or_default();
+        self.sessions.detach(fresh);
+        self.end_session(fresh, CloseReason::MergedIntoResumed);
+        // Subscriptions made before `register` are kept, within the per-client limit.
+        let room = self.config.max_subscriptions;
+        let session = self.sessions.get_mut(target).expect("resume target");
+        for channel in carried {
+            if session.subscriptions.len() >= room {
+                break;
+            }
+            if session.subscriptions.insert(channel.clone()) {
+                self.channels.subscribe(&channel, target);
+            }
+        }
+        self.sessions.attach_websocket(target, conn, in_flight);
+        let session = self.sessions.get_mut(target).expect("resume target");
+        if let Some(client_type) = map.get("client_type").and_then(Value::as_str) {
+            session.client_type = client_type.to_string();
+        }
+        if let Some(client_name) = map.get("client_name").and_then(Value::as_str) {
+            session.client_name = Some(client_name.to_string());
+        }
+        let client_id = session.id;
+        self.counters.sessions_resumed += 1;
+        self.outputs
+            .push_back(Output::Session(SessionEvent::Resumed {
+                client_id,
+                transport: TransportKind::Websocket,
+            }));
+        self.touch(now, target);
+        // The reply goes out ahead of the backlog so the client knows what follows.
+        let registered = self.registered_json(now, target, true);
+        self.emit_frame(target, registered.into());
+        self.flush_websocket(now, target);
+    }
+
+    pub(super) fn on_ws_written(&mut self, now: Time, key: SessionKey, frames: usize) {
+        if let Some(Session {
+            transport: Transport::WebSocket { in_flight, .. },
+            ..
+        }) = self.sessions.get_mut(key)
+        {
+            *in_flight = in_flight.saturating_sub(frames);
+        }
+        self.flush_websocket(now, key);
+    }
+
+    /// Moves queued messages into the write window, preceded by a `messages_dropped` notice
+    /// when some were lost.
+    pub(super) fn flush_websocket(&mut self, now: Time, key: SessionKey) {
+        let window = self.config.ws_write_window.max(1);
+        loop {
+            let Some(session) = self.sessions.get_mut(key) else {
+                return;
+            };
+            let Transport::WebSocket { in_flight, .. } = session.transport else {
+                return;
+            };
+            if in_flight >= window {
+                return;
+            }
+            let frame: Arc<str> = if session.queue.unreported_drops() > 0 {
+                let dropped = session.queue.take_unreported_drops();
+                json!({"type": "messages_dropped", "dropped": dropped,
+                       "timestamp": self.clock.timestamp(now)})
+                .to_string()
+                .into()
+            } else {
+                match session.queue.pop() {
+                    Some(frame) => frame,
+                    None => return,
+                }
+            };
+            self.emit_frame(key, frame);
+        }
+    }
+
+    /// Hands one frame to the WebSocket writer.
+    pub(super) fn emit_frame(&mut self, key: SessionKey, frame: Arc<str>) {
+        let session = self.sessions.get_mut(key).expect("live session");
+        if let Transport::WebSocket { conn, in_flight } = &mut session.transport {
+            *in_flight += 1;
+            self.counters.delivered += 1;
+            self.outputs
+                .push_back(Output::WsFrame { conn: *conn, frame });
+        }
+    }
+
+    pub(super) fn on_ws_closed(&mut self, now: Time, conn: ConnId, code: Option<u16>) {
+        let Some(key) = self.sessions.key_of_conn(conn) else {
+            return;
+        };
+        self.sessions.detach(key);
+        self.set_timer(key, TimerKind::Ping, None);
+        if code == Some(close_code::NORMAL) {
+            return self.end_session(key, CloseReason::WebSocketClosed);
+        }
+        self.touch(now, key);
+        let client_id = self.sessions.get(key).expect("live session").id;
+        self.outputs
+            .push_back(Output::Session(SessionEvent::Detached { client_id }));
+    }
+
+    pub(super) fn send_error(&mut self, now: Time, key: SessionKey, problem: &str) {
+        let frame = json!({"type": "error", "error": problem, "timestamp": self.timestamp(now)});
+        self.deliver(key, frame.to_string().into());
+    }
+}
