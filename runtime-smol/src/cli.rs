@@ -1,0 +1,213 @@
+//! Command-line flags and `LIVEBRIDGE_*` environment variables for every setting.
+
+use crate::ServerConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use livebridge_core::{Config, SlowConsumerPolicy};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// livebridge: a real-time event hub for WebSocket and HTTP long-poll clients.
+#[derive(Debug, Parser)]
+#[command(name = "livebridge", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+/// What a slow WebSocket client gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SlowConsumer {
+    /// Drop its oldest queued messages and tell it how many.
+    DropOldest,
+    /// Close its socket with 1008; it may resume.
+    Disconnect,
+}
+
+/// Settings of `livebridge serve`. Durations take units (`250ms`, `3s`, `5m`); sizes take
+/// `B`, `KiB` or `MiB`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Keep it on loopback unless clients are remote.
+    #[arg(long, env = "LIVEBRIDGE_BIND", default_value = "127.0.0.1:5100")]
+    pub bind: SocketAddr,
+    /// Messages a client may have waiting; beyond it the oldest is dropped (and reported).
+    #[arg(long, env = "LIVEBRIDGE_QUEUE_LIMIT", default_value = "100")]
+    pub queue_limit: usize,
+    /// Idle time after which a session is evicted.
+    #[arg(long, env = "LIVEBRIDGE_STALE_AFTER", default_value = "5m", value_parser = parse_duration)]
+    pub stale_after: Duration,
+    /// Longest wait a long poll may ask for.
+    #[arg(long, env = "LIVEBRIDGE_LONG_POLL_MAX", default_value = "30s", value_parser = parse_duration)]
+    pub long_poll_max: Duration,
+    /// Silence after which a WebSocket client is pinged.
+    #[arg(long, env = "LIVEBRIDGE_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Frames handed to a WebSocket writer before the session queue takes over.
+    #[arg(long, env = "LIVEBRIDGE_WS_WRITE_WINDOW", default_value = "64")]
+    pub ws_write_window: usize,
+    /// What happens to a WebSocket client that cannot keep up.
+    #[arg(
+        long,
+        env = "LIVEBRIDGE_SLOW_CONSUMER",
+        value_enum,
+        default_value = "drop-oldest"
+    )]
+    pub slow_consumer: SlowConsumer,
+    /// Largest HTTP request body.
+    #[arg(long, env = "LIVEBRIDGE_MAX_BODY", default_value = "64KiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// Largest WebSocket message.
+    #[arg(long, env = "LIVEBRIDGE_MAX_FRAME", default_value = "64KiB", value_parser = parse_size)]
+    pub max_frame: usize,
+    /// Largest HTTP request head (request line and headers).
+    #[arg(long, env = "LIVEBRIDGE_MAX_HEAD", default_value = "16KiB", value_parser = parse_size)]
+    pub max_head: usize,
+    /// Sessions held at once.
+    #[arg(long, env = "LIVEBRIDGE_MAX_CLIENTS", default_value = "10000")]
+    pub max_clients: usize,
+    /// Channels one client may subscribe to.
+    #[arg(long, env = "LIVEBRIDGE_MAX_SUBSCRIPTIONS", default_value = "64")]
+    pub max_subscriptions: usize,
+    /// Longest channel name, in bytes.
+    #[arg(long, env = "LIVEBRIDGE_MAX_CHANNEL_NAME", default_value = "64")]
+    pub max_channel_name: usize,
+    /// Events in one POST /api/events.
+    #[arg(long, env = "LIVEBRIDGE_MAX_BATCH_EVENTS", default_value = "1000")]
+    pub max_batch_events: usize,
+    /// Executor threads (default: one per core).
+    #[arg(long, env = "LIVEBRIDGE_THREADS")]
+    pub threads: Option<usize>,
+    /// How long shutdown waits for connections to close.
+    #[arg(long, env = "LIVEBRIDGE_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log level or filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
+    #[arg(long, env = "LIVEBRIDGE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl ServeArgs {
+    /// The settings with every flag at its default (environment variables apply).
+    pub fn defaults() -> ServeArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::parse_from(["livebridge"]).args
+    }
+
+    /// The server configuration these flags describe.
+    pub fn server_config(&self) -> ServerConfig {
+        let defaults = ServerConfig::default();
+        ServerConfig {
+            bind: self.bind,
+            engine: Config {
+                queue_limit: self.queue_limit,
+                stale_after: self.stale_after,
+                long_poll_max: self.long_poll_max,
+                ping_interval: self.ping_interval,
+                ws_write_window: self.ws_write_window,
+                slow_consumer: match self.slow_consumer {
+                    SlowConsumer::DropOldest => SlowConsumerPolicy::DropOldest,
+                    SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
+                },
+                max_body_bytes: self.max_body,
+                max_frame_bytes: self.max_frame,
+                max_subscriptions: self.max_subscriptions,
+                max_channel_name_bytes: self.max_channel_name,
+                max_clients: self.max_clients,
+                max_batch_events: self.max_batch_events,
+            },
+            max_head_bytes: self.max_head,
+            threads: self.threads.unwrap_or(defaults.threads),
+            shutdown_grace: self.shutdown_grace,
+            ..defaults
+        }
+    }
+}
+
+/// `250ms`, `3s`, `5m`, `1h 30m`...
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 250ms, 3s, 5m)"))
+}
+
+/// `65536`, `64KiB`, `1MiB` (also `KB`/`K` and `MB`/`M`, as powers of 1024).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (examples: 65536, 64KiB, 1MiB)"))?;
+    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        other => return Err(format!("unknown size unit {other:?} (use B, KiB or MiB)")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_defaults_are_the_documented_engine_defaults() {
+        let args = ServeArgs::defaults();
+        let config = args.server_config();
+        assert_eq!(config.engine, Config::default());
+        let server = ServerConfig::default();
+        assert_eq!(config.bind, server.bind);
+        assert_eq!(config.max_head_bytes, server.max_head_bytes);
+        assert_eq!(config.shutdown_grace, server.shutdown_grace);
+    }
+
+    #[test]
+    fn durations_and_sizes_parse_with_units() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::parse_from([
+            "livebridge",
+            "serve",
+            "--queue-limit",
+            "5",
+            "--stale-after",
+            "3s",
+            "--slow-consumer",
+            "disconnect",
+            "--max-frame",
+            "1KiB",
+        ]);
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve")
+        };
+        let config = args.server_config();
+        assert_eq!(config.engine.queue_limit, 5);
+        assert_eq!(config.engine.stale_after, Duration::from_secs(3));
+        assert_eq!(config.engine.slow_consumer, SlowConsumerPolicy::Disconnect);
+        assert_eq!(config.engine.max_frame_bytes, 1024);
+    }
+}

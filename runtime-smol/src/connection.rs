@@ -1,0 +1,232 @@
+//! One accepted TCP connection: HTTP requests through the framer and async-h1, or a WebSocket
+//! after an upgrade, with every refusal answered in JSON before the connection closes.
+
+use crate::framer::{FramedIo, Head, HttpLimits, Stop};
+use crate::websocket::{ConnCommand, WsLimits, WsPeer, run_websocket, ws_config};
+use async_channel::Receiver;
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::handshake::server::create_response;
+use async_tungstenite::tungstenite::http;
+use async_tungstenite::tungstenite::protocol::Role;
+use futures_lite::AsyncWriteExt;
+use http_types::{Response, StatusCode};
+use livebridge_core::{ConnId, HttpRequest, Reply, RequestBody};
+use smol::net::TcpStream;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tracing::debug;
+
+/// A boxed future, as the [`Backend`] trait returns them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a connection talks to: the hub, or the Autobahn echo service.
+pub trait Backend: WsPeer + Send + Sync + 'static {
+    /// Answers an HTTP request; `None` when `peer_gone` completed first.
+    fn http<'a>(
+        &'a self,
+        http: HttpRequest,
+        peer_gone: BoxFuture<'a, ()>,
+    ) -> BoxFuture<'a, Option<Reply>>;
+
+    /// Accepts or refuses a WebSocket upgrade.
+    fn open_websocket(
+        &self,
+        upgrade: HttpRequest,
+    ) -> Result<(ConnId, Receiver<ConnCommand>), Reply>;
+}
+
+/// Limits of one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// HTTP limits.
+    pub http: HttpLimits,
+    /// WebSocket limits.
+    pub ws: WsLimits,
+}
+
+/// Serves one connection until it closes.
+pub async fn serve_connection<B: Backend>(
+    stream: TcpStream,
+    backend: Arc<B>,
+    limits: ConnectionLimits,
+) {
+    // Without TCP_NODELAY every small response waits ~40 ms for the peer's delayed ACK.
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%error, "could not set TCP_NODELAY");
+    }
+    let io = FramedIo::new(stream.clone(), limits.http);
+    let endpoint = {
+        let backend = backend.clone();
+        let io = io.clone();
+        move |request: http_types::Request| {
+            let backend = backend.clone();
+            let io = io.clone();
+            async move { answer(request, &*backend, &io).await }
+        }
+    };
+    let served = async_h1::accept(io.clone(), endpoint).await;
+    let (stop, buffered) = io.finish();
+    let mut stream = stream;
+    if let Err(error) = served {
+        // async-h1 refused the request before answering it (or the socket failed, in which
+        // case this write fails too).
+        if !matches!(stop, Stop::Eof) || !buffered.is_empty() {
+            debug!(%error, "async-h1 refused a request");
+        }
+        let reply = Reply::error(400, &format!("malformed request: {error}"));
+        write_reply(&mut stream, &reply).await;
+        return;
+    }
+    match stop {
+        Stop::Eof => {}
+        Stop::Malformed(status, text) => {
+            write_reply(&mut stream, &Reply::error(status, &text)).await
+        }
+        Stop::BodyRefused(head, declared) => {
+            let body = match declared {
+                Some(declared) => RequestBody::TooLarge { declared },
+                None => RequestBody::LengthRequired,
+            };
+            let request = to_request(head, body);
+            let never: BoxFuture<'_, ()> = Box::pin(futures_lite::future::pending());
+            if let Some(reply) = backend.http(request, never).await {
+                write_reply(&mut stream, &reply).await;
+            }
+        }
+        Stop::Upgrade(head) => upgrade(stream, buffered, head, backend, limits.ws).await,
+    }
+}
+
+async fn upgrade<B: Backend>(
+    mut stream: TcpStream,
+    buffered: Vec<u8>,
+    head: Head,
+    backend: Arc<B>,
+    limits: WsLimits,
+) {
+    // tungstenite's own server handshake refuses bytes that follow the request ("junk after
+    // request"), so a frame sent in the same packet would be lost. Validate and answer the
+    // handshake with tungstenite's helpers, then hand it the bytes that followed.
+    let (response, head_length) = match handshake_response(&buffered) {
+        Ok(accepted) => accepted,
+        Err(problem) => {
+            let reply = Reply::error(400, &format!("WebSocket handshake failed: {problem}"));
+            return write_reply(&mut stream, &reply).await;
+        }
+    };
+    let (conn, commands) = match backend.open_websocket(to_request(head, RequestBody::default())) {
+        Ok(accepted) => accepted,
+        Err(reply) => return write_reply(&mut stream, &reply).await,
+    };
+    if let Err(error) = stream.write_all(response.as_bytes()).await {
+        debug!(%conn, %error, "could not answer the upgrade");
+        return backend.on_closed(conn, None);
+    }
+    let rest = buffered[head_length..].to_vec();
+    let ws =
+        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(&limits)))
+            .await;
+    run_websocket(ws, conn, commands, backend, limits).await;
+}
+
+/// Validates an upgrade request with tungstenite and returns the `101` response to send and
+/// the length of the request head.
+fn handshake_response(buffered: &[u8]) -> Result<(String, usize), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_length = match parsed.parse(buffered) {
+        Ok(httparse::Status::Complete(length)) => length,
+        _ => return Err("malformed upgrade request".to_string()),
+    };
+    let mut request = http::Request::builder()
+        .method(parsed.method.unwrap_or("GET"))
+        .uri(parsed.path.unwrap_or("/"))
+        .version(http::Version::HTTP_11);
+    for header in parsed.headers.iter() {
+        request = request.header(header.name, header.value);
+    }
+    let request = request.body(()).map_err(|e| e.to_string())?;
+    let response = create_response(&request).map_err(|e| e.to_string())?;
+    let mut text = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in response.headers() {
+        text.push_str(name.as_str());
+        text.push_str(": ");
+        text.push_str(value.to_str().map_err(|e| e.to_string())?);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    Ok((text, head_length))
+}
+
+fn to_request(head: Head, body: RequestBody) -> HttpRequest {
+    HttpRequest {
+        method: head.method,
+        target: head.target,
+        host: head.host,
+        origin: head.origin,
+        body,
+    }
+}
+
+/// The async-h1 endpoint: hands the request to the backend and converts the reply.
+async fn answer<B: Backend>(
+    mut request: http_types::Request,
+    backend: &B,
+    io: &FramedIo,
+) -> http_types::Result<Response> {
+    let url = request.url();
+    let target = match url.query() {
+        Some(query) => format!("{}?{}", url.path(), query),
+        None => url.path().to_string(),
+    };
+    let header = |name: &str| request.header(name).map(|v| v.as_str().to_string());
+    let host = header("host");
+    let origin = header("origin");
+    let method = request.method().to_string();
+    let body = request.body_bytes().await?;
+    debug!(%method, %target, "request");
+    let http = HttpRequest {
+        method,
+        target,
+        host,
+        origin,
+        body: RequestBody::Complete(body),
+    };
+    let peer_gone: BoxFuture<'_, ()> = Box::pin(io.peer_closed());
+    let Some(reply) = backend.http(http, peer_gone).await else {
+        return Err(http_types::Error::from_str(
+            StatusCode::BadRequest,
+            "client went away",
+        ));
+    };
+    let status = StatusCode::try_from(reply.status).unwrap_or(StatusCode::InternalServerError);
+    let mut response = Response::new(status);
+    response.set_body(reply.body);
+    response.insert_header("content-type", reply.content_type.as_str());
+    for (name, value) in &reply.headers {
+        response.insert_header(name.as_str(), value.as_str());
+    }
+    Ok(response)
+}
+
+/// Writes a reply outside async-h1 (refusals before or instead of a request) and closes.
+pub async fn write_reply(stream: &mut TcpStream, reply: &Reply) {
+    let reason = StatusCode::try_from(reply.status)
+        .map(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        reply.status,
+        reply.content_type.as_str(),
+        reply.body.len()
+    );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(&reply.body);
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}

@@ -1,0 +1,386 @@
+//! The byte stream async-h1 reads from: it owns the connection's read buffer and hands
+//! async-h1 one request at a time.
+//!
+//! async-h1 2.3 starts a fresh `BufReader` for every request, so bytes read past the end of a
+//! request (a pipelined request, or a WebSocket frame sent with the upgrade) would be lost
+//! with it. The framer parses each request head itself (httparse) to learn where the request
+//! ends, and never lets a read cross that boundary. At the boundary it also:
+//!
+//! - stops at a WebSocket upgrade, leaving the upgrade request and anything after it in the
+//!   buffer for async-tungstenite to read;
+//! - rewrites an `HTTP/1.0` request line to 1.1 (which async-h1 refuses) and closes the
+//!   connection after the answer, as HTTP/1.0 expects;
+//! - answers `Expect: 100-continue` itself and hides the header, so async-h1 does not start
+//!   its global executor to do it;
+//! - stops at bodies it will not read (chunked, or over the size limit) and at malformed or
+//!   oversized heads, so the caller answers them and closes.
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use smol::net::TcpStream;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+
+/// Limits of the HTTP layer.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Largest request head (request line and headers).
+    pub max_head_bytes: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+/// The head of a request, as far as the caller needs it.
+#[derive(Clone, Debug, Default)]
+pub struct Head {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// `Host` header.
+    pub host: Option<String>,
+    /// `Origin` header.
+    pub origin: Option<String>,
+    /// `Content-Length`, when given.
+    pub content_length: Option<u64>,
+}
+
+/// Why the framer stopped handing out requests.
+#[derive(Debug)]
+pub enum Stop {
+    /// The client closed the connection (or it failed).
+    Eof,
+    /// A WebSocket upgrade request; it is still in the buffer.
+    Upgrade(Head),
+    /// A body that is chunked (`None`) or larger than the limit (`Some(length)`).
+    BodyRefused(Head, Option<u64>),
+    /// A request that cannot be handed to async-h1; answer 400 (or 431) with this text.
+    Malformed(u16, String),
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+struct Framer {
+    stream: TcpStream,
+    limits: HttpLimits,
+    buf: Vec<u8>,
+    /// Start of the bytes not yet handed out.
+    start: usize,
+    /// Bytes of the current request not yet handed out.
+    remaining: u64,
+    /// Hand out no request after the current one (HTTP/1.0, `Connection: close`).
+    last_request: bool,
+    stop: Option<Stop>,
+    /// A `100 Continue` to send before handing out the body.
+    pending_write: &'static [u8],
+}
+
+/// The connection as async-h1 sees it: reads go through the framer, writes straight to the
+/// socket. Cloning shares the framer.
+#[derive(Clone)]
+pub struct FramedIo {
+    framer: Arc<Mutex<Framer>>,
+    stream: TcpStream,
+}
+
+impl FramedIo {
+    /// Wraps a freshly accepted connection.
+    pub fn new(stream: TcpStream, limits: HttpLimits) -> Self {
+        FramedIo {
+            framer: Arc::new(Mutex::new(Framer {
+                stream: stream.clone(),
+                limits,
+                buf: Vec::new(),
+                start: 0,
+                remaining: 0,
+                last_request: false,
+                stop: None,
+                pending_write: &[],
+            })),
+            stream,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Framer> {
+        self.framer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the framer stopped, and the bytes it still holds (an upgrade request and what
+    /// followed it). Call after async-h1 has returned.
+    pub fn finish(&self) -> (Stop, Vec<u8>) {
+        let mut framer = self.lock();
+        let start = framer.start;
+        let rest = framer.buf.split_off(start);
+        (framer.stop.take().unwrap_or(Stop::Eof), rest)
+    }
+
+    /// Completes when the client closes the connection. Meant to be raced against a long
+    /// poll: bytes that arrive meanwhile (a pipelined request) are kept for later.
+    pub async fn peer_closed(&self) {
+        futures_lite::future::poll_fn(|cx| self.lock().poll_peer_closed(cx)).await
+    }
+}
+
+impl Framer {
+    fn poll_peer_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if matches!(self.stop, Some(Stop::Eof)) {
+                return Poll::Ready(());
+            }
+            if self.buf.len() - self.start >= self.limits.max_head_bytes + 4096 {
+                // Enough read ahead; stop watching rather than buffer without bound.
+                return Poll::Pending;
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) | Err(_) => {
+                    self.stop = Some(Stop::Eof);
+                    return Poll::Ready(());
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads more bytes from the socket into the buffer.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + 4096, 0);
+        let result = Pin::new(&mut self.stream).poll_read(cx, &mut self.buf[old..]);
+        let read = match &result {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.buf.truncate(old + read);
+        result
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            while !self.pending_write.is_empty() {
+                let n = ready!(Pin::new(&mut self.stream).poll_write(cx, self.pending_write))?;
+                self.pending_write = &self.pending_write[n..];
+            }
+            if self.remaining > 0 {
+                let buffered = self.buf.len() - self.start;
+                let want = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(out.len());
+                if buffered > 0 {
+                    let n = want.min(buffered);
+                    out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+                    self.start += n;
+                    self.remaining -= n as u64;
+                    return Poll::Ready(Ok(n));
+                }
+                // Nothing buffered: read the body straight into async-h1's buffer.
+                let n = ready!(Pin::new(&mut self.stream).poll_read(cx, &mut out[..want]))?;
+                if n == 0 {
+                    self.stop = Some(Stop::Eof);
+                }
+                self.remaining -= n as u64;
+                return Poll::Ready(Ok(n));
+            }
+            if self.stop.is_some() || self.last_request {
+                return Poll::Ready(Ok(0));
+            }
+            match self.parse_head() {
+                Parsed::Request { length } => self.remaining = length,
+                Parsed::Stopped(stop) => {
+                    self.stop = Some(stop);
+                    return Poll::Ready(Ok(0));
+                }
+                Parsed::Partial => {
+                    if self.buf.len() - self.start > self.limits.max_head_bytes {
+                        let text = format!(
+                            "request head larger than {} bytes",
+                            self.limits.max_head_bytes
+                        );
+                        self.stop = Some(Stop::Malformed(431, text));
+                        return Poll::Ready(Ok(0));
+                    }
+                    match ready!(self.poll_fill(cx)) {
+                        Ok(0) | Err(_) => {
+                            self.stop = Some(Stop::Eof);
+                            return Poll::Ready(Ok(0));
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses the head at the start of the buffer and decides what to do with the request.
+    fn parse_head(&mut self) -> Parsed {
+        // Empty lines before a request are allowed (RFC 9112 §2.2).
+        while self.buf[self.start..].starts_with(b"\r\n") {
+            self.start += 2;
+        }
+        while self.buf[self.start..].starts_with(b"\n") {
+            self.start += 1;
+        }
+        let data = &self.buf[self.start..];
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        let head_length = match request.parse(data) {
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Ok(httparse::Status::Complete(length)) if length > self.limits.max_head_bytes => {
+                let text = format!(
+                    "request head larger than {} bytes",
+                    self.limits.max_head_bytes
+                );
+                return Parsed::Stopped(Stop::Malformed(431, text));
+            }
+            Ok(httparse::Status::Complete(length)) => length,
+            Err(error) => {
+                return Parsed::Stopped(Stop::Malformed(
+                    400,
+                    format!("malformed request: {error}"),
+                ));
+            }
+        };
+        let mut head = Head {
+            method: request.method.unwrap_or_default().to_string(),
+            target: request.path.unwrap_or_default().to_string(),
+            ..Head::default()
+        };
+        let http10 = request.version == Some(0);
+        let mut upgrade_websocket = false;
+        let mut connection_upgrade = false;
+        let mut close = false;
+        let mut chunked = false;
+        let mut other_encoding = false;
+        let mut expect_at = None;
+        let mut lengths: Vec<&[u8]> = Vec::new();
+        for header in request.headers.iter() {
+            let name = header.name;
+            let value = String::from_utf8_lossy(header.value);
+            if name.eq_ignore_ascii_case("host") {
+                head.host = Some(value.trim().to_string());
+            } else if name.eq_ignore_ascii_case("origin") {
+                head.origin = Some(value.trim().to_string());
+            } else if name.eq_ignore_ascii_case("content-length") {
+                lengths.push(header.value);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                if value.trim().eq_ignore_ascii_case("chunked") {
+                    chunked = true;
+                } else {
+                    other_encoding = true;
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in value.split(',') {
+                    let token = token.trim();
+                    close |= token.eq_ignore_ascii_case("close");
+                    connection_upgrade |= token.eq_ignore_ascii_case("upgrade");
+                }
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                upgrade_websocket |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
+            } else if name.eq_ignore_ascii_case("expect")
+                && value.trim().eq_ignore_ascii_case("100-continue")
+            {
+                expect_at = Some(name.as_ptr() as usize - data.as_ptr() as usize);
+            }
+        }
+        let request_line_end = data.iter().position(|&b| b == b'\n').unwrap_or(0);
+        if head.host.is_none() {
+            return Parsed::Stopped(Stop::Malformed(400, "missing Host header".to_string()));
+        }
+        if !head.target.starts_with('/') {
+            let text = format!("request target must be a path: {:?}", head.target);
+            return Parsed::Stopped(Stop::Malformed(400, text));
+        }
+        if upgrade_websocket && connection_upgrade {
+            return Parsed::Stopped(Stop::Upgrade(head));
+        }
+        if other_encoding {
+            let text = "unsupported Transfer-Encoding (only chunked is understood)".to_string();
+            return Parsed::Stopped(Stop::Malformed(400, text));
+        }
+        if chunked {
+            return Parsed::Stopped(Stop::BodyRefused(head, None));
+        }
+        let length = match parse_content_length(&lengths) {
+            Ok(length) => length,
+            Err(text) => return Parsed::Stopped(Stop::Malformed(400, text)),
+        };
+        head.content_length = length;
+        let length = length.unwrap_or(0);
+        if length > self.limits.max_body_bytes as u64 {
+            return Parsed::Stopped(Stop::BodyRefused(head, Some(length)));
+        }
+        // Edits in place, same length: the request async-h1 reads is otherwise unchanged.
+        if http10 {
+            let line = &mut self.buf[self.start..self.start + request_line_end];
+            let line_length = line.strip_suffix(b"\r").map_or(line.len(), <[u8]>::len);
+            line[line_length - 1] = b'1';
+            self.last_request = true;
+        }
+        if let Some(offset) = expect_at {
+            let at = self.start + offset;
+            self.buf[at..at + 6].copy_from_slice(b"X-Expt");
+            if length > 0 {
+                self.pending_write = CONTINUE;
+            }
+        }
+        self.last_request |= close;
+        Parsed::Request {
+            length: head_length as u64 + length,
+        }
+    }
+}
+
+enum Parsed {
+    Request { length: u64 },
+    Partial,
+    Stopped(Stop),
+}
+
+fn parse_content_length(values: &[&[u8]]) -> Result<Option<u64>, String> {
+    let mut length = None;
+    for value in values {
+        let parsed = std::str::from_utf8(value)
+            .ok()
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| "invalid Content-Length".to_string())?;
+        if length.is_some_and(|l| l != parsed) {
+            return Err("conflicting Content-Length headers".to_string());
+        }
+        length = Some(parsed);
+    }
+    Ok(length)
+}
+
+impl AsyncRead for FramedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.lock().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for FramedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}

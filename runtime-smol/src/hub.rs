@@ -1,0 +1,312 @@
+//! The engine on real time: one `livebridge_core::Engine` behind a mutex, the dispatch of its
+//! outputs to waiting HTTP requests and WebSocket writers, and the timer task that calls
+//! `handle_timeout` at `poll_timeout`.
+//!
+//! Every input follows the same three steps under the lock: feed it with the current time,
+//! drain `poll_output`, re-arm the timer if the next deadline moved earlier. No protocol rule
+//! lives here.
+
+use crate::clock::Clock;
+use crate::websocket::{ConnCommand, Incoming, WsPeer};
+use async_channel::{Receiver, Sender};
+use livebridge_core::{
+    ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent, Time,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tracing::{debug, info};
+
+/// Client ids from the operating system's random generator (UUID v4).
+struct OsRandomIds;
+
+impl IdSource for OsRandomIds {
+    fn next_id_bytes(&mut self) -> [u8; 16] {
+        uuid::Uuid::new_v4().into_bytes()
+    }
+}
+
+struct HubState {
+    engine: Engine,
+    /// Requests waiting for their reply.
+    replies: HashMap<RequestId, Sender<Reply>>,
+    /// Open WebSocket writers.
+    conns: HashMap<ConnId, Sender<ConnCommand>>,
+    /// The answer to the WebSocket upgrade being decided.
+    upgrade_decision: Option<Result<(), Reply>>,
+    next_request: u64,
+    next_conn: u64,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Time>,
+}
+
+/// The engine shared by every connection.
+pub struct Hub {
+    state: Mutex<HubState>,
+    clock: Clock,
+    timer_kick: Sender<()>,
+    timer_kicked: Receiver<()>,
+    /// WebSocket connections accepted and not yet ended (their close handshake included).
+    websockets: AtomicUsize,
+}
+
+impl Hub {
+    /// A hub around a new engine with `config`.
+    pub fn new(config: livebridge_core::Config) -> Arc<Hub> {
+        let clock = Clock::start();
+        let (anchor, unix_millis) = clock.anchor();
+        let engine = Engine::new(config, OsRandomIds, anchor, unix_millis);
+        let (timer_kick, timer_kicked) = async_channel::bounded(1);
+        Arc::new(Hub {
+            state: Mutex::new(HubState {
+                engine,
+                replies: HashMap::new(),
+                conns: HashMap::new(),
+                upgrade_decision: None,
+                next_request: 0,
+                next_conn: 0,
+                armed: None,
+            }),
+            clock,
+            timer_kick,
+            timer_kicked,
+            websockets: AtomicUsize::new(0),
+        })
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> livebridge_core::Config {
+        self.lock().engine.config().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Feeds one input and carries out what the engine asks.
+    pub fn input(&self, input: Input) {
+        let mut state = self.lock();
+        let now = self.clock.now();
+        state.engine.handle_input(now, input);
+        self.after_input(&mut state);
+    }
+
+    fn after_input(&self, state: &mut HubState) {
+        while let Some(output) = state.engine.poll_output() {
+            dispatch(state, output);
+        }
+        let next = state.engine.poll_timeout().map(|(at, _)| at);
+        if next.is_some() && (state.armed.is_none() || next < state.armed) {
+            state.armed = next;
+            let _ = self.timer_kick.try_send(());
+        }
+    }
+
+    /// Sends an HTTP request to the engine and waits for its reply. When `peer_gone`
+    /// completes first (the client closed the connection during a long poll), the request is
+    /// withdrawn and `None` returned.
+    pub async fn request(
+        &self,
+        http: HttpRequest,
+        peer_gone: impl Future<Output = ()>,
+    ) -> Option<Reply> {
+        let (tx, rx) = async_channel::bounded(1);
+        let request = {
+            let mut state = self.lock();
+            state.next_request += 1;
+            let request = RequestId(state.next_request);
+            state.replies.insert(request, tx);
+            let now = self.clock.now();
+            state
+                .engine
+                .handle_input(now, Input::Http { request, http });
+            self.after_input(&mut state);
+            request
+        };
+        if let Ok(reply) = rx.try_recv() {
+            return Some(reply);
+        }
+        let reply = futures_lite::future::or(async { rx.recv().await.ok() }, async {
+            peer_gone.await;
+            None
+        })
+        .await;
+        if reply.is_none() {
+            let withdrawn = self.lock().replies.remove(&request).is_some();
+            if withdrawn {
+                debug!(%request, "client went away before its reply");
+                self.input(Input::RequestAborted { request });
+            }
+        }
+        reply
+    }
+
+    /// Asks the engine to accept a WebSocket. On success returns the connection's id and the
+    /// commands its writer must carry out (starting with `connection_established`).
+    pub fn open_websocket(
+        &self,
+        upgrade: HttpRequest,
+    ) -> Result<(ConnId, Receiver<ConnCommand>), Reply> {
+        let mut state = self.lock();
+        state.next_conn += 1;
+        let conn = ConnId(state.next_conn);
+        let (tx, rx) = async_channel::unbounded();
+        state.conns.insert(conn, tx);
+        state.upgrade_decision = None;
+        let now = self.clock.now();
+        state
+            .engine
+            .handle_input(now, Input::WsOpen { conn, upgrade });
+        self.after_input(&mut state);
+        match state.upgrade_decision.take() {
+            Some(Ok(())) => {
+                self.websockets.fetch_add(1, Ordering::SeqCst);
+                Ok((conn, rx))
+            }
+            Some(Err(reply)) => {
+                state.conns.remove(&conn);
+                Err(reply)
+            }
+            None => {
+                state.conns.remove(&conn);
+                Err(Reply::error(500, "the engine did not decide the upgrade"))
+            }
+        }
+    }
+
+    /// Stops the engine: WebSockets get a 1001 close, pending polls their answer.
+    pub fn shutdown(&self) {
+        self.input(Input::Shutdown);
+    }
+
+    /// WebSocket connections that have not finished closing (for graceful shutdown).
+    pub fn open_connections(&self) -> usize {
+        self.websockets.load(Ordering::SeqCst)
+    }
+
+    /// Calls `handle_timeout` at each deadline the engine asks for, forever.
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            let deadline = {
+                let mut state = self.lock();
+                let next = state.engine.poll_timeout().map(|(at, _)| at);
+                state.armed = next;
+                next
+            };
+            let kicked = self.timer_kicked.recv();
+            match deadline {
+                Some(at) => {
+                    let timer = async {
+                        smol::Timer::at(self.clock.instant(at)).await;
+                    };
+                    futures_lite::future::or(timer, async {
+                        let _ = kicked.await;
+                    })
+                    .await;
+                }
+                None => {
+                    let _ = kicked.await;
+                }
+            }
+            let mut state = self.lock();
+            let now = self.clock.now();
+            if state.engine.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                state.engine.handle_timeout(now);
+                self.after_input(&mut state);
+            }
+        }
+    }
+}
+
+fn dispatch(state: &mut HubState, output: Output) {
+    match output {
+        Output::Reply { request, reply } => {
+            if let Some(waiting) = state.replies.remove(&request) {
+                let _ = waiting.try_send(reply);
+            }
+        }
+        Output::WsAccept { .. } => state.upgrade_decision = Some(Ok(())),
+        Output::WsReject { reply, .. } => state.upgrade_decision = Some(Err(reply)),
+        Output::WsFrame { conn, frame } => send_to_conn(state, conn, ConnCommand::Text(frame)),
+        Output::WsPing { conn } => send_to_conn(state, conn, ConnCommand::Ping),
+        Output::WsClose { conn, code, reason } => {
+            send_to_conn(state, conn, ConnCommand::Close { code, reason });
+            state.conns.remove(&conn);
+        }
+        Output::Session(event) => log_session_event(&event),
+    }
+}
+
+fn send_to_conn(state: &mut HubState, conn: ConnId, command: ConnCommand) {
+    if let Some(writer) = state.conns.get(&conn) {
+        // A closed channel means the writer already ended; its reader reports the close.
+        let _ = writer.try_send(command);
+    }
+}
+
+fn log_session_event(event: &SessionEvent) {
+    match event {
+        SessionEvent::Opened {
+            client_id,
+            client_type,
+            transport,
+        } => info!(%client_id, client_type, transport = transport.as_str(), "session opened"),
+        SessionEvent::Resumed {
+            client_id,
+            transport,
+        } => info!(%client_id, transport = transport.as_str(), "session resumed"),
+        SessionEvent::Detached { client_id } => {
+            info!(%client_id, "websocket detached; session kept")
+        }
+        SessionEvent::Closed {
+            client_id,
+            reason,
+            undelivered,
+            unreported_drops,
+        } => info!(%client_id, ?reason, undelivered, unreported_drops, "session closed"),
+    }
+}
+
+impl WsPeer for Hub {
+    fn on_message(&self, conn: ConnId, message: Incoming) {
+        let input = match message {
+            Incoming::Text(text) => Input::WsText { conn, text },
+            Incoming::Binary(bytes) => Input::WsBinary {
+                conn,
+                len: bytes.len(),
+            },
+            Incoming::Pong => Input::WsPong { conn },
+        };
+        self.input(input);
+    }
+
+    fn on_written(&self, conn: ConnId, frames: usize) {
+        self.input(Input::WsWritten { conn, frames });
+    }
+
+    fn on_closed(&self, conn: ConnId, code: Option<u16>) {
+        self.lock().conns.remove(&conn);
+        self.input(Input::WsClosed { conn, code });
+        self.websockets.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl crate::connection::Backend for Hub {
+    fn http<'a>(
+        &'a self,
+        http: HttpRequest,
+        peer_gone: crate::connection::BoxFuture<'a, ()>,
+    ) -> crate::connection::BoxFuture<'a, Option<Reply>> {
+        Box::pin(self.request(http, peer_gone))
+    }
+
+    fn open_websocket(
+        &self,
+        upgrade: HttpRequest,
+    ) -> Result<(ConnId, Receiver<ConnCommand>), Reply> {
+        Hub::open_websocket(self, upgrade)
+    }
+}

@@ -1,0 +1,216 @@
+//! # livebridge-smol
+//!
+//! The livebridge server: the `livebridge-core` engine wired to real sockets on one port.
+//! HTTP requests go through [`framer`] and async-h1; `GET /ws` upgrades go to
+//! async-tungstenite ([`websocket`]); the engine lives in the [`hub`]. Everything runs on a
+//! smol executor with one thread per core.
+//!
+//! ```no_run
+//! use livebridge_smol::{Server, ServerConfig};
+//! let server = Server::start(ServerConfig::default())?;
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+pub mod cli;
+pub mod clock;
+pub mod connection;
+pub mod framer;
+pub mod hub;
+pub mod websocket;
+
+use connection::{ConnectionLimits, serve_connection};
+use framer::HttpLimits;
+use hub::Hub;
+use smol::net::TcpListener;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+use websocket::WsLimits;
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:5100`.
+    pub bind: SocketAddr,
+    /// Protocol settings.
+    pub engine: livebridge_core::Config,
+    /// Largest HTTP request head. Default 16 KiB.
+    pub max_head_bytes: usize,
+    /// Executor threads. Default: one per available core.
+    pub threads: usize,
+    /// How long shutdown waits for WebSockets to close and replies to be written. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// How long a closing WebSocket waits for the client's close frame. Default 2 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5100)),
+            engine: livebridge_core::Config::default(),
+            max_head_bytes: 16 * 1024,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            shutdown_grace: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServerConfig {
+    fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            http: HttpLimits {
+                max_head_bytes: self.max_head_bytes,
+                max_body_bytes: self.engine.max_body_bytes,
+            },
+            ws: WsLimits {
+                max_message_bytes: self.engine.max_frame_bytes,
+                close_timeout: self.close_timeout,
+            },
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    stop: async_channel::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `config.bind` and starts serving on background threads.
+    pub fn start(config: ServerConfig) -> io::Result<Server> {
+        let listener = smol::block_on(TcpListener::bind(config.bind))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("livebridge".to_string())
+            .spawn(move || run(listener, config, stopped))?;
+        Ok(Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts down gracefully: WebSockets get a 1001 close, pending polls their answer, then
+    /// the threads stop.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        let _ = self.stop.try_send(());
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| io::Error::other("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.try_send(());
+        let _ = self.join();
+    }
+}
+
+/// Counts tasks that shutdown must let finish, and keeps one counted while alive.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn enter(counter: &Arc<AtomicUsize>) -> Busy {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Busy(counter.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Receiver<()>) {
+    let executor = Arc::new(smol::Executor::new());
+    let (workers_stop, workers_stopped) = async_channel::bounded::<()>(1);
+    let workers: Vec<_> = (1..config.threads.max(1))
+        .map(|index| {
+            let executor = executor.clone();
+            let workers_stopped = workers_stopped.clone();
+            std::thread::Builder::new()
+                .name(format!("livebridge-{index}"))
+                .spawn(move || smol::block_on(executor.run(workers_stopped.recv())))
+                .expect("spawn executor thread")
+        })
+        .collect();
+    let limits = config.limits();
+    smol::block_on(executor.run(async {
+        let hub = Hub::new(config.engine.clone());
+        executor.spawn(hub.clone().run_timers()).detach();
+        let connections = Arc::new(AtomicUsize::new(0));
+        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "livebridge listening");
+        loop {
+            let accepted = futures_lite::future::or(
+                async { Some(listener.accept().await) },
+                async {
+                    let _ = stopped.recv().await;
+                    None
+                },
+            )
+            .await;
+            match accepted {
+                Some(Ok((stream, peer))) => {
+                    debug!(%peer, "connection accepted");
+                    let hub = hub.clone();
+                    let busy = Busy::enter(&connections);
+                    executor
+                        .spawn(async move {
+                            serve_connection(stream, hub, limits).await;
+                            drop(busy);
+                        })
+                        .detach();
+                }
+                Some(Err(error)) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(%error, "accept failed");
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                }
+                None => break,
+            }
+        }
+        info!("shutting down");
+        drop(listener);
+        hub.shutdown();
+        // Idle keep-alive connections never finish by themselves; WebSockets and answers
+        // in flight do, and get the grace period to.
+        let deadline = Instant::now() + config.shutdown_grace;
+        while hub.open_connections() > 0 && Instant::now() < deadline {
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+        smol::Timer::after(Duration::from_millis(50)).await;
+        info!(
+            connections = connections.load(Ordering::SeqCst),
+            "stopped"
+        );
+    }));
+    drop(workers_stop);
+    for worker in workers {
+        let _ = worker.join();
+    }
+}

@@ -1,0 +1,331 @@
+//! Test helpers: a real server on an ephemeral port, a real HTTP client (ureq), a real
+//! WebSocket client (async-tungstenite over smol), and raw sockets for byte-level tests.
+
+#![allow(dead_code)]
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use futures_lite::StreamExt;
+use livebridge_smol::{Server, ServerConfig};
+use serde_json::Value;
+use smol::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub addr: SocketAddr,
+    agent: ureq::Agent,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::with(|_| {})
+    }
+
+    pub fn with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut config = ServerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            threads: 2,
+            ..ServerConfig::default()
+        };
+        adjust(&mut config);
+        let server = Server::start(config).expect("server starts");
+        let addr = server.local_addr();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .new_agent();
+        TestServer {
+            server: Some(server),
+            addr,
+            agent,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// An HTTP request; returns status and JSON body.
+    pub fn http(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let (status, text) = self.http_text(method, path, body.map(Value::to_string).as_deref());
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text:?}"));
+        (status, json)
+    }
+
+    /// An HTTP request with a raw body; returns status and body text.
+    pub fn http_text(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let url = self.url(path);
+        let response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call(),
+            ("POST", Some(body)) => self
+                .agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(body),
+            ("POST", None) => self.agent.post(&url).send_empty(),
+            ("PUT", _) => self.agent.put(&url).send_empty(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            other => panic!("unsupported {other:?}"),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("body");
+        (status, text)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.http("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.http("POST", path, Some(&body))
+    }
+
+    pub fn handshake(&self, client_type: &str) -> String {
+        let (status, reply) = self.post(
+            "/ws/handshake",
+            serde_json::json!({"client_type": client_type, "protocol_version": "1.0"}),
+        );
+        assert_eq!(status, 200, "{reply}");
+        reply["client_id"].as_str().unwrap().to_string()
+    }
+
+    pub fn send(&self, client_id: &str, message: Value) -> (u16, Value) {
+        self.post(
+            "/ws/send",
+            serde_json::json!({"client_id": client_id, "message": message}),
+        )
+    }
+
+    pub fn subscribe(&self, client_id: &str, channels: &[&str]) {
+        let (status, reply) = self.send(
+            client_id,
+            serde_json::json!({"type": "subscribe", "channels": channels}),
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    pub fn poll(&self, client_id: &str) -> Value {
+        let (status, reply) = self.get(&format!("/ws/poll?client_id={client_id}"));
+        assert_eq!(status, 200, "{reply}");
+        reply
+    }
+
+    pub fn poll_types(&self, client_id: &str) -> Vec<String> {
+        types(&self.poll(client_id)["messages"])
+    }
+
+    pub fn ws(&self) -> WsClient {
+        smol::block_on(WsClient::connect(self.addr))
+    }
+
+    pub fn shutdown(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn types(messages: &Value) -> Vec<String> {
+    messages
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// A WebSocket client (async-tungstenite), used from blocking tests.
+pub struct WsClient {
+    pub ws: WebSocketStream<TcpStream>,
+    pub client_id: String,
+}
+
+impl WsClient {
+    pub async fn connect(addr: SocketAddr) -> WsClient {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let url = format!("ws://{addr}/ws");
+        let (ws, response) = async_tungstenite::client_async(url, stream)
+            .await
+            .expect("websocket handshake");
+        assert_eq!(response.status(), 101);
+        let mut client = WsClient {
+            ws,
+            client_id: String::new(),
+        };
+        let welcome = client.recv_async().await.expect("connection_established");
+        assert_eq!(welcome["type"], "connection_established");
+        client.client_id = welcome["client_id"].as_str().unwrap().to_string();
+        client
+    }
+
+    pub fn send(&mut self, message: Value) {
+        smol::block_on(self.ws.send(Message::text(message.to_string()))).expect("send");
+    }
+
+    /// The next JSON text message, or `None` if none comes within 5 s.
+    pub fn recv(&mut self) -> Option<Value> {
+        smol::block_on(self.recv_async())
+    }
+
+    pub async fn recv_async(&mut self) -> Option<Value> {
+        self.recv_within(Duration::from_secs(5)).await
+    }
+
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let next = futures_lite::future::or(async { self.ws.next().await }, async {
+                smol::Timer::after(wait).await;
+                None
+            })
+            .await?;
+            match next {
+                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Whether nothing arrives within `wait`.
+    pub fn silent_for(&mut self, wait: Duration) -> bool {
+        smol::block_on(self.recv_within(wait)).is_none()
+    }
+
+    /// Reads until the server's close frame; returns its code.
+    pub fn close_code(&mut self) -> Option<u16> {
+        smol::block_on(async {
+            loop {
+                let next = futures_lite::future::or(async { self.ws.next().await }, async {
+                    smol::Timer::after(Duration::from_secs(10)).await;
+                    None
+                })
+                .await?;
+                match next {
+                    Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+    }
+}
+
+/// A raw TCP connection for byte-level tests.
+pub struct Raw {
+    pub stream: std::net::TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Raw { stream }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Everything the server sends until it closes the connection (or 5 s pass).
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads one HTTP response (head and `Content-Length` body).
+    pub fn read_response(&mut self) -> RawResponse {
+        let mut data = Vec::new();
+        let mut byte = [0u8; 1];
+        while !data.ends_with(b"\r\n\r\n") {
+            let n = self.stream.read(&mut byte).expect("response head");
+            assert!(
+                n > 0,
+                "connection closed before a response; got {:?}",
+                String::from_utf8_lossy(&data)
+            );
+            data.push(byte[0]);
+        }
+        let head = String::from_utf8(data).unwrap();
+        let length = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).unwrap();
+        let status = head[9..12].parse().unwrap();
+        RawResponse {
+            status,
+            head,
+            body: String::from_utf8(body).unwrap(),
+        }
+    }
+
+    /// Reads one unmasked server WebSocket frame: (opcode, payload).
+    pub fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        let mut header = [0u8; 2];
+        self.stream.read_exact(&mut header).unwrap();
+        let opcode = header[0] & 0x0f;
+        let mut length = u64::from(header[1] & 0x7f);
+        if length == 126 {
+            let mut ext = [0u8; 2];
+            self.stream.read_exact(&mut ext).unwrap();
+            length = u64::from(u16::from_be_bytes(ext));
+        } else if length == 127 {
+            let mut ext = [0u8; 8];
+            self.stream.read_exact(&mut ext).unwrap();
+            length = u64::from_be_bytes(ext);
+        }
+        let mut payload = vec![0u8; length as usize];
+        self.stream.read_exact(&mut payload).unwrap();
+        (opcode, payload)
+    }
+}
+
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// A masked client text frame.
+pub fn client_text_frame(text: &str) -> Vec<u8> {
+    let payload = text.as_bytes();
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81];
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+pub const UPGRADE_REQUEST: &str = "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
