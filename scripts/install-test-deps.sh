@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Rust, idempotently:
+# - Lua 5.1 (Lightroom's Lua), LuaSocket and lua-cjson from Debian, for the Lua client tests;
+# - Autobahn|Testsuite for the Python 2.7 that pyenv provides, into .autobahn/venv-py2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v lua5.1 >/dev/null 2>&1 || need_apt+=(lua5.1)
+[ -e /usr/share/lua/5.1/socket.lua ] || need_apt+=(lua-socket)
+[ -e /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so ] || ls /usr/lib/*/lua/5.1/cjson.so >/dev/null 2>&1 || need_apt+=(lua-cjson)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${need_apt[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+AUTOBAHN_DIR=.autobahn/site-packages
+if [ ! -e "$AUTOBAHN_DIR/.installed" ]; then
+  PY2=$(command -v python2.7 || true)
+  [ -n "$PY2" ] || PY2="$HOME/.pyenv/versions/2.7.18/bin/python2.7"
+  echo "install-test-deps: installing autobahntestsuite for $PY2"
+  mkdir -p "$AUTOBAHN_DIR"
+  "$PY2" -m pip install -q --disable-pip-version-check --target "$AUTOBAHN_DIR" autobahntestsuite
+  touch "$AUTOBAHN_DIR/.installed"
+fi
