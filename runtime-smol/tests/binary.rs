@@ -1,0 +1,113 @@
+//! The `livebridge` binary itself: settings on the command line, and a graceful exit on
+//! SIGTERM with every client told.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn spawn(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_livebridge"))
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0", "--log", "warn"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start livebridge");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("livebridge listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn help_documents_every_setting_with_its_default() {
+    let output = Command::new(env!("CARGO_BIN_EXE_livebridge"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for (flag, default) in [
+        ("--bind", "127.0.0.1:5100"),
+        ("--queue-limit", "100"),
+        ("--stale-after", "5m"),
+        ("--long-poll-max", "30s"),
+        ("--max-body", "64KiB"),
+        ("--max-frame", "64KiB"),
+        ("--log", "info"),
+    ] {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing"));
+        let section = &help[at..];
+        let default_line = section.lines().find(|l| l.contains("[default:")).unwrap();
+        assert!(default_line.contains(default), "{flag}: {default_line}");
+    }
+    assert!(help.contains("LIVEBRIDGE_STALE_AFTER"));
+}
+
+#[test]
+fn settings_from_flags_reach_the_engine() {
+    let (mut child, addr) = spawn(&["--queue-limit", "7", "--stale-after", "3s"]);
+    let agent = ureq::Agent::new_with_defaults();
+    let text = agent
+        .get(format!("http://{addr}/ws/status"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let status: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["config"]["queue_limit"], 7);
+    assert_eq!(status["config"]["stale_after_seconds"], 3.0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_closes_websockets_answers_polls_and_exits_zero() {
+    let (mut child, addr) = spawn(&[]);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut ws = smol::block_on(support::WsClient::connect(addr));
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let text = agent
+        .post(format!("http://{addr}/ws/handshake"))
+        .send(r#"{"client_type":"lightroom"}"#)
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let handshake: Value = serde_json::from_str(&text).unwrap();
+    let id = handshake["client_id"].as_str().unwrap().to_string();
+    agent
+        .get(format!("http://{addr}/ws/poll?client_id={id}"))
+        .call()
+        .unwrap();
+    let poll = std::thread::spawn(move || {
+        let response = agent
+            .get(format!("http://{addr}/ws/poll?client_id={id}&wait=30"))
+            .call()
+            .unwrap();
+        response.status().as_u16()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(ws.close_code(), Some(1001));
+    assert_eq!(poll.join().unwrap(), 200);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
