@@ -50,6 +50,12 @@ pub struct Config {
     pub max_clients: usize,
     /// Events in one `POST /api/events` batch. Default 1 000.
     pub max_batch_events: usize,
+    /// Browser origins (`scheme://host:port`) allowed to use the hub; `*` allows any.
+    /// Requests without an `Origin` header (native clients) are always allowed. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Host names accepted in `Host` besides `localhost`, `127.0.0.1` and `[::1]`; `*` allows
+    /// any. Default: none.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -67,6 +73,8 @@ impl Default for Config {
             max_channel_name_bytes: 64,
             max_clients: 10_000,
             max_batch_events: 1_000,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod catalogue;
 mod channel;
 mod config;

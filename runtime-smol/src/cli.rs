@@ -82,6 +82,22 @@ pub struct ServeArgs {
     /// Events in one POST /api/events.
     #[arg(long, env = "LIVEBRIDGE_MAX_BATCH_EVENTS", default_value = "1000")]
     pub max_batch_events: usize,
+    /// A browser origin (`scheme://host:port`) allowed to use the hub; repeat for more, `*`
+    /// for any. Requests without an Origin header (native clients) are always allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "LIVEBRIDGE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// A host name accepted in the Host header besides localhost, 127.0.0.1 and [::1];
+    /// repeat for more, `*` for any. Needed when clients reach the hub by another name.
+    #[arg(
+        long = "allowed-host",
+        env = "LIVEBRIDGE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     /// Executor threads (default: one per core).
     #[arg(long, env = "LIVEBRIDGE_THREADS")]
     pub threads: Option<usize>,
@@ -125,6 +141,8 @@ impl ServeArgs {
                 max_channel_name_bytes: self.max_channel_name,
                 max_clients: self.max_clients,
                 max_batch_events: self.max_batch_events,
+                allowed_origins: self.allowed_origins.clone(),
+                allowed_hosts: self.allowed_hosts.clone(),
             },
             max_head_bytes: self.max_head,
             threads: self.threads.unwrap_or(defaults.threads),

@@ -16,6 +16,13 @@ fn main() -> ExitCode {
     };
     init_logging(&args.log);
     let config = args.server_config();
+    if !config.bind.ip().is_loopback() && config.engine.allowed_hosts.is_empty() {
+        tracing::warn!(
+            bind = %config.bind,
+            "listening beyond loopback, but only loopback Host names are accepted; \
+             add the names clients use with --allowed-host"
+        );
+    }
     // Listen for signals before starting, so none is missed.
     let mut signals =
         match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {

@@ -119,19 +119,19 @@ fn refused_requests_get_a_json_error_and_a_closed_connection() {
         ("garbage\r\n\r\n".to_string(), 400),
         ("GET /ws/status HTTP/1.1\r\n\r\n".to_string(), 400),
         (
-            "POST /ws/send HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n".to_string(),
+            "POST /ws/send HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999\r\n\r\n".to_string(),
             413,
         ),
         (
-            "POST /ws/send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_string(),
+            "POST /ws/send HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_string(),
             411,
         ),
         (
-            format!("GET /ws/status HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(4000)),
+            format!("GET /ws/status HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n", "a".repeat(4000)),
             431,
         ),
         (
-            "GET /ws/status HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_string(),
+            "GET /ws/status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_string(),
             400,
         ),
     ];
@@ -171,4 +171,44 @@ fn a_client_that_vanishes_during_a_long_poll_does_not_take_its_messages() {
     );
     // The message waits for the client's next poll instead of going to the dead socket.
     assert_eq!(server.poll_types(&id), ["job_progress"]);
+}
+
+#[test]
+fn pages_of_other_sites_and_rebound_host_names_are_refused() {
+    let server =
+        TestServer::with(|c| c.engine.allowed_origins = vec!["http://localhost:3000".into()]);
+    let cases = [
+        ("Origin: https://evil.example\r\n", "localhost", 403),
+        ("", "attacker.example:5100", 403),
+        ("Origin: http://localhost:3000\r\n", "localhost", 200),
+        ("", "127.0.0.1", 200),
+    ];
+    for (origin, host, expected) in cases {
+        let mut raw = Raw::connect(server.addr);
+        raw.write(format!("POST /ws/handshake HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Length: 21\r\n\r\n{{\"client_type\":\"web\"}}").as_bytes());
+        let response = raw.read_response();
+        assert_eq!(
+            response.status, expected,
+            "{origin}{host}: {}",
+            response.body
+        );
+        let cors = header(&response.head, "access-control-allow-origin");
+        assert_eq!(cors.is_some(), origin.contains("3000"), "{}", response.head);
+    }
+    let mut raw = Raw::connect(server.addr);
+    raw.write(
+        UPGRADE_REQUEST
+            .replace(
+                "Host: localhost\r\n",
+                "Host: localhost\r\nOrigin: https://evil.example\r\n",
+            )
+            .as_bytes(),
+    );
+    let response = raw.read_response();
+    assert_eq!(response.status, 403, "{}", response.body);
+    let (_, clients) = server.get("/ws/clients");
+    assert_eq!(
+        clients["count"], 2,
+        "only the two allowed handshakes made sessions"
+    );
 }

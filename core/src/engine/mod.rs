@@ -5,6 +5,7 @@
 //! when the engine next needs [`Engine::handle_timeout`]. Nothing here reads a clock, touches
 //! a socket or draws a random number, so the same inputs always give the same outputs.
 
+use crate::access;
 use crate::catalogue::Event;
 use crate::channel::{ChannelIndex, validate_channel_name};
 use crate::config::{Config, SlowConsumerPolicy};
@@ -84,6 +85,8 @@ pub struct Engine {
     channels: ChannelIndex,
     timers: BTreeSet<(Time, TimerKind, SessionKey)>,
     pending_polls: BTreeMap<RequestId, SessionKey>,
+    /// Allowed browser origins of requests not answered yet; their replies get CORS headers.
+    cors_origins: BTreeMap<RequestId, String>,
     ready_polls: Vec<SessionKey>,
     outputs: VecDeque<Output>,
     counters: Counters,
@@ -116,6 +119,7 @@ impl Engine {
             channels: ChannelIndex::default(),
             timers: BTreeSet::new(),
             pending_polls: BTreeMap::new(),
+            cors_origins: BTreeMap::new(),
             ready_polls: Vec::new(),
             outputs: VecDeque::new(),
             counters: Counters::default(),
@@ -216,6 +220,18 @@ impl Engine {
 
     fn on_http(&mut self, now: Time, request: RequestId, http: HttpRequest) {
         let routed = http_api::route(&http, &self.config);
+        let access = access::check_host(&self.config, http.host.as_deref())
+            .and_then(|()| access::check_origin(&self.config, http.origin.as_deref()));
+        let origin = match access {
+            Ok(origin) => origin,
+            Err(refusal) => return self.reply(request, Some(routed.route), refusal),
+        };
+        if let Some(origin) = origin {
+            self.cors_origins.insert(request, origin.to_string());
+        }
+        if http.method == "OPTIONS" && origin.is_some() {
+            return self.reply(request, Some(routed.route), access::preflight());
+        }
         if self.shutting_down {
             let reply = Reply::error(503, "the server is shutting down");
             return self.reply(request, Some(routed.route), reply);
@@ -226,7 +242,10 @@ impl Engine {
         }
     }
 
-    fn reply(&mut self, request: RequestId, route: Option<&'static str>, reply: Reply) {
+    fn reply(&mut self, request: RequestId, route: Option<&'static str>, mut reply: Reply) {
+        if let Some(origin) = self.cors_origins.remove(&request) {
+            access::add_cors_headers(&mut reply, &origin);
+        }
         if let Some(route) = route {
             *self
                 .counters

@@ -6,7 +6,11 @@ use super::*;
 impl Engine {
     pub(super) fn on_ws_open(&mut self, now: Time, conn: ConnId, upgrade: &HttpRequest) {
         let (path, _) = http_api::split_target(&upgrade.target);
-        let refusal = if self.shutting_down {
+        let access = access::check_host(&self.config, upgrade.host.as_deref())
+            .and_then(|()| access::check_origin(&self.config, upgrade.origin.as_deref()));
+        let refusal = if let Err(refusal) = access {
+            Some(refusal)
+        } else if self.shutting_down {
             Some(Reply::error(503, "the server is shutting down"))
         } else if path != http_api::WEBSOCKET_PATH {
             Some(Reply::error(

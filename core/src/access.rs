@@ -1,0 +1,165 @@
+//! Which browsers and host names may talk to the hub: the Origin check against cross-site
+//! requests and WebSocket hijacking, the Host check against DNS rebinding, and the CORS
+//! headers granted to allowed origins.
+//!
+//! livebridge listens on the user's own machine, and any web page the user opens can send it
+//! requests. Browsers always send `Origin` on cross-site requests and WebSocket upgrades;
+//! native clients (the Lightroom plugin, curl, desktop apps) send none and are allowed. A
+//! page that reaches the hub through a DNS name it controls (rebinding) arrives with that
+//! name in `Host`, which only loopback names and configured names pass.
+
+use crate::config::Config;
+use crate::output::Reply;
+
+/// Host names always accepted: the loopback names.
+const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "[::1]", "::1"];
+
+/// The host name of a `Host` header, without its port, lower-cased.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = if host.starts_with('[') {
+        // [::1]:5100 → [::1]
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.to_ascii_lowercase()
+}
+
+/// Checks the `Host` header; `Err` is the 403 reply.
+pub(crate) fn check_host(config: &Config, host: Option<&str>) -> Result<(), Reply> {
+    let Some(host) = host else {
+        // Not an HTTP/1.1 request from a browser (an embedder's direct input, say).
+        return Ok(());
+    };
+    let name = host_name(host);
+    let allowed = LOOPBACK_HOSTS.contains(&name.as_str())
+        || config
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(&name));
+    if allowed {
+        Ok(())
+    } else {
+        Err(Reply::error(
+            403,
+            &format!(
+                "host {name:?} is not allowed (DNS rebinding protection); \
+                 allow it with --allowed-host"
+            ),
+        ))
+    }
+}
+
+/// Checks the `Origin` header. `Ok(Some(origin))` for an allowed browser origin (which gets
+/// CORS headers), `Ok(None)` for a request without one, `Err` with the 403 reply otherwise.
+pub(crate) fn check_origin<'a>(
+    config: &Config,
+    origin: Option<&'a str>,
+) -> Result<Option<&'a str>, Reply> {
+    let Some(origin) = origin else {
+        return Ok(None);
+    };
+    let allowed = config
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin.trim()));
+    if allowed {
+        Ok(Some(origin))
+    } else {
+        Err(Reply::error(
+            403,
+            &format!(
+                "origin {origin:?} is not allowed to use this hub; allow it with --allowed-origin"
+            ),
+        ))
+    }
+}
+
+/// Adds the CORS headers that let an allowed origin read the reply.
+pub(crate) fn add_cors_headers(reply: &mut Reply, origin: &str) {
+    reply.headers.push((
+        "Access-Control-Allow-Origin".to_string(),
+        origin.to_string(),
+    ));
+    reply
+        .headers
+        .push(("Vary".to_string(), "Origin".to_string()));
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) from an allowed origin.
+pub(crate) fn preflight() -> Reply {
+    let mut reply = Reply::json(204, String::new());
+    reply.headers.push((
+        "Access-Control-Allow-Methods".to_string(),
+        "GET, POST, OPTIONS".to_string(),
+    ));
+    reply.headers.push((
+        "Access-Control-Allow-Headers".to_string(),
+        "Content-Type, Authorization".to_string(),
+    ));
+    reply
+        .headers
+        .push(("Access-Control-Max-Age".to_string(), "600".to_string()));
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(origins: &[&str], hosts: &[&str]) -> Config {
+        Config {
+            allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+            allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_pass_and_others_need_configuring() {
+        let strict = config(&[], &[]);
+        for host in [
+            "localhost:5100",
+            "127.0.0.1:5100",
+            "[::1]:5100",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
+            assert!(check_host(&strict, Some(host)).is_ok(), "{host}");
+        }
+        for host in [
+            "evil.example:5100",
+            "localhost.evil.example",
+            "192.168.1.5:5100",
+        ] {
+            assert_eq!(
+                check_host(&strict, Some(host)).unwrap_err().status,
+                403,
+                "{host}"
+            );
+        }
+        let lan = config(&[], &["studio.local"]);
+        assert!(check_host(&lan, Some("studio.local:5100")).is_ok());
+        assert!(check_host(&config(&[], &["*"]), Some("anything")).is_ok());
+    }
+
+    #[test]
+    fn only_configured_origins_pass_and_native_clients_send_none() {
+        let strict = config(&[], &[]);
+        assert_eq!(check_origin(&strict, None).unwrap(), None);
+        assert_eq!(
+            check_origin(&strict, Some("https://evil.example"))
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(check_origin(&strict, Some("null")).unwrap_err().status, 403);
+        let app = config(&["http://localhost:3000"], &[]);
+        assert_eq!(
+            check_origin(&app, Some("http://localhost:3000")).unwrap(),
+            Some("http://localhost:3000")
+        );
+        assert!(check_origin(&app, Some("http://localhost:3001")).is_err());
+    }
+}

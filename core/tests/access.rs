@@ -1,0 +1,198 @@
+//! Hostile pages: a browser page of another site, or one reaching the hub through a DNS name
+//! it controls, gets 403 and no session; allowed origins get CORS headers.
+
+mod support;
+
+use livebridge_core::{Config, ConnId, HttpRequest, Input, Output, RequestId};
+use support::Harness;
+
+fn request(
+    method: &str,
+    target: &str,
+    body: &str,
+    origin: Option<&str>,
+    host: &str,
+) -> HttpRequest {
+    let mut http = HttpRequest::new(method, target, body);
+    http.origin = origin.map(str::to_string);
+    http.host = Some(host.to_string());
+    http
+}
+
+fn send(h: &mut Harness, id: u64, http: HttpRequest) -> livebridge_core::Reply {
+    h.input(Input::Http {
+        request: RequestId(id),
+        http,
+    });
+    h.take_reply(RequestId(id)).expect("answered")
+}
+
+#[test]
+fn a_foreign_origin_gets_403_and_no_session() {
+    let mut h = Harness::default();
+    let handshake = request(
+        "POST",
+        "/ws/handshake",
+        r#"{"client_type":"web"}"#,
+        Some("https://evil.example"),
+        "localhost:5100",
+    );
+    let reply = send(&mut h, 1, handshake);
+    assert_eq!(reply.status, 403);
+    assert!(reply.body.contains("evil.example"));
+    assert!(
+        reply
+            .headers
+            .iter()
+            .all(|(name, _)| !name.starts_with("Access-Control"))
+    );
+    assert!(h.engine.sessions().is_empty());
+    let status = request(
+        "GET",
+        "/ws/status",
+        "",
+        Some("https://evil.example"),
+        "localhost",
+    );
+    assert_eq!(send(&mut h, 2, status).status, 403);
+}
+
+#[test]
+fn a_foreign_origin_cannot_open_a_websocket() {
+    let mut h = Harness::default();
+    let upgrade = request(
+        "GET",
+        "/ws",
+        "",
+        Some("https://evil.example"),
+        "localhost:5100",
+    );
+    h.input(Input::WsOpen {
+        conn: ConnId(1),
+        upgrade,
+    });
+    assert!(
+        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 403)
+    );
+    assert!(h.engine.sessions().is_empty());
+}
+
+#[test]
+fn dns_rebinding_hosts_get_403_and_loopback_names_pass() {
+    let mut h = Harness::default();
+    let rebound = request(
+        "POST",
+        "/ws/handshake",
+        r#"{"client_type":"web"}"#,
+        None,
+        "attacker.example:5100",
+    );
+    assert_eq!(send(&mut h, 1, rebound).status, 403);
+    let upgrade = request("GET", "/ws", "", None, "attacker.example");
+    h.input(Input::WsOpen {
+        conn: ConnId(1),
+        upgrade,
+    });
+    assert!(
+        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 403)
+    );
+    for (id, host) in [
+        (2, "localhost:5100"),
+        (3, "127.0.0.1:5100"),
+        (4, "[::1]:5100"),
+    ] {
+        let native = request(
+            "POST",
+            "/ws/handshake",
+            r#"{"client_type":"lightroom"}"#,
+            None,
+            host,
+        );
+        assert_eq!(send(&mut h, id, native).status, 200, "{host}");
+    }
+}
+
+#[test]
+fn configured_origins_and_hosts_are_allowed_with_cors_headers() {
+    let mut h = Harness::new(Config {
+        allowed_origins: vec!["http://localhost:3000".to_string()],
+        allowed_hosts: vec!["studio.local".to_string()],
+        ..Config::default()
+    });
+    let handshake = request(
+        "POST",
+        "/ws/handshake",
+        r#"{"client_type":"web"}"#,
+        Some("http://localhost:3000"),
+        "studio.local:5100",
+    );
+    let reply = send(&mut h, 1, handshake);
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.contains(&(
+        "Access-Control-Allow-Origin".to_string(),
+        "http://localhost:3000".to_string()
+    )));
+    let preflight = request(
+        "OPTIONS",
+        "/api/events",
+        "",
+        Some("http://localhost:3000"),
+        "localhost",
+    );
+    let reply = send(&mut h, 2, preflight);
+    assert_eq!(reply.status, 204);
+    assert!(
+        reply
+            .headers
+            .iter()
+            .any(|(n, v)| n == "Access-Control-Allow-Methods" && v.contains("POST"))
+    );
+    let upgrade = request("GET", "/ws", "", Some("http://localhost:3000"), "localhost");
+    h.input(Input::WsOpen {
+        conn: ConnId(1),
+        upgrade,
+    });
+    assert!(
+        h.log
+            .iter()
+            .any(|(_, o)| matches!(o, Output::WsAccept { conn } if *conn == ConnId(1)))
+    );
+    let other = request(
+        "OPTIONS",
+        "/api/events",
+        "",
+        Some("http://localhost:3001"),
+        "localhost",
+    );
+    assert_eq!(send(&mut h, 3, other).status, 403);
+}
+
+#[test]
+fn a_deferred_long_poll_reply_keeps_its_cors_headers() {
+    let mut h = Harness::new(Config {
+        allowed_origins: vec!["http://localhost:3000".to_string()],
+        ..Config::default()
+    });
+    let id = h.handshake("web");
+    h.poll(id);
+    let poll = request(
+        "GET",
+        &format!("/ws/poll?client_id={id}&wait=5"),
+        "",
+        Some("http://localhost:3000"),
+        "localhost",
+    );
+    h.input(Input::Http {
+        request: RequestId(77),
+        http: poll,
+    });
+    assert!(h.take_reply(RequestId(77)).is_none());
+    h.advance(std::time::Duration::from_secs(5));
+    let reply = h.take_reply(RequestId(77)).unwrap();
+    assert!(
+        reply
+            .headers
+            .iter()
+            .any(|(n, _)| n == "Access-Control-Allow-Origin")
+    );
+}
