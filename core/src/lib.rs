@@ -45,6 +45,8 @@ mod catalogue;
 mod channel;
 mod config;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_api;
 mod ids;
 mod input;

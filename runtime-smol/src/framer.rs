@@ -189,7 +189,7 @@ impl Framer {
                 return Poll::Ready(Ok(0));
             }
             match self.parse_head() {
-                Parsed::Request { length } => self.remaining = length,
+                Parsed::Request { length, .. } => self.remaining = length,
                 Parsed::Stopped(stop) => {
                     self.stop = Some(stop);
                     return Poll::Ready(Ok(0));
@@ -224,121 +224,147 @@ impl Framer {
         while self.buf[self.start..].starts_with(b"\n") {
             self.start += 1;
         }
-        let data = &self.buf[self.start..];
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut request = httparse::Request::new(&mut headers);
-        let head_length = match request.parse(data) {
-            Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Ok(httparse::Status::Complete(length)) if length > self.limits.max_head_bytes => {
-                let text = format!(
-                    "request head larger than {} bytes",
-                    self.limits.max_head_bytes
-                );
-                return Parsed::Stopped(Stop::Malformed(431, text));
-            }
-            Ok(httparse::Status::Complete(length)) => length,
-            Err(error) => {
-                return Parsed::Stopped(Stop::Malformed(
-                    400,
-                    format!("malformed request: {error}"),
-                ));
-            }
-        };
-        let mut head = Head {
-            method: request.method.unwrap_or_default().to_string(),
-            target: request.path.unwrap_or_default().to_string(),
-            ..Head::default()
-        };
-        let http10 = request.version == Some(0);
-        let mut upgrade_websocket = false;
-        let mut connection_upgrade = false;
-        let mut close = false;
-        let mut chunked = false;
-        let mut other_encoding = false;
-        let mut expect_at = None;
-        let mut lengths: Vec<&[u8]> = Vec::new();
-        for header in request.headers.iter() {
-            let name = header.name;
-            let value = String::from_utf8_lossy(header.value);
-            if name.eq_ignore_ascii_case("host") {
-                head.host = Some(value.trim().to_string());
-            } else if name.eq_ignore_ascii_case("origin") {
-                head.origin = Some(value.trim().to_string());
-            } else if name.eq_ignore_ascii_case("content-length") {
-                lengths.push(header.value);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                if value.trim().eq_ignore_ascii_case("chunked") {
-                    chunked = true;
-                } else {
-                    other_encoding = true;
-                }
-            } else if name.eq_ignore_ascii_case("connection") {
-                for token in value.split(',') {
-                    let token = token.trim();
-                    close |= token.eq_ignore_ascii_case("close");
-                    connection_upgrade |= token.eq_ignore_ascii_case("upgrade");
-                }
-            } else if name.eq_ignore_ascii_case("upgrade") {
-                upgrade_websocket |= value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
-            } else if name.eq_ignore_ascii_case("expect")
-                && value.trim().eq_ignore_ascii_case("100-continue")
-            {
-                expect_at = Some(name.as_ptr() as usize - data.as_ptr() as usize);
-            }
-        }
-        let request_line_end = data.iter().position(|&b| b == b'\n').unwrap_or(0);
-        if head.host.is_none() {
-            return Parsed::Stopped(Stop::Malformed(400, "missing Host header".to_string()));
-        }
-        if !head.target.starts_with('/') {
-            let text = format!("request target must be a path: {:?}", head.target);
-            return Parsed::Stopped(Stop::Malformed(400, text));
-        }
-        if upgrade_websocket && connection_upgrade {
-            return Parsed::Stopped(Stop::Upgrade(head));
-        }
-        if other_encoding {
-            let text = "unsupported Transfer-Encoding (only chunked is understood)".to_string();
-            return Parsed::Stopped(Stop::Malformed(400, text));
-        }
-        if chunked {
-            return Parsed::Stopped(Stop::BodyRefused(head, None));
-        }
-        let length = match parse_content_length(&lengths) {
-            Ok(length) => length,
-            Err(text) => return Parsed::Stopped(Stop::Malformed(400, text)),
-        };
-        head.content_length = length;
-        let length = length.unwrap_or(0);
-        if length > self.limits.max_body_bytes as u64 {
-            return Parsed::Stopped(Stop::BodyRefused(head, Some(length)));
-        }
-        // Edits in place, same length: the request async-h1 reads is otherwise unchanged.
-        if http10 {
-            let line = &mut self.buf[self.start..self.start + request_line_end];
-            let line_length = line.strip_suffix(b"\r").map_or(line.len(), <[u8]>::len);
-            line[line_length - 1] = b'1';
-            self.last_request = true;
-        }
-        if let Some(offset) = expect_at {
-            let at = self.start + offset;
-            self.buf[at..at + 6].copy_from_slice(b"X-Expt");
-            if length > 0 {
+        let parsed = parse_head(&mut self.buf[self.start..], &self.limits);
+        if let Parsed::Request {
+            last,
+            expect_continue,
+            ..
+        } = &parsed
+        {
+            self.last_request = *last;
+            if *expect_continue {
                 self.pending_write = CONTINUE;
             }
         }
-        self.last_request |= close;
-        Parsed::Request {
-            length: head_length as u64 + length,
-        }
+        parsed
     }
 }
 
-enum Parsed {
-    Request { length: u64 },
+/// Decides what to do with the request whose head starts `data`: hand `length` bytes to
+/// async-h1 (after same-length edits in place: an HTTP/1.0 request line becomes 1.1, an
+/// `Expect: 100-continue` header is renamed), wait for more bytes, or stop. A pure function,
+/// so the fuzz target can drive it with arbitrary bytes.
+pub fn parse_head(data: &mut [u8], limits: &HttpLimits) -> Parsed {
+    let view: &[u8] = data;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_length = match request.parse(view) {
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Ok(httparse::Status::Complete(length)) if length > limits.max_head_bytes => {
+            let text = format!("request head larger than {} bytes", limits.max_head_bytes);
+            return Parsed::Stopped(Stop::Malformed(431, text));
+        }
+        Ok(httparse::Status::Complete(length)) => length,
+        Err(error) => {
+            return Parsed::Stopped(Stop::Malformed(400, format!("malformed request: {error}")));
+        }
+    };
+    let mut head = Head {
+        method: request.method.unwrap_or_default().to_string(),
+        target: request.path.unwrap_or_default().to_string(),
+        ..Head::default()
+    };
+    let http10 = request.version == Some(0);
+    let mut upgrade_websocket = false;
+    let mut connection_upgrade = false;
+    let mut close = false;
+    let mut chunked = false;
+    let mut other_encoding = false;
+    let mut expect_at = None;
+    let mut lengths: Vec<&[u8]> = Vec::new();
+    for header in request.headers.iter() {
+        let name = header.name;
+        let value = String::from_utf8_lossy(header.value);
+        if name.eq_ignore_ascii_case("host") {
+            head.host = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.origin = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            lengths.push(header.value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if value.trim().eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else {
+                other_encoding = true;
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',') {
+                let token = token.trim();
+                close |= token.eq_ignore_ascii_case("close");
+                connection_upgrade |= token.eq_ignore_ascii_case("upgrade");
+            }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade_websocket |= value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
+        } else if name.eq_ignore_ascii_case("expect")
+            && value.trim().eq_ignore_ascii_case("100-continue")
+        {
+            expect_at = Some(name.as_ptr() as usize - view.as_ptr() as usize);
+        }
+    }
+    let request_line_end = view.iter().position(|&b| b == b'\n').unwrap_or(0);
+    if head.host.is_none() {
+        return Parsed::Stopped(Stop::Malformed(400, "missing Host header".to_string()));
+    }
+    if !head.target.starts_with('/') {
+        let text = format!("request target must be a path: {:?}", head.target);
+        return Parsed::Stopped(Stop::Malformed(400, text));
+    }
+    if upgrade_websocket && connection_upgrade {
+        return Parsed::Stopped(Stop::Upgrade(head));
+    }
+    if other_encoding {
+        let text = "unsupported Transfer-Encoding (only chunked is understood)".to_string();
+        return Parsed::Stopped(Stop::Malformed(400, text));
+    }
+    if chunked {
+        return Parsed::Stopped(Stop::BodyRefused(head, None));
+    }
+    let length = match parse_content_length(&lengths) {
+        Ok(length) => length,
+        Err(text) => return Parsed::Stopped(Stop::Malformed(400, text)),
+    };
+    head.content_length = length;
+    let length = length.unwrap_or(0);
+    if length > limits.max_body_bytes as u64 {
+        return Parsed::Stopped(Stop::BodyRefused(head, Some(length)));
+    }
+    // Edits in place, same length: the request async-h1 reads is otherwise unchanged.
+    if http10 {
+        let line = &mut data[..request_line_end];
+        let line_length = line.strip_suffix(b"\r").map_or(line.len(), <[u8]>::len);
+        line[line_length - 1] = b'1';
+    }
+    if let Some(offset) = expect_at {
+        data[offset..offset + 6].copy_from_slice(b"X-Expt");
+    }
+    Parsed::Request {
+        head,
+        length: head_length as u64 + length,
+        last: http10 || close,
+        expect_continue: expect_at.is_some() && length > 0,
+    }
+}
+
+/// The framer's decision at a request boundary.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Hand this many bytes (head and body) to async-h1; `last` closes the connection after
+    /// the answer; `expect_continue` sends `100 Continue` first.
+    Request {
+        /// The request's head.
+        head: Head,
+        /// Head and body length.
+        length: u64,
+        /// No request may follow on this connection.
+        last: bool,
+        /// The client waits for `100 Continue` before sending the body.
+        expect_continue: bool,
+    },
+    /// More bytes are needed.
     Partial,
+    /// Stop handing out requests.
     Stopped(Stop),
 }
 

@@ -17,6 +17,8 @@ pub mod cli;
 pub mod clock;
 pub mod connection;
 pub mod framer;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod websocket;
 
@@ -64,7 +66,9 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    fn limits(&self) -> ConnectionLimits {
+    /// The per-connection limits these settings give (what `/ws` and the Autobahn echo
+    /// example both serve with).
+    pub fn limits(&self) -> ConnectionLimits {
         ConnectionLimits {
             http: HttpLimits {
                 max_head_bytes: self.max_head_bytes,
