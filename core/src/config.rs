@@ -3,6 +3,7 @@
 //! `docs/protocol.md` lists the same defaults; the runtime exposes each as a flag and a
 //! `LIVEBRIDGE_*` environment variable.
 
+use crate::rate::RateLimit;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -50,6 +51,12 @@ pub struct Config {
     pub max_clients: usize,
     /// Events in one `POST /api/events` batch. Default 1 000.
     pub max_batch_events: usize,
+    /// Messages one client may send (WebSocket frames and `/ws/send`). Default 50 per second,
+    /// bursts of 200; beyond it a message is refused (429 or an `error` frame).
+    pub client_message_rate: RateLimit,
+    /// Handshakes and WebSocket upgrades from one remote address. Default 200 per second,
+    /// bursts of 1 000; beyond it they get 429.
+    pub handshake_rate: RateLimit,
     /// Browser origins (`scheme://host:port`) allowed to use the hub; `*` allows any.
     /// Requests without an `Origin` header (native clients) are always allowed. Default: none.
     pub allowed_origins: Vec<String>,
@@ -73,6 +80,14 @@ impl Default for Config {
             max_channel_name_bytes: 64,
             max_clients: 10_000,
             max_batch_events: 1_000,
+            client_message_rate: RateLimit {
+                per_second: 50.0,
+                burst: 200,
+            },
+            handshake_rate: RateLimit {
+                per_second: 200.0,
+                burst: 1_000,
+            },
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
         }

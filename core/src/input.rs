@@ -96,6 +96,9 @@ pub struct HttpRequest {
     /// The body, or why it was not read.
     #[serde(default)]
     pub body: RequestBody,
+    /// The client's address (IP), for per-address limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 impl HttpRequest {
@@ -107,6 +110,7 @@ impl HttpRequest {
             host: None,
             origin: None,
             body: RequestBody::Complete(body.into()),
+            peer: None,
         }
     }
 }

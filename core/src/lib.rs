@@ -52,6 +52,7 @@ mod ids;
 mod input;
 mod output;
 mod queue;
+mod rate;
 mod session;
 mod stats;
 mod time;
@@ -70,4 +71,5 @@ pub use input::{Command, HttpRequest, Initiator, Input, RequestBody};
 pub use output::{
     CloseReason, ContentType, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };
+pub use rate::RateLimit;
 pub use time::{Time, format_unix_millis};

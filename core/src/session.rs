@@ -8,6 +8,7 @@
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::output::TransportKind;
 use crate::queue::MessageQueue;
+use crate::rate::{RateLimit, TokenBucket};
 use crate::time::Time;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +56,8 @@ pub(crate) struct Session {
     pub(crate) timers: SessionTimers,
     /// Set while the session waits in the engine's list of polls to answer.
     pub(crate) poll_ready: bool,
+    /// Messages the client may still send right now.
+    pub(crate) message_budget: TokenBucket,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +73,7 @@ impl Session {
         client_type: String,
         kind: TransportKind,
         queue_limit: usize,
+        message_rate: RateLimit,
         now: Time,
     ) -> Self {
         Session {
@@ -85,6 +89,7 @@ impl Session {
             kind,
             timers: SessionTimers::default(),
             poll_ready: false,
+            message_budget: TokenBucket::full(message_rate, now),
         }
     }
 

@@ -196,3 +196,69 @@ fn a_deferred_long_poll_reply_keeps_its_cors_headers() {
             .any(|(n, _)| n == "Access-Control-Allow-Origin")
     );
 }
+
+#[test]
+fn a_client_sending_too_fast_is_refused_until_its_budget_refills() {
+    let mut h = Harness::new(Config {
+        client_message_rate: livebridge_core::RateLimit {
+            per_second: 10.0,
+            burst: 3,
+        },
+        ..Config::default()
+    });
+    let id = h.handshake("lightroom");
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| h.send(id, serde_json::json!({"type": "ping"})).0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    h.advance(std::time::Duration::from_millis(100));
+    assert_eq!(h.send(id, serde_json::json!({"type": "ping"})).0, 200);
+    let (conn, _) = h.ws_open();
+    for _ in 0..4 {
+        h.ws_send(conn, serde_json::json!({"type": "ping"}));
+    }
+    let frames = h.take_frames(conn);
+    let types: Vec<_> = frames
+        .iter()
+        .map(|f| f["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["pong", "pong", "pong", "error"]);
+    assert!(
+        frames[3]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("rate limit")
+    );
+}
+
+#[test]
+fn handshakes_from_one_address_are_limited_and_others_are_not() {
+    let mut h = Harness::new(Config {
+        handshake_rate: livebridge_core::RateLimit {
+            per_second: 1.0,
+            burst: 2,
+        },
+        ..Config::default()
+    });
+    let from = |peer: &str| {
+        let mut http = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"x"}"#);
+        http.peer = Some(peer.to_string());
+        http
+    };
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| send(&mut h, 10 + i, from("10.0.0.1")).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(send(&mut h, 20, from("10.0.0.2")).status, 200);
+    let mut upgrade = HttpRequest::new("GET", "/ws", "");
+    upgrade.peer = Some("10.0.0.1".to_string());
+    h.input(Input::WsOpen {
+        conn: ConnId(5),
+        upgrade,
+    });
+    assert!(
+        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 429)
+    );
+    h.advance(std::time::Duration::from_secs(1));
+    assert_eq!(send(&mut h, 30, from("10.0.0.1")).status, 200);
+}

@@ -2,7 +2,7 @@
 
 use crate::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use livebridge_core::{Config, SlowConsumerPolicy};
+use livebridge_core::{Config, RateLimit, SlowConsumerPolicy};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -82,6 +82,18 @@ pub struct ServeArgs {
     /// Events in one POST /api/events.
     #[arg(long, env = "LIVEBRIDGE_MAX_BATCH_EVENTS", default_value = "1000")]
     pub max_batch_events: usize,
+    /// Messages per second one client may send (WebSocket frames and /ws/send).
+    #[arg(long, env = "LIVEBRIDGE_MESSAGE_RATE", default_value = "50")]
+    pub message_rate: f64,
+    /// Messages a client may send at once after a quiet period.
+    #[arg(long, env = "LIVEBRIDGE_MESSAGE_BURST", default_value = "200")]
+    pub message_burst: u32,
+    /// Handshakes and WebSocket upgrades per second from one remote address.
+    #[arg(long, env = "LIVEBRIDGE_HANDSHAKE_RATE", default_value = "200")]
+    pub handshake_rate: f64,
+    /// Handshakes one address may make at once after a quiet period.
+    #[arg(long, env = "LIVEBRIDGE_HANDSHAKE_BURST", default_value = "1000")]
+    pub handshake_burst: u32,
     /// A browser origin (`scheme://host:port`) allowed to use the hub; repeat for more, `*`
     /// for any. Requests without an Origin header (native clients) are always allowed.
     #[arg(
@@ -141,6 +153,14 @@ impl ServeArgs {
                 max_channel_name_bytes: self.max_channel_name,
                 max_clients: self.max_clients,
                 max_batch_events: self.max_batch_events,
+                client_message_rate: RateLimit {
+                    per_second: self.message_rate,
+                    burst: self.message_burst,
+                },
+                handshake_rate: RateLimit {
+                    per_second: self.handshake_rate,
+                    burst: self.handshake_burst,
+                },
                 allowed_origins: self.allowed_origins.clone(),
                 allowed_hosts: self.allowed_hosts.clone(),
             },

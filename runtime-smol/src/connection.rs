@@ -55,14 +55,17 @@ pub async fn serve_connection<B: Backend>(
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, "could not set TCP_NODELAY");
     }
+    let peer = stream.peer_addr().ok().map(|addr| addr.ip().to_string());
     let io = FramedIo::new(stream.clone(), limits.http);
     let endpoint = {
         let backend = backend.clone();
         let io = io.clone();
+        let peer = peer.clone();
         move |request: http_types::Request| {
             let backend = backend.clone();
             let io = io.clone();
-            async move { answer(request, &*backend, &io).await }
+            let peer = peer.clone();
+            async move { answer(request, &*backend, &io, peer).await }
         }
     };
     let served = async_h1::accept(io.clone(), endpoint).await;
@@ -88,13 +91,13 @@ pub async fn serve_connection<B: Backend>(
                 Some(declared) => RequestBody::TooLarge { declared },
                 None => RequestBody::LengthRequired,
             };
-            let request = to_request(head, body);
+            let request = to_request(head, body, peer);
             let never: BoxFuture<'_, ()> = Box::pin(futures_lite::future::pending());
             if let Some(reply) = backend.http(request, never).await {
                 write_reply(&mut stream, &reply).await;
             }
         }
-        Stop::Upgrade(head) => upgrade(stream, buffered, head, backend, limits.ws).await,
+        Stop::Upgrade(head) => upgrade(stream, buffered, head, peer, backend, limits.ws).await,
     }
 }
 
@@ -102,6 +105,7 @@ async fn upgrade<B: Backend>(
     mut stream: TcpStream,
     buffered: Vec<u8>,
     head: Head,
+    peer: Option<String>,
     backend: Arc<B>,
     limits: WsLimits,
 ) {
@@ -115,10 +119,11 @@ async fn upgrade<B: Backend>(
             return write_reply(&mut stream, &reply).await;
         }
     };
-    let (conn, commands) = match backend.open_websocket(to_request(head, RequestBody::default())) {
-        Ok(accepted) => accepted,
-        Err(reply) => return write_reply(&mut stream, &reply).await,
-    };
+    let (conn, commands) =
+        match backend.open_websocket(to_request(head, RequestBody::default(), peer)) {
+            Ok(accepted) => accepted,
+            Err(reply) => return write_reply(&mut stream, &reply).await,
+        };
     if let Err(error) = stream.write_all(response.as_bytes()).await {
         debug!(%conn, %error, "could not answer the upgrade");
         return backend.on_closed(conn, None);
@@ -159,13 +164,14 @@ fn handshake_response(buffered: &[u8]) -> Result<(String, usize), String> {
     Ok((text, head_length))
 }
 
-fn to_request(head: Head, body: RequestBody) -> HttpRequest {
+fn to_request(head: Head, body: RequestBody, peer: Option<String>) -> HttpRequest {
     HttpRequest {
         method: head.method,
         target: head.target,
         host: head.host,
         origin: head.origin,
         body,
+        peer,
     }
 }
 
@@ -174,6 +180,7 @@ async fn answer<B: Backend>(
     mut request: http_types::Request,
     backend: &B,
     io: &FramedIo,
+    peer: Option<String>,
 ) -> http_types::Result<Response> {
     let url = request.url();
     let target = match url.query() {
@@ -192,6 +199,7 @@ async fn answer<B: Backend>(
         host,
         origin,
         body: RequestBody::Complete(body),
+        peer,
     };
     let peer_gone: BoxFuture<'_, ()> = Box::pin(io.peer_closed());
     let Some(reply) = backend.http(http, peer_gone).await else {

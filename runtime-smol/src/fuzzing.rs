@@ -49,6 +49,7 @@ pub fn http_bytes(data: &[u8]) {
                     host: head.host,
                     origin: head.origin,
                     body: RequestBody::Complete(body),
+                    peer: None,
                 };
                 (Input::Http { request, http }, last)
             }
@@ -59,6 +60,7 @@ pub fn http_bytes(data: &[u8]) {
                     host: head.host,
                     origin: head.origin,
                     body: RequestBody::default(),
+                    peer: None,
                 };
                 (
                     Input::WsOpen {
@@ -78,6 +80,7 @@ pub fn http_bytes(data: &[u8]) {
                         Some(declared) => RequestBody::TooLarge { declared },
                         None => RequestBody::LengthRequired,
                     },
+                    peer: None,
                 };
                 (Input::Http { request, http }, true)
             }

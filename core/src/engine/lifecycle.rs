@@ -26,7 +26,14 @@ impl Engine {
                 break id;
             }
         };
-        let session = Session::new(id, client_type.clone(), kind, self.config.queue_limit, now);
+        let session = Session::new(
+            id,
+            client_type.clone(),
+            kind,
+            self.config.queue_limit,
+            self.config.client_message_rate,
+            now,
+        );
         let key = self.sessions.insert(session);
         self.counters.sessions_opened += 1;
         self.outputs

@@ -15,6 +15,7 @@ use crate::input::{Command, HttpRequest, Initiator, Input};
 use crate::output::{
     CloseReason, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };
+use crate::rate::KeyedBuckets;
 use crate::session::{Session, SessionKey, SessionTable, Transport};
 use crate::stats::{Counters, Gauges, render_prometheus};
 use crate::time::{Time, WallClock};
@@ -85,6 +86,8 @@ pub struct Engine {
     channels: ChannelIndex,
     timers: BTreeSet<(Time, TimerKind, SessionKey)>,
     pending_polls: BTreeMap<RequestId, SessionKey>,
+    /// Handshakes and upgrades still allowed per remote address.
+    handshake_budgets: KeyedBuckets,
     /// Allowed browser origins of requests not answered yet; their replies get CORS headers.
     cors_origins: BTreeMap<RequestId, String>,
     ready_polls: Vec<SessionKey>,
@@ -120,6 +123,7 @@ impl Engine {
             timers: BTreeSet::new(),
             pending_polls: BTreeMap::new(),
             cors_origins: BTreeMap::new(),
+            handshake_budgets: KeyedBuckets::default(),
             ready_polls: Vec::new(),
             outputs: VecDeque::new(),
             counters: Counters::default(),
@@ -148,10 +152,12 @@ impl Engine {
             Input::WsBinary { conn, len } => {
                 if let Some(key) = self.sessions.key_of_conn(conn) {
                     self.touch(now, key);
-                    let message = format!(
-                        "binary messages are not supported ({len} bytes received); send JSON text"
-                    );
-                    self.send_error(now, key, &message);
+                    let problem = self.spend_message_budget(now, key).err().unwrap_or_else(|| {
+                        format!(
+                            "binary messages are not supported ({len} bytes received); send JSON text"
+                        )
+                    });
+                    self.send_error(now, key, &problem);
                 }
             }
             Input::WsPong { conn } => {
@@ -209,6 +215,37 @@ impl Engine {
         self.sessions.iter_by_age().into_iter().map(view).collect()
     }
 
+    /// Counts one handshake or upgrade against the remote address's budget.
+    fn spend_handshake_budget(&mut self, now: Time, peer: Option<&str>) -> Result<(), Reply> {
+        let Some(peer) = peer else {
+            return Ok(());
+        };
+        let limit = self.config.handshake_rate;
+        if self.handshake_budgets.take(peer, limit, now) {
+            return Ok(());
+        }
+        Err(Reply::error(
+            429,
+            &format!(
+                "too many handshakes from {peer}: at most {} per second (bursts of {})",
+                limit.per_second, limit.burst
+            ),
+        ))
+    }
+
+    /// Counts one client message against the session's budget.
+    fn spend_message_budget(&mut self, now: Time, key: SessionKey) -> Result<(), String> {
+        let limit = self.config.client_message_rate;
+        let session = self.sessions.get_mut(key).expect("live session");
+        if session.message_budget.take(limit, now) {
+            return Ok(());
+        }
+        Err(format!(
+            "rate limit: at most {} messages per second (bursts of {}); message dropped",
+            limit.per_second, limit.burst
+        ))
+    }
+
     fn advance(&mut self, now: Time) -> Time {
         self.now = self.now.max(now);
         self.now
@@ -235,6 +272,11 @@ impl Engine {
         if self.shutting_down {
             let reply = Reply::error(503, "the server is shutting down");
             return self.reply(request, Some(routed.route), reply);
+        }
+        if matches!(routed.command, Ok(Command::Handshake { .. }))
+            && let Err(refusal) = self.spend_handshake_budget(now, http.peer.as_deref())
+        {
+            return self.reply(request, Some(routed.route), refusal);
         }
         match routed.command {
             Ok(command) => self.run_command(now, request, Some(routed.route), command),

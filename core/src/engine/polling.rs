@@ -206,6 +206,9 @@ impl Engine {
             return Self::unknown_client(client_id);
         };
         self.touch(now, key);
+        if let Err(problem) = self.spend_message_budget(now, key) {
+            return Reply::error(429, &problem);
+        }
         match self.client_message(now, key, message, Via::Http) {
             Ok(response) => {
                 Reply::json(200, format!("{{\"success\":true,\"response\":{response}}}"))

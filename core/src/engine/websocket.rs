@@ -22,7 +22,8 @@ impl Engine {
         } else if self.sessions.len() >= self.config.max_clients {
             Some(self.server_full())
         } else {
-            None
+            self.spend_handshake_budget(now, upgrade.peer.as_deref())
+                .err()
         };
         if let Some(reply) = refusal {
             self.outputs.push_back(Output::WsReject { conn, reply });
@@ -41,6 +42,9 @@ impl Engine {
             return;
         };
         self.touch(now, key);
+        if let Err(problem) = self.spend_message_budget(now, key) {
+            return self.send_error(now, key, &problem);
+        }
         if text.len() > self.config.max_frame_bytes {
             let problem = format!(
                 "message is {} bytes; the limit is {}",
