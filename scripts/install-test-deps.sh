@@ -18,8 +18,11 @@ fi
 
 AUTOBAHN_DIR=.autobahn/site-packages
 if [ ! -e "$AUTOBAHN_DIR/.installed" ]; then
+  # pyenv's python2.7 shim exists even when 2.7 is not the selected version, and then fails.
   PY2=$(command -v python2.7 || true)
-  [ -n "$PY2" ] || PY2="$HOME/.pyenv/versions/2.7.18/bin/python2.7"
+  if [ -z "$PY2" ] || ! "$PY2" -c '' >/dev/null 2>&1; then
+    PY2="$HOME/.pyenv/versions/2.7.18/bin/python2.7"
+  fi
   echo "install-test-deps: installing autobahntestsuite for $PY2"
   mkdir -p "$AUTOBAHN_DIR"
   "$PY2" -m pip install -q --disable-pip-version-check --target "$AUTOBAHN_DIR" autobahntestsuite

@@ -203,8 +203,30 @@ pub async fn run_websocket<S>(
         }
         Ending::ReadFailed(frame) => {
             if let Some(frame) = frame {
-                let close = sender.send(Message::Close(Some(frame)));
-                let _ = futures_lite::future::or(async { close.await.ok() }, async {
+                // The answers to the messages read before the error are already queued (the
+                // peer handles a message as it is read): deliver them, then fail the
+                // connection. RFC 6455 wants the echo of a good message that came before a
+                // bad frame (Autobahn 3.2, 4.1.3, 5.15...); only then the close frame.
+                let close = async {
+                    let mut frames = 0usize;
+                    while let Ok(command) = commands.try_recv() {
+                        let message = match command {
+                            ConnCommand::Text(text) => Message::text(&*text),
+                            ConnCommand::Binary(bytes) => Message::binary(bytes),
+                            ConnCommand::Ping => continue,
+                            // Our own close code wins over the one the server meant to send.
+                            ConnCommand::Close { .. } => break,
+                        };
+                        sender.feed(message).await.ok()?;
+                        frames += 1;
+                    }
+                    if frames > 0 {
+                        sender.flush().await.ok()?;
+                        peer.on_written(conn, frames);
+                    }
+                    sender.send(Message::Close(Some(frame))).await.ok()
+                };
+                let _ = futures_lite::future::or(close, async {
                     smol::Timer::after(limits.close_timeout).await;
                     None
                 })
