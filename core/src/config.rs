@@ -57,6 +57,13 @@ pub struct Config {
     /// Handshakes and WebSocket upgrades from one remote address. Default 200 per second,
     /// bursts of 1 000; beyond it they get 429.
     pub handshake_rate: RateLimit,
+    /// Secret for HS256 client tokens. When set, every handshake and WebSocket must present
+    /// a valid token (`token` in the handshake body, `?token=` on `/ws`, or
+    /// `Authorization: Bearer`). Default: none (no client authentication).
+    pub client_token_secret: Option<String>,
+    /// Token guarding broadcast, notify, publish, cleanup and management endpoints
+    /// (`Authorization: Bearer <token>`). Default: none (open, for loopback use).
+    pub admin_token: Option<String>,
     /// Browser origins (`scheme://host:port`) allowed to use the hub; `*` allows any.
     /// Requests without an `Origin` header (native clients) are always allowed. Default: none.
     pub allowed_origins: Vec<String>,
@@ -88,6 +95,8 @@ impl Default for Config {
                 per_second: 200.0,
                 burst: 1_000,
             },
+            client_token_secret: None,
+            admin_token: None,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
         }

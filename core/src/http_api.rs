@@ -247,6 +247,14 @@ fn handshake(http: &HttpRequest, _: &str, config: &Config) -> Result<Command, Re
             .unwrap_or_else(|| crate::PROTOCOL_VERSION.to_string()),
         client_id: optional_string(&body, "client_id")?,
         client_name: optional_string(&body, "client_name")?,
+        token: match optional_string(&body, "token")? {
+            Some(token) => Some(token),
+            None => http
+                .authorization
+                .as_deref()
+                .and_then(crate::auth::bearer)
+                .map(str::to_string),
+        },
     })
 }
 

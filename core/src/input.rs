@@ -96,6 +96,9 @@ pub struct HttpRequest {
     /// The body, or why it was not read.
     #[serde(default)]
     pub body: RequestBody,
+    /// The `Authorization` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
     /// The client's address (IP), for per-address limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
@@ -110,6 +113,7 @@ impl HttpRequest {
             host: None,
             origin: None,
             body: RequestBody::Complete(body.into()),
+            authorization: None,
             peer: None,
         }
     }
@@ -188,6 +192,9 @@ pub enum Command {
         /// Display name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_name: Option<String>,
+        /// A client token, when the server requires one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// Take the queued messages; with `wait`, hold the request until one arrives.
     Poll {

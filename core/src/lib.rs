@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod access;
+mod auth;
 mod catalogue;
 mod channel;
 mod config;
@@ -57,6 +58,7 @@ mod session;
 mod stats;
 mod time;
 
+pub use auth::{ClientClaims, sign_client_token, verify_client_token};
 pub use catalogue::{
     ApprovalQueueUpdated, ErrorOccurred, ExportCompleted, ExportFailed, ExportStarted,
     JobCompleted, JobCreated, JobFailed, JobProgress, JobStarted, PhotoAnalyzed, PhotoApproved,

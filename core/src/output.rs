@@ -161,6 +161,8 @@ pub enum CloseReason {
     WebSocketClosed,
     /// A fresh WebSocket session was merged into a resumed one.
     MergedIntoResumed,
+    /// Its client token expired.
+    TokenExpired,
 }
 
 /// The transport a session is using.
@@ -193,6 +195,8 @@ pub enum TimerKind {
     Ping,
     /// A session reaches `stale_after` without activity and is evicted.
     StaleEviction,
+    /// A session's client token expires and the session ends.
+    TokenExpiry,
 }
 
 /// A deadline's reason: which timer, of which session.
@@ -210,6 +214,7 @@ impl fmt::Display for TimeoutReason {
             TimerKind::LongPollExpiry => "long-poll expiry",
             TimerKind::Ping => "ping",
             TimerKind::StaleEviction => "stale eviction",
+            TimerKind::TokenExpiry => "token expiry",
         };
         write!(f, "{kind} of {}", self.client_id)
     }

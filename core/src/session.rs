@@ -5,6 +5,7 @@
 //! fan-out reaches each recipient in constant time; a generation number keeps a stale key
 //! from ever reaching the slot's next occupant.
 
+use crate::auth::ClientClaims;
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::output::TransportKind;
 use crate::queue::MessageQueue;
@@ -58,6 +59,8 @@ pub(crate) struct Session {
     pub(crate) poll_ready: bool,
     /// Messages the client may still send right now.
     pub(crate) message_budget: TokenBucket,
+    /// What the client's token grants, when tokens are required.
+    pub(crate) claims: Option<ClientClaims>,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +68,7 @@ pub(crate) struct SessionTimers {
     pub(crate) stale_at: Option<Time>,
     pub(crate) poll_expires_at: Option<Time>,
     pub(crate) ping_at: Option<Time>,
+    pub(crate) token_expires_at: Option<Time>,
 }
 
 impl Session {
@@ -90,6 +94,7 @@ impl Session {
             timers: SessionTimers::default(),
             poll_ready: false,
             message_budget: TokenBucket::full(message_rate, now),
+            claims: None,
         }
     }
 

@@ -88,6 +88,12 @@ impl WallClock {
         self.anchor_unix_millis.saturating_add(elapsed)
     }
 
+    /// The engine time at which the wall clock reads `unix_millis`.
+    pub(crate) fn time_at(&self, unix_millis: u64) -> Time {
+        let offset = unix_millis.saturating_sub(self.anchor_unix_millis);
+        self.anchor + std::time::Duration::from_millis(offset)
+    }
+
     /// ISO-8601 / RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-25T15:08:21.123Z`.
     pub(crate) fn timestamp(&self, now: Time) -> String {
         format_unix_millis(self.unix_millis(now))

@@ -19,7 +19,42 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Print a client token signed with the server's client token secret.
+    Token(TokenArgs),
+}
+
+/// Settings of `livebridge token`.
+#[derive(Clone, Debug, Args)]
+pub struct TokenArgs {
+    /// The secret the server checks tokens with (its --client-token-secret).
+    #[arg(long, env = "LIVEBRIDGE_CLIENT_TOKEN_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Who the client is (the token's `sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// How long the token is valid.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Channels the client may subscribe to (default: any).
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<String>>,
+    /// The client type the client must use (default: any).
+    #[arg(long)]
+    pub client_type: Option<String>,
+}
+
+impl TokenArgs {
+    /// The signed token, valid from `now_unix_seconds` for the TTL.
+    pub fn token(&self, now_unix_seconds: u64) -> String {
+        let claims = livebridge_core::ClientClaims {
+            sub: self.sub.clone(),
+            exp: now_unix_seconds.saturating_add(self.ttl.as_secs()),
+            channels: self.channels.clone(),
+            client_type: self.client_type.clone(),
+        };
+        livebridge_core::sign_client_token(self.secret.as_bytes(), &claims)
+    }
 }
 
 /// What a slow WebSocket client gets.
@@ -94,6 +129,14 @@ pub struct ServeArgs {
     /// Handshakes one address may make at once after a quiet period.
     #[arg(long, env = "LIVEBRIDGE_HANDSHAKE_BURST", default_value = "1000")]
     pub handshake_burst: u32,
+    /// Require clients to present an HS256 token signed with this secret (see
+    /// `livebridge token`). Default: no client authentication.
+    #[arg(long, env = "LIVEBRIDGE_CLIENT_TOKEN_SECRET", hide_env_values = true)]
+    pub client_token_secret: Option<String>,
+    /// Require `Authorization: Bearer <token>` on broadcast, notify, publish, cleanup and
+    /// management endpoints. Mandatory when binding beyond loopback.
+    #[arg(long, env = "LIVEBRIDGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// A browser origin (`scheme://host:port`) allowed to use the hub; repeat for more, `*`
     /// for any. Requests without an Origin header (native clients) are always allowed.
     #[arg(
@@ -132,6 +175,18 @@ impl ServeArgs {
         Only::parse_from(["livebridge"]).args
     }
 
+    /// Refuses settings that would expose operators' endpoints to the network.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.bind.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(format!(
+                "refusing to listen on {} without --admin-token: beyond loopback, anyone who \
+                 can reach the port could broadcast, publish and disconnect clients",
+                self.bind
+            ));
+        }
+        Ok(())
+    }
+
     /// The server configuration these flags describe.
     pub fn server_config(&self) -> ServerConfig {
         let defaults = ServerConfig::default();
@@ -161,6 +216,8 @@ impl ServeArgs {
                     per_second: self.handshake_rate,
                     burst: self.handshake_burst,
                 },
+                client_token_secret: self.client_token_secret.clone(),
+                admin_token: self.admin_token.clone(),
                 allowed_origins: self.allowed_origins.clone(),
                 allowed_hosts: self.allowed_hosts.clone(),
             },

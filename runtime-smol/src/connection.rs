@@ -171,6 +171,7 @@ fn to_request(head: Head, body: RequestBody, peer: Option<String>) -> HttpReques
         host: head.host,
         origin: head.origin,
         body,
+        authorization: head.authorization,
         peer,
     }
 }
@@ -190,6 +191,7 @@ async fn answer<B: Backend>(
     let header = |name: &str| request.header(name).map(|v| v.as_str().to_string());
     let host = header("host");
     let origin = header("origin");
+    let authorization = header("authorization");
     let method = request.method().to_string();
     let body = request.body_bytes().await?;
     debug!(%method, %target, "request");
@@ -199,6 +201,7 @@ async fn answer<B: Backend>(
         host,
         origin,
         body: RequestBody::Complete(body),
+        authorization,
         peer,
     };
     let peer_gone: BoxFuture<'_, ()> = Box::pin(io.peer_closed());

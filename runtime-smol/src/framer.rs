@@ -42,6 +42,8 @@ pub struct Head {
     pub host: Option<String>,
     /// `Origin` header.
     pub origin: Option<String>,
+    /// `Authorization` header.
+    pub authorization: Option<String>,
     /// `Content-Length`, when given.
     pub content_length: Option<u64>,
 }
@@ -279,6 +281,8 @@ pub fn parse_head(data: &mut [u8], limits: &HttpLimits) -> Parsed {
             head.host = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("origin") {
             head.origin = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.authorization = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
             lengths.push(header.value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {

@@ -48,6 +48,7 @@ pub fn http_bytes(data: &[u8]) {
                     target: head.target,
                     host: head.host,
                     origin: head.origin,
+                    authorization: head.authorization,
                     body: RequestBody::Complete(body),
                     peer: None,
                 };
@@ -59,6 +60,7 @@ pub fn http_bytes(data: &[u8]) {
                     target: head.target,
                     host: head.host,
                     origin: head.origin,
+                    authorization: head.authorization,
                     body: RequestBody::default(),
                     peer: None,
                 };
@@ -76,6 +78,7 @@ pub fn http_bytes(data: &[u8]) {
                     target: head.target,
                     host: head.host,
                     origin: head.origin,
+                    authorization: head.authorization,
                     body: match declared {
                         Some(declared) => RequestBody::TooLarge { declared },
                         None => RequestBody::LengthRequired,

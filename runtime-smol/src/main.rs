@@ -11,9 +11,20 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => *args,
+        Some(Command::Token(args)) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            println!("{}", args.token(now));
+            return ExitCode::SUCCESS;
+        }
         None => ServeArgs::defaults(),
     };
+    if let Err(problem) = args.check() {
+        eprintln!("livebridge: {problem}");
+        return ExitCode::FAILURE;
+    }
     init_logging(&args.log);
     let config = args.server_config();
     if !config.bind.ip().is_loopback() && config.engine.allowed_hosts.is_empty() {

@@ -111,3 +111,50 @@ fn sigterm_closes_websockets_answers_polls_and_exits_zero() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn binding_beyond_loopback_without_an_admin_token_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_livebridge"))
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without --admin-token"), "{stderr}");
+}
+
+#[test]
+fn a_minted_token_opens_a_session_on_a_server_that_requires_tokens() {
+    let secret = ["--client-token-secret", "s3cret"];
+    let (mut child, addr) = spawn(&secret);
+    let token = Command::new(env!("CARGO_BIN_EXE_livebridge"))
+        .args([
+            "token", "--secret", "s3cret", "--sub", "plugin", "--ttl", "1h",
+        ])
+        .args(["--channels", "jobs,system", "--client-type", "lightroom"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let handshake = |body: String| {
+        let mut response = agent
+            .post(format!("http://{addr}/ws/handshake"))
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(
+        handshake(r#"{"client_type":"lightroom"}"#.to_string()).0,
+        401
+    );
+    let (status, body) = handshake(format!(
+        r#"{{"client_type":"lightroom","token":"{token}"}}"#
+    ));
+    assert_eq!(status, 200, "{body}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -10,6 +10,7 @@ pub(super) fn reason_text(reason: CloseReason) -> &'static str {
         CloseReason::AdminDisconnect => "disconnected by the server operator",
         CloseReason::WebSocketClosed => "WebSocket closed",
         CloseReason::MergedIntoResumed => "merged into a resumed session",
+        CloseReason::TokenExpired => "client token expired",
     }
 }
 
@@ -82,6 +83,7 @@ impl Engine {
             TimerKind::StaleEviction => &mut session.timers.stale_at,
             TimerKind::LongPollExpiry => &mut session.timers.poll_expires_at,
             TimerKind::Ping => &mut session.timers.ping_at,
+            TimerKind::TokenExpiry => &mut session.timers.token_expires_at,
         };
         if *slot == at {
             return;
@@ -117,6 +119,7 @@ impl Engine {
                     }
                 }
                 TimerKind::StaleEviction => self.end_session(key, CloseReason::Stale),
+                TimerKind::TokenExpiry => self.end_session(key, CloseReason::TokenExpired),
             }
         }
     }
@@ -158,6 +161,7 @@ impl Engine {
                     CloseReason::ClientDisconnect | CloseReason::WebSocketClosed => {
                         close_code::NORMAL
                     }
+                    CloseReason::TokenExpired => close_code::TOKEN_EXPIRED,
                     _ => close_code::SESSION_ENDED,
                 };
                 self.outputs.push_back(Output::WsClose {
@@ -172,6 +176,7 @@ impl Engine {
             TimerKind::StaleEviction,
             TimerKind::LongPollExpiry,
             TimerKind::Ping,
+            TimerKind::TokenExpiry,
         ] {
             self.set_timer(key, kind, None);
         }

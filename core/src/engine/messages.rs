@@ -120,6 +120,18 @@ impl Engine {
             validate_label("client_type", client_type)?;
         }
         let session = self.sessions.get_mut(key).expect("live session");
+        if let (Some(wanted), Some(allowed)) = (
+            client_type,
+            session
+                .claims
+                .as_ref()
+                .and_then(|c| c.client_type.as_deref()),
+        ) && wanted != allowed
+        {
+            return Err(format!(
+                "the token allows client_type {allowed:?}, not {wanted:?}"
+            ));
+        }
         let own_id = session.id.to_string();
         if via == Via::Http && requested_id.is_some_and(|id| id != own_id) {
             return Err(
@@ -160,6 +172,12 @@ impl Engine {
             validate_channel_name(channel, self.config.max_channel_name_bytes)?;
         }
         let session = self.sessions.get_mut(key).expect("live session");
+        if subscribe
+            && let Some(claims) = &session.claims
+            && let Some(denied) = channels.iter().find(|c| !claims.allows_channel(c))
+        {
+            return Err(format!("the token does not allow channel {denied:?}"));
+        }
         if subscribe {
             let added = channels
                 .iter()

@@ -6,6 +6,7 @@
 //! a socket or draws a random number, so the same inputs always give the same outputs.
 
 use crate::access;
+use crate::auth::{self, ClientClaims};
 use crate::catalogue::Event;
 use crate::channel::{ChannelIndex, validate_channel_name};
 use crate::config::{Config, SlowConsumerPolicy};
@@ -49,6 +50,8 @@ pub mod close_code {
     pub const SESSION_ENDED: u16 = 4000;
     /// Another connection resumed this session.
     pub const SESSION_TAKEN_OVER: u16 = 4001;
+    /// The client's token expired.
+    pub const TOKEN_EXPIRED: u16 = 4003;
 }
 
 /// A read-only view of one session, for embedders and tests.
@@ -215,6 +218,30 @@ impl Engine {
         self.sessions.iter_by_age().into_iter().map(view).collect()
     }
 
+    /// Verifies a client token when the server requires one: `Ok(None)` when it does not.
+    fn authenticate(&self, now: Time, token: Option<&str>) -> Result<Option<ClientClaims>, Reply> {
+        let Some(secret) = &self.config.client_token_secret else {
+            return Ok(None);
+        };
+        let Some(token) = token else {
+            return Err(Reply::error(401, "a client token is required"));
+        };
+        auth::verify_client_token(secret.as_bytes(), token, self.clock.unix_millis(now))
+            .map(Some)
+            .map_err(|problem| Reply::error(401, &problem))
+    }
+
+    /// Gives a session its token's grants and arms the expiry.
+    fn install_claims(&mut self, key: SessionKey, claims: Option<ClientClaims>) {
+        let expires = claims
+            .as_ref()
+            .map(|c| self.clock.time_at(c.expires_at_unix_millis()));
+        if let Some(session) = self.sessions.get_mut(key) {
+            session.claims = claims;
+        }
+        self.set_timer(key, TimerKind::TokenExpiry, expires);
+    }
+
     /// Counts one handshake or upgrade against the remote address's budget.
     fn spend_handshake_budget(&mut self, now: Time, peer: Option<&str>) -> Result<(), Reply> {
         let Some(peer) = peer else {
@@ -273,6 +300,16 @@ impl Engine {
             let reply = Reply::error(503, "the server is shutting down");
             return self.reply(request, Some(routed.route), reply);
         }
+        if let (Some(admin_token), Ok(command)) = (&self.config.admin_token, &routed.command)
+            && needs_admin(command)
+            && !auth::is_admin(admin_token, http.authorization.as_deref())
+        {
+            let refusal = Reply::error(
+                401,
+                "this endpoint needs the admin token: send Authorization: Bearer <token>",
+            );
+            return self.reply(request, Some(routed.route), refusal);
+        }
         if matches!(routed.command, Ok(Command::Handshake { .. }))
             && let Err(refusal) = self.spend_handshake_budget(now, http.peer.as_deref())
         {
@@ -318,12 +355,14 @@ impl Engine {
                 protocol_version,
                 client_id,
                 client_name,
+                token,
             } => self.handshake(
                 now,
                 client_type,
                 &protocol_version,
                 client_id.as_deref(),
                 client_name,
+                token.as_deref(),
             ),
             Command::Poll { client_id, wait } => {
                 match self.poll(now, request, route.is_some(), client_id, wait) {
@@ -369,5 +408,24 @@ fn view(session: &Session) -> SessionView {
         unreported_drops: session.queue.unreported_drops(),
         connected_at: session.connected_at,
         last_activity: session.last_activity,
+    }
+}
+
+/// Commands reserved to operators when an admin token is configured.
+fn needs_admin(command: &Command) -> bool {
+    match command {
+        Command::Handshake { .. }
+        | Command::Poll { .. }
+        | Command::Send { .. }
+        | Command::Health => false,
+        Command::Disconnect { initiator, .. } => *initiator == Initiator::Admin,
+        Command::Broadcast { .. }
+        | Command::SendTo { .. }
+        | Command::Publish { .. }
+        | Command::Cleanup { .. }
+        | Command::ListClients
+        | Command::Status
+        | Command::Stats
+        | Command::Metrics => true,
     }
 }

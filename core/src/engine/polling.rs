@@ -12,6 +12,7 @@ impl Engine {
         protocol_version: &str,
         client_id: Option<&str>,
         client_name: Option<String>,
+        token: Option<&str>,
     ) -> Reply {
         if protocol_version != "1" && !protocol_version.starts_with("1.") {
             return Reply::error(
@@ -24,9 +25,27 @@ impl Engine {
         if let Err(problem) = validate_label("client_type", &client_type) {
             return Reply::error(400, &problem);
         }
+        let claims = match self.authenticate(now, token) {
+            Ok(claims) => claims,
+            Err(refusal) => return refusal,
+        };
+        if let Some(allowed) = claims.as_ref().and_then(|c| c.client_type.as_deref())
+            && allowed != client_type
+        {
+            return Reply::error(
+                403,
+                &format!("the token allows client_type {allowed:?}, not {client_type:?}"),
+            );
+        }
         let resumable = client_id
             .and_then(|text| text.parse::<ClientId>().ok())
             .and_then(|id| self.sessions.key_of(&id));
+        if let (Some(key), Some(new)) = (resumable, &claims)
+            && let Some(old) = self.sessions.get(key).and_then(|s| s.claims.as_ref())
+            && old.sub != new.sub
+        {
+            return Reply::error(403, "that session belongs to another token subject");
+        }
         let (key, resumed) = match resumable {
             Some(key) => {
                 self.release_transport(now, key, "session resumed by a new handshake");
@@ -52,6 +71,9 @@ impl Engine {
             }
         };
         self.touch(now, key);
+        if self.config.client_token_secret.is_some() {
+            self.install_claims(key, claims);
+        }
         let session = self.sessions.get_mut(key).expect("live session");
         if client_name.is_some() {
             session.client_name = client_name;

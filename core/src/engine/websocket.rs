@@ -25,14 +25,27 @@ impl Engine {
             self.spend_handshake_budget(now, upgrade.peer.as_deref())
                 .err()
         };
-        if let Some(reply) = refusal {
-            self.outputs.push_back(Output::WsReject { conn, reply });
-            return;
-        }
+        let claims = match refusal {
+            Some(reply) => Err(reply),
+            None => self.authenticate(now, upgrade_token(upgrade).as_deref()),
+        };
+        let claims = match claims {
+            Ok(claims) => claims,
+            Err(reply) => {
+                self.outputs.push_back(Output::WsReject { conn, reply });
+                return;
+            }
+        };
         self.outputs.push_back(Output::WsAccept { conn });
         let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
         self.sessions.attach_websocket(key, conn, 0);
         self.touch(now, key);
+        if let Some(client_type) = claims.as_ref().and_then(|c| c.client_type.clone()) {
+            self.sessions.get_mut(key).expect("new session").client_type = client_type;
+        }
+        if claims.is_some() {
+            self.install_claims(key, claims);
+        }
         let welcome = self.connection_established(now, key);
         self.deliver(key, welcome);
     }
@@ -98,6 +111,13 @@ impl Engine {
         {
             return self.send_error(now, fresh, &problem);
         }
+        let fresh_claims = self.sessions.get(fresh).and_then(|s| s.claims.clone());
+        let owner = self.sessions.get(target).and_then(|s| s.claims.as_ref());
+        if let (Some(new), Some(old)) = (&fresh_claims, owner)
+            && new.sub != old.sub
+        {
+            return self.send_error(now, fresh, "that session belongs to another token subject");
+        }
         self.release_transport(now, target, "session resumed on another connection");
         let in_flight = match self.sessions.get(fresh).map(|s| &s.transport) {
             Some(Transport::WebSocket { in_flight, .. }) => *in_flight,
@@ -122,6 +142,9 @@ impl Engine {
             }
         }
         self.sessions.attach_websocket(target, conn, in_flight);
+        if fresh_claims.is_some() {
+            self.install_claims(target, fresh_claims);
+        }
         let session = self.sessions.get_mut(target).expect("resume target");
         if let Some(client_type) = map.get("client_type").and_then(Value::as_str) {
             session.client_type = client_type.to_string();
@@ -214,4 +237,20 @@ impl Engine {
         let frame = json!({"type": "error", "error": problem, "timestamp": self.timestamp(now)});
         self.deliver(key, frame.to_string().into());
     }
+}
+
+/// The client token of a WebSocket upgrade: `?token=` (browsers cannot set headers on a
+/// WebSocket) or `Authorization: Bearer`.
+fn upgrade_token(upgrade: &HttpRequest) -> Option<String> {
+    let (_, query) = http_api::split_target(&upgrade.target);
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
+        .or_else(|| {
+            upgrade
+                .authorization
+                .as_deref()
+                .and_then(auth::bearer)
+                .map(str::to_string)
+        })
 }
