@@ -145,7 +145,7 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
-    /// A host name accepted in the Host header besides localhost, 127.0.0.1 and [::1];
+    /// A host name accepted in the Host header besides localhost, 127.0.0.1 and `[::1]`;
     /// repeat for more, `*` for any. Needed when clients reach the hub by another name.
     #[arg(
         long = "allowed-host",
