@@ -210,13 +210,8 @@ impl Engine {
                             && self.config.slow_consumer == SlowConsumerPolicy::Disconnect =>
                     {
                         let conn = *conn;
-                        self.sessions.detach(key);
-                        self.set_timer(key, TimerKind::Ping, None);
-                        self.outputs.push_back(Output::WsClose {
-                            conn,
-                            code: close_code::SLOW_CONSUMER,
-                            reason: "client too slow: outbound queue overflowed".to_string(),
-                        });
+                        let reason = "client too slow: outbound queue overflowed";
+                        self.close_websocket(key, conn, close_code::SLOW_CONSUMER, reason);
                     }
                     _ => {}
                 }

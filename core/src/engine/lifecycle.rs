@@ -124,26 +124,45 @@ impl Engine {
         }
     }
 
-    /// Detaches the session's transport: a pending poll is answered with what is queued, a
-    /// WebSocket is closed as taken over.
-    pub(super) fn release_transport(&mut self, now: Time, key: SessionKey, why: &str) {
+    /// Detaches the session's transport, keeping the session: a pending poll is answered
+    /// (empty when `superseded`, so the queue waits for the new transport), a WebSocket is
+    /// closed with `code` and `reason`.
+    pub(super) fn release_transport(
+        &mut self,
+        now: Time,
+        key: SessionKey,
+        superseded: bool,
+        code: u16,
+        reason: &str,
+    ) {
         match self.sessions.get(key).map(|s| &s.transport) {
             Some(Transport::PendingPoll { request, .. }) => {
                 let request = *request;
-                self.answer_poll(now, key, request, true);
+                self.answer_poll(now, key, request, superseded);
             }
             Some(Transport::WebSocket { conn, .. }) => {
                 let conn = *conn;
-                self.sessions.detach(key);
-                self.set_timer(key, TimerKind::Ping, None);
-                self.outputs.push_back(Output::WsClose {
-                    conn,
-                    code: close_code::SESSION_TAKEN_OVER,
-                    reason: why.to_string(),
-                });
+                self.close_websocket(key, conn, code, reason);
             }
             _ => {}
         }
+    }
+
+    /// Closes a session's WebSocket and leaves the session detached.
+    pub(super) fn close_websocket(
+        &mut self,
+        key: SessionKey,
+        conn: ConnId,
+        code: u16,
+        reason: &str,
+    ) {
+        self.sessions.detach(key);
+        self.set_timer(key, TimerKind::Ping, None);
+        self.outputs.push_back(Output::WsClose {
+            conn,
+            code,
+            reason: reason.to_string(),
+        });
     }
 
     /// Ends a session: its transport is closed (or its poll answered 410), its timers and
@@ -207,23 +226,8 @@ impl Engine {
             .map(|(key, _)| key)
             .collect();
         for key in attached {
-            match self.sessions.get(key).map(|s| &s.transport) {
-                Some(Transport::PendingPoll { request, .. }) => {
-                    let request = *request;
-                    self.answer_poll(now, key, request, false);
-                }
-                Some(Transport::WebSocket { conn, .. }) => {
-                    let conn = *conn;
-                    self.sessions.detach(key);
-                    self.set_timer(key, TimerKind::Ping, None);
-                    self.outputs.push_back(Output::WsClose {
-                        conn,
-                        code: close_code::GOING_AWAY,
-                        reason: "server shutting down".to_string(),
-                    });
-                }
-                _ => {}
-            }
+            let reason = "server shutting down";
+            self.release_transport(now, key, false, close_code::GOING_AWAY, reason);
         }
     }
 }

@@ -48,7 +48,8 @@ impl Engine {
         }
         let (key, resumed) = match resumable {
             Some(key) => {
-                self.release_transport(now, key, "session resumed by a new handshake");
+                let reason = "session resumed by a new handshake";
+                self.release_transport(now, key, true, close_code::SESSION_TAKEN_OVER, reason);
                 let session = self.sessions.get_mut(key).expect("resumable session");
                 session.client_type = client_type;
                 session.kind = TransportKind::Polling;

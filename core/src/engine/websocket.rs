@@ -118,7 +118,8 @@ impl Engine {
         {
             return self.send_error(now, fresh, "that session belongs to another token subject");
         }
-        self.release_transport(now, target, "session resumed on another connection");
+        let reason = "session resumed on another connection";
+        self.release_transport(now, target, true, close_code::SESSION_TAKEN_OVER, reason);
         let in_flight = match self.sessions.get(fresh).map(|s| &s.transport) {
             Some(Transport::WebSocket { in_flight, .. }) => *in_flight,
             _ => 0,
