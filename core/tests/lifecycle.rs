@@ -315,3 +315,39 @@ fn the_client_limit_refuses_handshakes_and_upgrades_with_503() {
         matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 503)
     );
 }
+
+#[test]
+fn a_websocket_resumes_at_open_with_client_id_in_the_url_even_at_the_client_limit() {
+    let mut h = Harness::new(Config {
+        max_clients: 1,
+        ..Config::default()
+    });
+    let (conn, id) = h.ws_open();
+    h.ws_send(conn, json!({"type": "subscribe", "channels": ["jobs"]}));
+    h.take_frames(conn);
+    h.input(Input::WsClosed { conn, code: None });
+    h.publish(job_progress(9));
+    // A fresh socket is refused at the limit...
+    h.input(Input::WsOpen {
+        conn: livebridge_core::ConnId(50),
+        upgrade: livebridge_core::HttpRequest::new("GET", "/ws", ""),
+    });
+    assert!(
+        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 503)
+    );
+    // ...but the owner of the session comes back with its id.
+    let conn2 = livebridge_core::ConnId(51);
+    h.input(Input::WsOpen {
+        conn: conn2,
+        upgrade: livebridge_core::HttpRequest::new("GET", &format!("/ws?client_id={id}"), ""),
+    });
+    let frames = h.take_frames(conn2);
+    assert_eq!(
+        types(&Value::Array(frames.clone())),
+        ["connection_established", "job_progress"]
+    );
+    assert_eq!(frames[0]["client_id"], id.to_string());
+    assert_eq!(frames[0]["resumed"], true);
+    assert_eq!(frames[0]["subscriptions"], json!(["jobs"]));
+    assert_eq!(h.engine.sessions().len(), 1);
+}

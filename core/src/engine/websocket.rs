@@ -6,6 +6,11 @@ use super::*;
 impl Engine {
     pub(super) fn on_ws_open(&mut self, now: Time, conn: ConnId, upgrade: &HttpRequest) {
         let (path, _) = http_api::split_target(&upgrade.target);
+        // `/ws?client_id=…` resumes that session directly: no fresh session is made, so a
+        // client can come back even when the hub holds its limit of clients.
+        let resume = query_param(upgrade, "client_id")
+            .and_then(|id| id.parse::<ClientId>().ok())
+            .and_then(|id| self.sessions.key_of(&id));
         let access = access::check_host(&self.config, upgrade.host.as_deref())
             .and_then(|()| access::check_origin(&self.config, upgrade.origin.as_deref()));
         let refusal = if let Err(refusal) = access {
@@ -19,7 +24,7 @@ impl Engine {
             ))
         } else if self.sessions.key_of_conn(conn).is_some() {
             Some(Reply::error(409, &format!("{conn} is already open")))
-        } else if self.sessions.len() >= self.config.max_clients {
+        } else if resume.is_none() && self.sessions.len() >= self.config.max_clients {
             Some(self.server_full())
         } else {
             self.spend_handshake_budget(now, upgrade.peer.as_deref())
@@ -27,7 +32,33 @@ impl Engine {
         };
         let claims = match refusal {
             Some(reply) => Err(reply),
-            None => self.authenticate(now, upgrade_token(upgrade).as_deref()),
+            None => self.authenticate(
+                now,
+                query_param(upgrade, "token")
+                    .or_else(|| {
+                        upgrade
+                            .authorization
+                            .as_deref()
+                            .and_then(auth::bearer)
+                            .map(str::to_string)
+                    })
+                    .as_deref(),
+            ),
+        };
+        let claims = match (claims, resume) {
+            (Ok(Some(new)), Some(target))
+                if self
+                    .sessions
+                    .get(target)
+                    .and_then(|s| s.claims.as_ref())
+                    .is_some_and(|old| old.sub != new.sub) =>
+            {
+                Err(Reply::error(
+                    403,
+                    "that session belongs to another token subject",
+                ))
+            }
+            (claims, _) => claims,
         };
         let claims = match claims {
             Ok(claims) => claims,
@@ -37,6 +68,9 @@ impl Engine {
             }
         };
         self.outputs.push_back(Output::WsAccept { conn });
+        if let Some(target) = resume {
+            return self.resume_at_open(now, conn, target, claims);
+        }
         let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
         self.sessions.attach_websocket(key, conn, 0);
         self.touch(now, key);
@@ -48,6 +82,45 @@ impl Engine {
         }
         let welcome = self.connection_established(now, key);
         self.deliver(key, welcome);
+    }
+
+    /// Attaches a new WebSocket to a live session named in its URL: the session's previous
+    /// transport is released, the client gets `connection_established` with
+    /// `"resumed": true`, then a `messages_dropped` notice if it lost any, then its backlog.
+    fn resume_at_open(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        target: SessionKey,
+        claims: Option<ClientClaims>,
+    ) {
+        let reason = "session resumed on another connection";
+        self.release_transport(now, target, true, close_code::SESSION_TAKEN_OVER, reason);
+        self.sessions.attach_websocket(target, conn, 0);
+        if claims.is_some() {
+            self.install_claims(target, claims);
+        }
+        self.touch(now, target);
+        let session = self.sessions.get(target).expect("resumed session");
+        let client_id = session.id;
+        let timestamp = self.timestamp(now);
+        let welcome = json!({
+            "type": "connection_established",
+            "client_id": client_id,
+            "protocol_version": PROTOCOL_VERSION,
+            "server_time": timestamp,
+            "resumed": true,
+            "subscriptions": session.subscriptions,
+            "timestamp": timestamp,
+        });
+        self.counters.sessions_resumed += 1;
+        self.outputs
+            .push_back(Output::Session(SessionEvent::Resumed {
+                client_id,
+                transport: TransportKind::Websocket,
+            }));
+        self.emit_frame(target, welcome.to_string().into());
+        self.flush_websocket(now, target);
     }
 
     pub(super) fn on_ws_text(&mut self, now: Time, conn: ConnId, text: &str) {
@@ -240,18 +313,10 @@ impl Engine {
     }
 }
 
-/// The client token of a WebSocket upgrade: `?token=` (browsers cannot set headers on a
-/// WebSocket) or `Authorization: Bearer`.
-fn upgrade_token(upgrade: &HttpRequest) -> Option<String> {
+/// A query parameter of the upgrade request.
+fn query_param(upgrade: &HttpRequest, name: &str) -> Option<String> {
     let (_, query) = http_api::split_target(&upgrade.target);
     form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == "token")
+        .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
-        .or_else(|| {
-            upgrade
-                .authorization
-                .as_deref()
-                .and_then(auth::bearer)
-                .map(str::to_string)
-        })
 }
