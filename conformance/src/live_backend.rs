@@ -1,0 +1,509 @@
+//! Live back end: the real server (`livebridge_smol::Server`, the code behind the
+//! `livebridge` binary) on an ephemeral port, driven over real sockets in real time.
+//! HTTP goes through a minimal HTTP/1.1 client (one connection per request, so chunked bodies
+//! and plain `GET /ws` can be sent); WebSockets through async-tungstenite.
+
+use crate::{Answer, Driver, Item};
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use livebridge_core::Config;
+use livebridge_smol::{Server, ServerConfig};
+use smol::net::TcpStream;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long an expected frame or answer may take to arrive.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// Slack on the timestamp window (the server's wall clock is read at its start-up).
+const CLOCK_SLACK_MS: u64 = 50;
+
+enum WsCmd {
+    Text(String),
+    Binary(usize),
+    Close(u16),
+    Drop,
+}
+
+struct WsActor {
+    cmds: async_channel::Sender<WsCmd>,
+    events: async_channel::Receiver<Item>,
+    pings: usize,
+    task: Option<smol::Task<()>>,
+}
+
+/// The live driver.
+pub struct LiveDriver {
+    server: Option<Server>,
+    stopping: Option<std::thread::JoinHandle<()>>,
+    addr: SocketAddr,
+    start: Instant,
+    start_unix_ms: u64,
+    next: u64,
+    pending: BTreeMap<u64, smol::Task<Result<Answer, String>>>,
+    actors: BTreeMap<String, WsActor>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl LiveDriver {
+    /// Starts a server with these settings.
+    pub fn start(config: Config) -> Result<Self, String> {
+        let start_unix_ms = unix_ms();
+        let server = Server::start(ServerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            engine: config,
+            threads: 1,
+            shutdown_grace: Duration::from_secs(2),
+            close_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        })
+        .map_err(|e| format!("server start: {e}"))?;
+        Ok(LiveDriver {
+            addr: server.local_addr(),
+            server: Some(server),
+            stopping: None,
+            start: Instant::now(),
+            start_unix_ms,
+            next: 0,
+            pending: BTreeMap::new(),
+            actors: BTreeMap::new(),
+        })
+    }
+
+    fn actor(&mut self, actor: &str) -> Result<&mut WsActor, String> {
+        self.actors
+            .get_mut(actor)
+            .ok_or_else(|| format!("{actor} has no WebSocket"))
+    }
+}
+
+async fn timeout<T>(wait: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        smol::Timer::after(wait).await;
+        None
+    })
+    .await
+}
+
+/// One HTTP/1.1 exchange on a fresh connection.
+pub async fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    chunked: bool,
+) -> Result<Answer, String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut payload = Vec::new();
+    match (&body, chunked) {
+        (Some(body), true) => {
+            head.push_str("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n");
+            payload.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+            payload.extend_from_slice(body);
+            payload.extend_from_slice(b"\r\n0\r\n\r\n");
+        }
+        (Some(body), false) => {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+            payload.extend_from_slice(body);
+        }
+        (None, _) if method == "POST" || method == "PUT" => {
+            head.push_str("Content-Length: 0\r\n");
+        }
+        (None, _) => {}
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&payload);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    stream.flush().await.map_err(|e| format!("flush: {e}"))?;
+    read_response(&mut stream).await
+}
+
+/// Reads one HTTP response (Content-Length, chunked or until close).
+pub async fn read_response<S: futures_lite::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<Answer, String> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(pos) = find(&data, b"\r\n\r\n") {
+            break pos;
+        }
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed before a response ({:?})",
+                String::from_utf8_lossy(&data)
+            ));
+        }
+        data.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let mut rest = data[head_end + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while rest.len() < len {
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("read body: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&buf[..n]);
+        }
+        rest.truncate(len);
+        rest
+    } else {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&buf[..n]);
+        }
+        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            dechunk(&rest)
+        } else {
+            rest
+        }
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at_ms: None,
+    })
+}
+
+fn find(data: &[u8], needle: &[u8]) -> Option<usize> {
+    data.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = find(data, b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
+        data = &data[line_end + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+async fn ws_actor(
+    mut ws: WebSocketStream<TcpStream>,
+    cmds: async_channel::Receiver<WsCmd>,
+    events: async_channel::Sender<Item>,
+) {
+    enum Ev {
+        Cmd(Option<WsCmd>),
+        Msg(Option<Result<Message, WsError>>),
+    }
+    let mut closing = false;
+    loop {
+        let ev = futures_lite::future::or(async { Ev::Cmd(cmds.recv().await.ok()) }, async {
+            Ev::Msg(ws.next().await)
+        })
+        .await;
+        match ev {
+            Ev::Cmd(None) | Ev::Cmd(Some(WsCmd::Drop)) => return,
+            Ev::Cmd(Some(WsCmd::Text(text))) => {
+                let _ = ws.send(Message::text(text)).await;
+            }
+            Ev::Cmd(Some(WsCmd::Binary(len))) => {
+                let _ = ws.send(Message::binary(vec![0u8; len])).await;
+            }
+            Ev::Cmd(Some(WsCmd::Close(code))) => {
+                closing = true;
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: "".into(),
+                    }))
+                    .await;
+            }
+            Ev::Msg(Some(Ok(Message::Text(text)))) if !closing => {
+                let _ = events.send(Item::Frame(text.to_string())).await;
+            }
+            Ev::Msg(Some(Ok(Message::Ping(_)))) => {
+                let _ = events.send(Item::Ping).await;
+            }
+            Ev::Msg(Some(Ok(Message::Close(frame)))) => {
+                if !closing {
+                    closing = true;
+                    let _ = events
+                        .send(Item::Close(frame.map(|f| u16::from(f.code))))
+                        .await;
+                }
+            }
+            Ev::Msg(Some(Ok(_))) => {}
+            Ev::Msg(None) | Ev::Msg(Some(Err(_))) => {
+                if !closing {
+                    let _ = events.send(Item::Close(None)).await;
+                }
+                // Keep the task alive until told to go, without spinning.
+                let _ = cmds.recv().await;
+                return;
+            }
+        }
+    }
+}
+
+impl Driver for LiveDriver {
+    fn name(&self) -> &'static str {
+        "live"
+    }
+
+    fn advance(&mut self, at_ms: u64) {
+        let target = self.start + Duration::from_millis(at_ms);
+        let now = Instant::now();
+        if target > now {
+            std::thread::sleep(target - now);
+        }
+    }
+
+    fn clock_ms(&self) -> (u64, u64) {
+        (
+            self.start_unix_ms.saturating_sub(CLOCK_SLACK_MS),
+            unix_ms() + CLOCK_SLACK_MS,
+        )
+    }
+
+    fn http_start(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        chunked: bool,
+    ) -> Result<u64, String> {
+        self.next += 1;
+        let addr = self.addr;
+        let (method, path) = (method.to_string(), path.to_string());
+        let body = if body.is_empty() && !chunked {
+            None
+        } else {
+            Some(body)
+        };
+        let task = smol::spawn(async move {
+            timeout(
+                Duration::from_secs(20),
+                http_exchange(addr, &method, &path, body, chunked),
+            )
+            .await
+            .unwrap_or_else(|| Err("no answer within 20 s".to_string()))
+        });
+        self.pending.insert(self.next, task);
+        // Let the request reach the server before the next step.
+        std::thread::sleep(Duration::from_millis(5));
+        Ok(self.next)
+    }
+
+    fn http_answer(&mut self, handle: u64, wait: bool) -> Result<Option<Answer>, String> {
+        let Some(task) = self.pending.remove(&handle) else {
+            return Err("unknown request".to_string());
+        };
+        if !wait && !task.is_finished() {
+            self.pending.insert(handle, task);
+            return Ok(None);
+        }
+        match smol::block_on(timeout(WAIT, task)) {
+            Some(result) => result.map(Some),
+            None => Err(format!("no answer within {WAIT:?}")),
+        }
+    }
+
+    fn ws_open(&mut self, actor: &str) -> Result<Option<Answer>, String> {
+        let addr = self.addr;
+        let result = smol::block_on(async move {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            Ok::<_, String>(
+                async_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await,
+            )
+        })?;
+        match result {
+            Ok((ws, _response)) => {
+                let (cmd_tx, cmd_rx) = async_channel::unbounded();
+                let (ev_tx, ev_rx) = async_channel::unbounded();
+                let task = smol::spawn(ws_actor(ws, cmd_rx, ev_tx));
+                if let Some(old) = self.actors.insert(
+                    actor.to_string(),
+                    WsActor {
+                        cmds: cmd_tx,
+                        events: ev_rx,
+                        pings: 0,
+                        task: Some(task),
+                    },
+                ) {
+                    old.cmds.close();
+                }
+                Ok(None)
+            }
+            Err(WsError::Http(response)) => Ok(Some(Answer {
+                status: response.status().as_u16(),
+                headers: Vec::new(),
+                body: response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+                at_ms: None,
+            })),
+            Err(e) => Err(format!("websocket handshake: {e}")),
+        }
+    }
+
+    fn ws_text(&mut self, actor: &str, text: String) -> Result<(), String> {
+        let a = self.actor(actor)?;
+        a.cmds
+            .send_blocking(WsCmd::Text(text))
+            .map_err(|_| "socket task ended".to_string())
+    }
+
+    fn ws_binary(&mut self, actor: &str, len: usize) -> Result<(), String> {
+        let a = self.actor(actor)?;
+        a.cmds
+            .send_blocking(WsCmd::Binary(len))
+            .map_err(|_| "socket task ended".to_string())
+    }
+
+    fn ws_close(&mut self, actor: &str, code: Option<u16>) -> Result<(), String> {
+        let a = self.actor(actor)?;
+        let cmd = match code {
+            Some(code) => WsCmd::Close(code),
+            None => WsCmd::Drop,
+        };
+        let _ = a.cmds.send_blocking(cmd);
+        // Give the server a moment to see the close before the next step.
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(())
+    }
+
+    fn ws_stall(&mut self, _actor: &str, _stall: bool) -> Result<(), String> {
+        Err("ws_stall is engine-only (mark the step \"only\": \"engine\")".to_string())
+    }
+
+    fn ws_next(&mut self, actor: &str) -> Result<Option<Item>, String> {
+        let a = self.actor(actor)?;
+        loop {
+            match smol::block_on(timeout(WAIT, a.events.recv())) {
+                Some(Ok(Item::Ping)) => a.pings += 1,
+                Some(Ok(item)) => return Ok(Some(item)),
+                Some(Err(_)) | None => return Ok(None),
+            }
+        }
+    }
+
+    fn ws_quiet(&mut self, actor: &str) -> Result<Vec<Item>, String> {
+        std::thread::sleep(Duration::from_millis(150));
+        let a = self.actor(actor)?;
+        let mut out = Vec::new();
+        while let Ok(item) = a.events.try_recv() {
+            match item {
+                Item::Ping => a.pings += 1,
+                item => out.push(item),
+            }
+        }
+        Ok(out)
+    }
+
+    fn ws_pings(&mut self, actor: &str) -> Result<usize, String> {
+        let a = self.actor(actor)?;
+        while let Ok(item) = a.events.try_recv() {
+            match item {
+                Item::Ping => a.pings += 1,
+                other => {
+                    return Err(format!("unread frame before the ping check: {other:?}"));
+                }
+            }
+        }
+        Ok(std::mem::take(&mut a.pings))
+    }
+
+    fn leftovers(&mut self) -> Vec<(String, Item)> {
+        let mut out = Vec::new();
+        for (name, a) in &mut self.actors {
+            while let Ok(item) = a.events.try_recv() {
+                if !matches!(item, Item::Ping) {
+                    out.push((name.clone(), item));
+                }
+            }
+        }
+        out
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.stopping = Some(std::thread::spawn(move || {
+                let _ = server.shutdown();
+            }));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(&mut self) {
+        for (_, a) in std::mem::take(&mut self.actors) {
+            a.cmds.close();
+            if let Some(task) = a.task {
+                let _ = smol::block_on(timeout(Duration::from_secs(2), task));
+            }
+        }
+        self.pending.clear();
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown();
+        }
+        if let Some(thread) = self.stopping.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LiveDriver {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
