@@ -185,13 +185,13 @@ impl Driver for EngineDriver {
         }
     }
 
-    fn ws_open(&mut self, actor: &str) -> Result<Option<Answer>, String> {
+    fn ws_open(&mut self, actor: &str, path: &str) -> Result<Option<Answer>, String> {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
         self.decision = None;
         self.input(Input::WsOpen {
             conn,
-            upgrade: HttpRequest::new("GET", "/ws", ""),
+            upgrade: HttpRequest::new("GET", path, ""),
         });
         match self.decision.take() {
             Some(Ok(())) => {

@@ -59,7 +59,7 @@ pub trait Driver {
     /// The answer of a request: with `wait`, it must come (live: within a timeout).
     fn http_answer(&mut self, handle: u64, wait: bool) -> Result<Option<Answer>, String>;
     /// Opens a WebSocket; `Some` is the refusal.
-    fn ws_open(&mut self, actor: &str) -> Result<Option<Answer>, String>;
+    fn ws_open(&mut self, actor: &str, path: &str) -> Result<Option<Answer>, String>;
     /// Sends a text frame.
     fn ws_text(&mut self, actor: &str, text: String) -> Result<(), String>;
     /// Sends a binary frame.
@@ -251,7 +251,11 @@ fn run_step(
             ));
         }
     } else if step.ws_open {
-        answer = driver.ws_open(actor)?;
+        let path = match &step.ws_path {
+            Some(path) => matcher::substitute_text(path, vars)?,
+            None => "/ws".to_string(),
+        };
+        answer = driver.ws_open(actor, &path)?;
         if answer.is_none() && step.expect.as_ref().is_some_and(|e| e.status != 101) {
             return Err("the WebSocket was accepted".to_string());
         }

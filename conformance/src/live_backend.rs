@@ -355,15 +355,14 @@ impl Driver for LiveDriver {
         }
     }
 
-    fn ws_open(&mut self, actor: &str) -> Result<Option<Answer>, String> {
+    fn ws_open(&mut self, actor: &str, path: &str) -> Result<Option<Answer>, String> {
         let addr = self.addr;
+        let url = format!("ws://{addr}{path}");
         let result = smol::block_on(async move {
             let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
-            Ok::<_, String>(
-                async_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await,
-            )
+            Ok::<_, String>(async_tungstenite::client_async(url, stream).await)
         })?;
         match result {
             Ok((ws, _response)) => {

@@ -56,6 +56,10 @@ pub struct Step {
     /// Open a WebSocket (`GET /ws` with upgrade) for this actor.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ws_open: bool,
+    /// With `ws_open`: the path and query to upgrade on (default `/ws`), e.g.
+    /// `/ws?client_id=$a` to resume a session at open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_path: Option<String>,
     /// Send this JSON message as a text frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_send: Option<Value>,
