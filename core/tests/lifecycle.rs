@@ -351,3 +351,18 @@ fn a_websocket_resumes_at_open_with_client_id_in_the_url_even_at_the_client_limi
     assert_eq!(frames[0]["subscriptions"], json!(["jobs"]));
     assert_eq!(h.engine.sessions().len(), 1);
 }
+
+#[test]
+fn a_message_over_the_frame_limit_closes_with_1009_and_keeps_the_session() {
+    let mut h = Harness::new(Config {
+        max_frame_bytes: 64,
+        ..Config::default()
+    });
+    let (conn, id) = h.ws_open();
+    h.ws_send(conn, json!({"type": "ping", "pad": "x".repeat(100)}));
+    assert_eq!(h.closed[&conn].0, close_code::MESSAGE_TOO_BIG);
+    assert!(
+        h.engine.session(&id).is_some(),
+        "resumable, like any dropped socket"
+    );
+}

@@ -46,6 +46,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The client could not keep up and the policy is to disconnect slow consumers.
     pub const SLOW_CONSUMER: u16 = 1008;
+    /// The client sent a message larger than `max_frame_bytes`.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server ended the session (operator disconnect, stale, cleanup).
     pub const SESSION_ENDED: u16 = 4000;
     /// Another connection resumed this session.

@@ -132,12 +132,9 @@ impl Engine {
             return self.send_error(now, key, &problem);
         }
         if text.len() > self.config.max_frame_bytes {
-            let problem = format!(
-                "message is {} bytes; the limit is {}",
-                text.len(),
-                self.config.max_frame_bytes
-            );
-            return self.send_error(now, key, &problem);
+            // The same answer the WebSocket layer gives when it enforces the limit itself.
+            let reason = "message too large";
+            return self.close_websocket(key, conn, close_code::MESSAGE_TOO_BIG, reason);
         }
         let message: Value = match serde_json::from_str(text) {
             Ok(message) => message,
