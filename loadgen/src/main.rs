@@ -1,0 +1,895 @@
+//! `livebridge-load`: drives a live livebridge server with WebSocket and long-poll
+//! subscribers of one channel and several HTTP publishers, and measures what arrives.
+//!
+//! Every published event is a `job_progress` whose `message` field starts with
+//! `lg<publisher>.<sequence>.<send time in µs>`; subscribers find it by scanning for the fixed
+//! prefix `"message":"lg` (no JSON parse per frame), which gives publish→receive latency and,
+//! per subscriber and publisher, gaps (lost) and repeats (duplicated) in the sequence. Losses
+//! are compared with the drops the server reported (`messages_dropped` frames, `dropped` in
+//! poll replies). Server CPU and RSS come from `/proc/PID/{stat,status}` before and after.
+//!
+//! The last line on stdout is one JSON object with every result.
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use clap::Parser;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use serde_json::json;
+use smol::net::TcpStream;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Load generator for livebridge: N WebSocket and M long-poll subscribers of one channel,
+/// P publishers at a total rate R for T seconds.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "livebridge-load", version)]
+struct Args {
+    /// Server address (host:port). Not needed with --spawn.
+    #[arg(long, default_value = "127.0.0.1:5100")]
+    addr: String,
+    /// Start this server binary (`livebridge`) on 127.0.0.1:0 and measure it.
+    #[arg(long)]
+    spawn: Option<String>,
+    /// Extra argument for the spawned server's `serve` (repeatable), e.g. `--server-arg=--threads=2`.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// PID of the server to measure (CPU, RSS) when not spawned.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// WebSocket subscribers.
+    #[arg(long = "ws", default_value_t = 100)]
+    ws_clients: usize,
+    /// Long-poll subscribers.
+    #[arg(long = "poll", default_value_t = 0)]
+    poll_clients: usize,
+    /// `wait` of each long poll, in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    poll_wait: f64,
+    /// Publishers (one keep-alive HTTP connection each).
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Events per second, all publishers together (0: publish nothing, measure idle memory).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Events per `POST /api/events` (a JSON array when > 1).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Approximate size of each delivered frame, in bytes.
+    #[arg(long, default_value_t = 128)]
+    payload: usize,
+    /// Channel to subscribe to (the events are `job_progress`, on `jobs`).
+    #[arg(long, default_value = "jobs")]
+    channel: String,
+    /// Connections opened at once while connecting.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Seconds to wait for stragglers after the last publish.
+    #[arg(long, default_value_t = 3.0)]
+    grace: f64,
+    /// Seconds to stay connected and idle before measuring RSS.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    /// Executor threads of this tool.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency histogram: log-linear buckets (5 bits of mantissa, ~3 % resolution), atomics so
+// every task records into the same one without locks.
+
+const MANTISSA_BITS: u32 = 5;
+const BUCKETS: usize = ((64 - MANTISSA_BITS as usize) + 1) << MANTISSA_BITS;
+
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+    max: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            max: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < (1 << MANTISSA_BITS) {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros();
+        let mantissa = (v >> (exp - MANTISSA_BITS)) & ((1 << MANTISSA_BITS) - 1);
+        (((exp - MANTISSA_BITS + 1) << MANTISSA_BITS) as u64 + mantissa) as usize
+    }
+
+    /// The midpoint of a bucket.
+    fn value(index: usize) -> u64 {
+        let m = 1usize << MANTISSA_BITS;
+        if index < m {
+            return index as u64;
+        }
+        let exp = (index / m) as u32 + MANTISSA_BITS - 1;
+        let mantissa = (index % m) as u64;
+        let low = (1u64 << exp) | (mantissa << (exp - MANTISSA_BITS));
+        low + (1u64 << (exp - MANTISSA_BITS)) / 2
+    }
+
+    fn record(&self, v: u64) {
+        self.buckets[Self::index(v)].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.max.fetch_max(v, Relaxed);
+    }
+
+    fn quantile(&self, q: f64) -> u64 {
+        let total = self.count.load(Relaxed);
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Relaxed);
+            if seen >= rank {
+                return Self::value(i).min(self.max.load(Relaxed));
+            }
+        }
+        self.max.load(Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared state.
+
+/// What one subscriber saw, updated by its task only (atomics so the main task can read).
+struct SubState {
+    /// Highest sequence seen per publisher.
+    last: Vec<AtomicU64>,
+    /// Sequence numbers skipped (gaps), over all publishers.
+    gaps: AtomicU64,
+    /// Sequence numbers seen again or out of order.
+    dups: AtomicU64,
+    /// Drops the server reported to this subscriber.
+    drops: AtomicU64,
+}
+
+impl SubState {
+    fn new(publishers: usize) -> Self {
+        SubState {
+            last: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            gaps: AtomicU64::new(0),
+            dups: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+        }
+    }
+}
+
+struct Shared {
+    epoch: Instant,
+    latency: Histogram,
+    delivered: AtomicU64,
+    /// Events published (acknowledged by the server) per publisher.
+    published: Vec<AtomicU64>,
+    publish_errors: AtomicU64,
+    ready: AtomicU64,
+    failed: AtomicU64,
+    poll_requests: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn now_micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
+
+const MARK: &[u8] = b"\"message\":\"lg";
+
+fn parse_u64(bytes: &[u8]) -> (u64, usize) {
+    let mut value = 0u64;
+    let mut used = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + u64::from(b - b'0');
+        used += 1;
+    }
+    (value, used)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0];
+    let mut start = 0;
+    while start + needle.len() <= haystack.len() {
+        let offset = haystack[start..=haystack.len() - needle.len()]
+            .iter()
+            .position(|&b| b == first)?;
+        let at = start + offset;
+        if &haystack[at..at + needle.len()] == needle {
+            return Some(at);
+        }
+        start = at + 1;
+    }
+    None
+}
+
+/// Records every marked event in `text` (one frame, or a whole poll reply). Returns how many.
+fn scan_events(shared: &Shared, sub: &SubState, text: &[u8], now: u64) -> u64 {
+    let mut rest = text;
+    let mut count = 0;
+    while let Some(at) = find(rest, MARK) {
+        let s = &rest[at + MARK.len()..];
+        let (publisher, a) = parse_u64(s);
+        let s = &s[a + 1..];
+        let (seq, b) = parse_u64(s);
+        let s = &s[b + 1..];
+        let (sent, c) = parse_u64(s);
+        rest = &s[c..];
+        shared.latency.record(now.saturating_sub(sent));
+        count += 1;
+        if let Some(last) = sub.last.get(publisher as usize) {
+            let prev = last.load(Relaxed);
+            if seq > prev {
+                if seq > prev + 1 {
+                    sub.gaps.fetch_add(seq - prev - 1, Relaxed);
+                }
+                last.store(seq, Relaxed);
+            } else {
+                sub.dups.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    if count > 0 {
+        shared.delivered.fetch_add(count, Relaxed);
+    }
+    count
+}
+
+/// A reported drop count after `key` (e.g. `"dropped":`), if present.
+fn reported_drops(text: &[u8], key: &[u8]) -> u64 {
+    find(text, key).map_or(0, |at| parse_u64(&text[at + key.len()..]).0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Minimal HTTP/1.1 keep-alive client.
+
+struct Http {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    host: String,
+}
+
+impl Http {
+    async fn connect(addr: SocketAddr) -> std::io::Result<Http> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Http {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+            host: addr.to_string(),
+        })
+    }
+
+    fn write_request(&self, out: &mut Vec<u8>, method: &str, target: &str, body: &[u8]) {
+        out.clear();
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        out.extend_from_slice(self.host.as_bytes());
+        if !body.is_empty() || method == "POST" {
+            out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
+            out.extend_from_slice(body.len().to_string().as_bytes());
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body);
+    }
+
+    /// Sends one request (already encoded in `request`) and reads the reply; returns the
+    /// status and the body's range in `self.buf`.
+    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<(u16, std::ops::Range<usize>)> {
+        self.stream.write_all(request).await?;
+        self.read_reply().await
+    }
+
+    async fn read_reply(&mut self) -> std::io::Result<(u16, std::ops::Range<usize>)> {
+        self.buf.clear();
+        let mut chunk = [0u8; 16 * 1024];
+        let head_end = loop {
+            if let Some(at) = find(&self.buf, b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = &self.buf[..head_end];
+        let status = parse_u64(head.get(9..).unwrap_or_default()).0 as u16;
+        let lower: Vec<u8> = head.to_ascii_lowercase();
+        let length = find(&lower, b"content-length:")
+            .map(|at| {
+                let s = &lower[at + 15..];
+                let skip = s.iter().take_while(|b| **b == b' ').count();
+                parse_u64(&s[skip..]).0 as usize
+            })
+            .unwrap_or(0);
+        while self.buf.len() < head_end + length {
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok((status, head_end..head_end + length))
+    }
+
+    async fn call(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, String)> {
+        let mut request = Vec::new();
+        self.write_request(&mut request, method, target, body);
+        let (status, range) = self.exchange(&request).await?;
+        Ok((
+            status,
+            String::from_utf8_lossy(&self.buf[range]).into_owned(),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients.
+
+async fn websocket_client(
+    addr: SocketAddr,
+    channel: String,
+    shared: Arc<Shared>,
+    sub: Arc<SubState>,
+    done: async_channel::Sender<()>,
+) {
+    let connected = async {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0);
+        let url = format!("ws://{addr}/ws");
+        let (mut ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config))
+            .await
+            .map_err(std::io::Error::other)?;
+        let subscribe = format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#);
+        ws.send(Message::text(subscribe))
+            .await
+            .map_err(std::io::Error::other)?;
+        // Wait for the `subscribed` reply.
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) if text.as_str().contains("\"subscribed\"") => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+        Ok::<_, std::io::Error>(ws)
+    }
+    .await;
+    drop(done);
+    let mut ws = match connected {
+        Ok(ws) => ws,
+        Err(e) => {
+            if shared.failed.fetch_add(1, Relaxed) < 5 {
+                eprintln!("websocket client failed: {e}");
+            }
+            return;
+        }
+    };
+    shared.ready.fetch_add(1, Relaxed);
+    while let Some(message) = ws.next().await {
+        match message {
+            Ok(Message::Text(text)) => {
+                let bytes = text.as_bytes();
+                let now = shared.now_micros();
+                if scan_events(&shared, &sub, bytes, now) == 0
+                    && bytes.starts_with(b"{\"type\":\"messages_dropped\"")
+                {
+                    sub.drops
+                        .fetch_add(reported_drops(bytes, b"\"dropped\":"), Relaxed);
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if shared.stop.load(Relaxed) {
+            break;
+        }
+    }
+}
+
+async fn poll_client(
+    addr: SocketAddr,
+    channel: String,
+    wait: f64,
+    shared: Arc<Shared>,
+    sub: Arc<SubState>,
+    done: async_channel::Sender<()>,
+) {
+    let connected = async {
+        let mut http = Http::connect(addr).await?;
+        let (status, body) = http
+            .call("POST", "/ws/handshake", br#"{"client_type":"loadgen"}"#)
+            .await?;
+        let id = body
+            .split("\"client_id\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .filter(|_| status == 200)
+            .ok_or_else(|| std::io::Error::other(format!("handshake: {status} {body}")))?
+            .to_string();
+        let send = format!(
+            r#"{{"client_id":"{id}","message":{{"type":"subscribe","channels":["{channel}"]}}}}"#
+        );
+        let (status, body) = http.call("POST", "/ws/send", send.as_bytes()).await?;
+        if status != 200 {
+            return Err(std::io::Error::other(format!("subscribe: {status} {body}")));
+        }
+        // Take the `connection_established` message out of the queue.
+        http.call("GET", &format!("/ws/poll?client_id={id}"), b"")
+            .await?;
+        Ok::<_, std::io::Error>((http, id))
+    }
+    .await;
+    drop(done);
+    let (mut http, id) = match connected {
+        Ok(ok) => ok,
+        Err(e) => {
+            if shared.failed.fetch_add(1, Relaxed) < 5 {
+                eprintln!("poll client failed: {e}");
+            }
+            return;
+        }
+    };
+    shared.ready.fetch_add(1, Relaxed);
+    let mut request = Vec::new();
+    http.write_request(
+        &mut request,
+        "GET",
+        &format!("/ws/poll?client_id={id}&wait={wait}"),
+        b"",
+    );
+    while !shared.stop.load(Relaxed) {
+        let Ok((status, range)) = http.exchange(&request).await else {
+            break;
+        };
+        shared.poll_requests.fetch_add(1, Relaxed);
+        if status != 200 {
+            break;
+        }
+        let body = &http.buf[range];
+        let now = shared.now_micros();
+        scan_events(&shared, &sub, body, now);
+        sub.drops
+            .fetch_add(reported_drops(body, b"],\"dropped\":"), Relaxed);
+    }
+}
+
+async fn publisher(
+    addr: SocketAddr,
+    index: usize,
+    args: Args,
+    shared: Arc<Shared>,
+    start: Instant,
+) -> std::io::Result<()> {
+    let mut http = Http::connect(addr).await?;
+    let per_publisher = args.rate / args.publishers as f64;
+    let interval = Duration::from_secs_f64(args.batch as f64 / per_publisher);
+    let end = start + Duration::from_secs_f64(args.duration);
+    // Filler so the delivered frame is about `payload` bytes (timestamp and envelope ~120).
+    let filler = "x".repeat(args.payload.saturating_sub(125));
+    let mut body = Vec::with_capacity(args.batch * (args.payload + 64));
+    let mut request = Vec::with_capacity(body.capacity() + 256);
+    let mut seq = 0u64;
+    let mut next = start;
+    while next < end {
+        if next > Instant::now() {
+            smol::Timer::at(next).await;
+        }
+        next += interval;
+        body.clear();
+        if args.batch > 1 {
+            body.push(b'[');
+        }
+        let sent = shared.now_micros();
+        for i in 0..args.batch {
+            if i > 0 {
+                body.push(b',');
+            }
+            seq += 1;
+            use std::io::Write;
+            write!(
+                body,
+                r#"{{"type":"job_progress","job_id":"load","stage":"s","progress":1,"message":"lg{index}.{seq}.{sent}.{filler}"}}"#
+            )?;
+        }
+        if args.batch > 1 {
+            body.push(b']');
+        }
+        http.write_request(&mut request, "POST", "/api/events", &body);
+        let (status, _) = http.exchange(&request).await?;
+        if status == 200 {
+            shared.published[index].store(seq, Relaxed);
+        } else {
+            if shared.publish_errors.fetch_add(1, Relaxed) < 3 {
+                let text = String::from_utf8_lossy(&http.buf).into_owned();
+                eprintln!("publish failed: {status} {text}");
+            }
+            // The sequence numbers of a refused request were never sent: reuse them.
+            seq -= args.batch as u64;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc readings of the server.
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// (user + system CPU seconds, RSS in KiB, system CPU seconds) of `pid`.
+fn proc_sample(pid: u32, ticks: f64) -> Option<(f64, u64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `after` starts at field 3.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(((utime + stime) / ticks, rss, stime / ticks))
+}
+
+fn spawn_server(path: &str, extra: &[String]) -> (Child, SocketAddr) {
+    let mut child = Command::new(path)
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0", "--log", "warn"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("server stdout");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().parse().expect("server address");
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn main() {
+    let args = Args::parse();
+    assert!(args.publishers > 0, "--publishers must be at least 1");
+    assert!(args.batch > 0, "--batch must be at least 1");
+    let (mut child, addr) = match &args.spawn {
+        Some(path) => {
+            let (child, addr) = spawn_server(path, &args.server_args);
+            (Some(child), addr)
+        }
+        None => (
+            None,
+            args.addr
+                .parse::<SocketAddr>()
+                .expect("--addr must be host:port (an IP address)"),
+        ),
+    };
+    let pid = child.as_ref().map(Child::id).or(args.server_pid);
+    let ex = Arc::new(smol::Executor::new());
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let threads: Vec<_> = (0..args.threads.max(1))
+        .map(|_| {
+            let ex = Arc::clone(&ex);
+            let stop_rx = stop_rx.clone();
+            std::thread::spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+        })
+        .collect();
+    let result = smol::block_on(run(&ex, &args, addr, pid));
+    drop(stop_tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Some(child) = child.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!("{result}");
+}
+
+async fn run(
+    ex: &Arc<smol::Executor<'static>>,
+    args: &Args,
+    addr: SocketAddr,
+    pid: Option<u32>,
+) -> serde_json::Value {
+    let ticks = clock_ticks_per_second();
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        latency: Histogram::new(),
+        delivered: AtomicU64::new(0),
+        published: (0..args.publishers).map(|_| AtomicU64::new(0)).collect(),
+        publish_errors: AtomicU64::new(0),
+        ready: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        poll_requests: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let self_pid = std::process::id();
+    // Let the server finish starting before the baseline.
+    smol::Timer::after(Duration::from_millis(300)).await;
+    let base = pid.and_then(|p| proc_sample(p, ticks));
+
+    // Connect the subscribers, `connect_concurrency` at a time.
+    let total = args.ws_clients + args.poll_clients;
+    let connect_start = Instant::now();
+    let mut subs = Vec::with_capacity(total);
+    let mut tasks = Vec::with_capacity(total);
+    let (permit_tx, permit_rx) = async_channel::bounded::<()>(args.connect_concurrency.max(1));
+    for i in 0..total {
+        let sub = Arc::new(SubState::new(args.publishers));
+        subs.push(Arc::clone(&sub));
+        permit_tx.send(()).await.expect("permits");
+        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+        let permits = permit_rx.clone();
+        ex.spawn(async move {
+            let _ = done_rx.recv().await;
+            let _ = permits.recv().await;
+        })
+        .detach();
+        let shared = Arc::clone(&shared);
+        let channel = args.channel.clone();
+        let task = if i < args.ws_clients {
+            ex.spawn(websocket_client(addr, channel, shared, sub, done_tx))
+        } else {
+            ex.spawn(poll_client(
+                addr,
+                channel,
+                args.poll_wait,
+                shared,
+                sub,
+                done_tx,
+            ))
+        };
+        tasks.push(task);
+    }
+    while shared.ready.load(Relaxed) + shared.failed.load(Relaxed) < total as u64 {
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    let connect_secs = connect_start.elapsed().as_secs_f64();
+    let ready = shared.ready.load(Relaxed);
+    eprintln!(
+        "connected {ready}/{total} subscribers in {connect_secs:.2}s ({} failed)",
+        shared.failed.load(Relaxed)
+    );
+    smol::Timer::after(Duration::from_secs_f64(args.settle)).await;
+    let idle = pid.and_then(|p| proc_sample(p, ticks));
+    let rss_per_conn = match (base, idle) {
+        (Some((_, b, _)), Some((_, i, _))) if ready > 0 => {
+            Some((i as f64 - b as f64) * 1024.0 / ready as f64)
+        }
+        _ => None,
+    };
+
+    // Publish.
+    let mut published_total = 0u64;
+    let mut publish_secs = 0.0;
+    let mut drain_secs = 0.0;
+    let before = pid.and_then(|p| proc_sample(p, ticks));
+    let self_before = proc_sample(self_pid, ticks);
+    let delivered_before = shared.delivered.load(Relaxed);
+    if args.rate > 0.0 && args.duration > 0.0 {
+        let start = Instant::now() + Duration::from_millis(10);
+        let publishers: Vec<_> = (0..args.publishers)
+            .map(|i| {
+                let args = args.clone();
+                let shared = Arc::clone(&shared);
+                ex.spawn(async move {
+                    if let Err(e) = publisher(addr, i, args, shared, start).await {
+                        eprintln!("publisher {i} failed: {e}");
+                    }
+                })
+            })
+            .collect();
+        let progress = {
+            let shared = Arc::clone(&shared);
+            let quiet = args.quiet;
+            ex.spawn(async move {
+                let mut last = 0;
+                let mut tick = Instant::now();
+                loop {
+                    smol::Timer::after(Duration::from_secs(1)).await;
+                    let delivered = shared.delivered.load(Relaxed);
+                    let published: u64 = shared.published.iter().map(|p| p.load(Relaxed)).sum();
+                    let secs = tick.elapsed().as_secs_f64();
+                    tick = Instant::now();
+                    if !quiet {
+                        eprintln!(
+                            "[{:6.1}s] published {published:>9}  delivered {delivered:>11}  {:>10.0} deliveries/s  p50 {:>6} µs  p99 {:>7} µs",
+                            shared.epoch.elapsed().as_secs_f64(),
+                            (delivered - last) as f64 / secs,
+                            shared.latency.quantile(0.5),
+                            shared.latency.quantile(0.99),
+                        );
+                    }
+                    last = delivered;
+                }
+            })
+        };
+        for p in publishers {
+            p.await;
+        }
+        publish_secs = start.elapsed().as_secs_f64();
+        published_total = shared.published.iter().map(|p| p.load(Relaxed)).sum();
+        // Wait for stragglers: until everything expected arrived, or nothing moved for a
+        // while, or the grace period ends.
+        let expected = published_total * ready;
+        let drain_start = Instant::now();
+        let mut last = shared.delivered.load(Relaxed);
+        let mut still = Instant::now();
+        while drain_start.elapsed().as_secs_f64() < args.grace {
+            smol::Timer::after(Duration::from_millis(20)).await;
+            let now = shared.delivered.load(Relaxed);
+            if now - delivered_before >= expected {
+                break;
+            }
+            if now != last {
+                last = now;
+                still = Instant::now();
+            } else if still.elapsed() > Duration::from_millis(1000) {
+                break;
+            }
+        }
+        drain_secs = drain_start.elapsed().as_secs_f64();
+        drop(progress);
+    }
+    let after = pid.and_then(|p| proc_sample(p, ticks));
+    let self_after = proc_sample(self_pid, ticks);
+    let delivered = shared.delivered.load(Relaxed) - delivered_before;
+
+    // Loss accounting per subscriber: gaps plus a missing tail, against reported drops.
+    let published: Vec<u64> = shared.published.iter().map(|p| p.load(Relaxed)).collect();
+    let (mut gaps, mut tail, mut dups, mut drops, mut unexplained, mut lossy_subs) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for sub in subs.iter().take(total) {
+        let sub_gaps = sub.gaps.load(Relaxed);
+        let sub_tail: u64 = sub
+            .last
+            .iter()
+            .zip(&published)
+            .map(|(last, &p)| p.saturating_sub(last.load(Relaxed)))
+            .sum();
+        let sub_drops = sub.drops.load(Relaxed);
+        gaps += sub_gaps;
+        tail += sub_tail;
+        dups += sub.dups.load(Relaxed);
+        drops += sub_drops;
+        let lost = (sub_gaps + sub_tail).saturating_sub(sub_drops);
+        unexplained += lost;
+        if sub_gaps + sub_tail > 0 {
+            lossy_subs += 1;
+        }
+    }
+    // Subscribers that never connected would count everything as lost: exclude them.
+    let failed = shared.failed.load(Relaxed);
+    if failed > 0 {
+        let missing_each: u64 = published.iter().sum();
+        tail = tail.saturating_sub(missing_each * failed);
+        unexplained = unexplained.saturating_sub(missing_each * failed);
+    }
+    shared.stop.store(true, Relaxed);
+
+    let server_stats = async {
+        let mut http = Http::connect(addr).await.ok()?;
+        let (_, body) = http.call("GET", "/api/websocket/stats", b"").await.ok()?;
+        serde_json::from_str::<serde_json::Value>(&body).ok()
+    }
+    .await;
+    let cpu = match (before, after) {
+        (Some((b, _, _)), Some((a, _, _))) => Some(a - b),
+        _ => None,
+    };
+    let sys_cpu = match (before, after) {
+        (Some((_, _, b)), Some((_, _, a))) => Some(a - b),
+        _ => None,
+    };
+    let tool_cpu = match (self_before, self_after) {
+        (Some((b, _, _)), Some((a, _, _))) => Some(a - b),
+        _ => None,
+    };
+    let wall = publish_secs + drain_secs;
+    let lat = &shared.latency;
+    let result = json!({
+        "ws_clients": args.ws_clients,
+        "poll_clients": args.poll_clients,
+        "connected": ready,
+        "connect_failed": failed,
+        "connect_secs": connect_secs,
+        "publishers": args.publishers,
+        "rate": args.rate,
+        "batch": args.batch,
+        "payload": args.payload,
+        "duration": args.duration,
+        "publish_secs": publish_secs,
+        "drain_secs": drain_secs,
+        "published": published_total,
+        "publish_rate": if publish_secs > 0.0 { published_total as f64 / publish_secs } else { 0.0 },
+        "publish_errors": shared.publish_errors.load(Relaxed),
+        "expected_deliveries": published_total * ready,
+        "delivered": delivered,
+        "deliveries_per_sec": if publish_secs > 0.0 { delivered as f64 / publish_secs } else { 0.0 },
+        "latency_us": {
+            "p50": lat.quantile(0.5), "p90": lat.quantile(0.9), "p99": lat.quantile(0.99),
+            "p999": lat.quantile(0.999), "max": lat.max.load(Relaxed), "count": lat.count.load(Relaxed),
+        },
+        "gaps": gaps,
+        "missing_tail": tail,
+        "reported_drops": drops,
+        "lost_unexplained": unexplained,
+        "subscribers_with_loss": lossy_subs,
+        "duplicates": dups,
+        "poll_requests": shared.poll_requests.load(Relaxed),
+        "server_pid": pid,
+        "server_rss_base_kib": base.map(|b| b.1),
+        "server_rss_idle_kib": idle.map(|i| i.1),
+        "server_rss_after_kib": after.map(|a| a.1),
+        "rss_bytes_per_conn": rss_per_conn,
+        "server_cpu_secs": cpu,
+        "server_sys_cpu_secs": sys_cpu,
+        "server_cpu_util": cpu.map(|c| if wall > 0.0 { c / wall } else { 0.0 }),
+        "server_cpu_ns_per_delivery": cpu.filter(|_| delivered > 0).map(|c| c * 1e9 / delivered as f64),
+        "tool_cpu_secs": tool_cpu,
+        "server_stats": server_stats,
+    });
+    for t in tasks {
+        drop(t);
+    }
+    result
+}
