@@ -11,7 +11,8 @@ use crate::output::TransportKind;
 use crate::queue::MessageQueue;
 use crate::rate::{RateLimit, TokenBucket};
 use crate::time::Time;
-use std::collections::{BTreeMap, BTreeSet};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
 
 /// A handle to a session in the [`SessionTable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,8 +112,9 @@ impl Session {
 pub(crate) struct SessionTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_id: BTreeMap<ClientId, SessionKey>,
-    by_conn: BTreeMap<ConnId, SessionKey>,
+    // Lookups only, never iterated (iteration order reaching output uses the slab).
+    by_id: FxHashMap<ClientId, SessionKey>,
+    by_conn: FxHashMap<ConnId, SessionKey>,
     len: usize,
 }
 

@@ -56,20 +56,10 @@ pub async fn serve_connection<B: Backend>(
         debug!(%error, "could not set TCP_NODELAY");
     }
     let peer = stream.peer_addr().ok().map(|addr| addr.ip().to_string());
-    let io = FramedIo::new(stream.clone(), limits.http);
-    let endpoint = {
-        let backend = backend.clone();
-        let io = io.clone();
-        let peer = peer.clone();
-        move |request: http_types::Request| {
-            let backend = backend.clone();
-            let io = io.clone();
-            let peer = peer.clone();
-            async move { answer(request, &*backend, &io, peer).await }
-        }
-    };
-    let served = async_h1::accept(io.clone(), endpoint).await;
-    let (stop, buffered) = io.finish();
+    // The HTTP phase is boxed, and the framer dropped with it, so a connection that becomes a
+    // long-lived WebSocket does not keep async-h1's state and buffers alive.
+    let (served, stop, buffered) =
+        Box::pin(serve_http(&stream, &backend, limits.http, &peer)).await;
     let mut stream = stream;
     if let Err(error) = served {
         // async-h1 refused the request before answering it (or the socket failed, in which
@@ -101,6 +91,31 @@ pub async fn serve_connection<B: Backend>(
     }
 }
 
+/// Serves HTTP requests until the connection closes or stops being HTTP; returns how it
+/// stopped and the bytes the framer still held.
+async fn serve_http<B: Backend>(
+    stream: &TcpStream,
+    backend: &Arc<B>,
+    limits: HttpLimits,
+    peer: &Option<String>,
+) -> (http_types::Result<()>, Stop, Vec<u8>) {
+    let io = FramedIo::new(stream.clone(), limits);
+    let endpoint = {
+        let backend = backend.clone();
+        let io = io.clone();
+        let peer = peer.clone();
+        move |request: http_types::Request| {
+            let backend = backend.clone();
+            let io = io.clone();
+            let peer = peer.clone();
+            async move { answer(request, &*backend, &io, peer).await }
+        }
+    };
+    let served = async_h1::accept(io.clone(), endpoint).await;
+    let (stop, buffered) = io.finish();
+    (served, stop, buffered)
+}
+
 async fn upgrade<B: Backend>(
     mut stream: TcpStream,
     buffered: Vec<u8>,
@@ -129,6 +144,7 @@ async fn upgrade<B: Backend>(
         return backend.on_closed(conn, None);
     }
     let rest = buffered[head_length..].to_vec();
+    drop(buffered);
     let ws =
         WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(&limits)))
             .await;

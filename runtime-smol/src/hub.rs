@@ -12,7 +12,7 @@ use async_channel::{Receiver, Sender};
 use livebridge_core::{
     ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent, Time,
 };
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,9 +30,9 @@ impl IdSource for OsRandomIds {
 struct HubState {
     engine: Engine,
     /// Requests waiting for their reply.
-    replies: HashMap<RequestId, Sender<Reply>>,
+    replies: FxHashMap<RequestId, Sender<Reply>>,
     /// Open WebSocket writers.
-    conns: HashMap<ConnId, Sender<ConnCommand>>,
+    conns: FxHashMap<ConnId, Sender<ConnCommand>>,
     /// The answer to the WebSocket upgrade being decided.
     upgrade_decision: Option<Result<(), Reply>>,
     next_request: u64,
@@ -61,8 +61,8 @@ impl Hub {
         Arc::new(Hub {
             state: Mutex::new(HubState {
                 engine,
-                replies: HashMap::new(),
-                conns: HashMap::new(),
+                replies: FxHashMap::default(),
+                conns: FxHashMap::default(),
                 upgrade_decision: None,
                 next_request: 0,
                 next_conn: 0,

@@ -70,7 +70,7 @@ pub struct WsLimits {
 /// throughput per connection.
 pub fn ws_config(limits: &WsLimits) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(16 * 1024)
         .max_message_size(Some(limits.max_message_bytes))
         .max_frame_size(Some(limits.max_message_bytes))
