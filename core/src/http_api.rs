@@ -113,10 +113,7 @@ pub(crate) fn route(http: &HttpRequest, config: &Config) -> Routed {
                     command: handler(http, id, config),
                 };
             }
-            allowed.push(method);
-            if !allowed.is_empty() {
-                return method_not_allowed(label, &allowed, &http.method);
-            }
+            return method_not_allowed(label, &[method], &http.method);
         }
     }
     if !allowed.is_empty() {
