@@ -43,6 +43,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest WebSocket message, in bytes. Default 64 KiB.
     pub max_frame_bytes: usize,
+    /// Deepest nesting of arrays and objects accepted in a JSON body or message. Default 32.
+    pub max_json_depth: usize,
     /// Channels one client may subscribe to. Default 64.
     pub max_subscriptions: usize,
     /// Longest channel name, in bytes. Default 64.
@@ -83,6 +85,7 @@ impl Default for Config {
             slow_consumer: SlowConsumerPolicy::DropOldest,
             max_body_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
+            max_json_depth: 32,
             max_subscriptions: 64,
             max_channel_name_bytes: 64,
             max_clients: 10_000,

@@ -165,9 +165,41 @@ fn json_body(http: &HttpRequest, config: &Config) -> Result<Option<Value>, Reply
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    check_json_depth(bytes, config.max_json_depth).map_err(bad_request)?;
     serde_json::from_slice(bytes)
         .map(Some)
         .map_err(|err| bad_request(format!("request body is not valid JSON: {err}")))
+}
+
+/// Refuses JSON nested deeper than `max_depth` before it is parsed, so no parser recursion
+/// or allocation is spent on it. Brackets inside strings do not count.
+pub(crate) fn check_json_depth(bytes: &[u8], max_depth: usize) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(format!("JSON nested deeper than {max_depth} levels"));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn too_large(declared: u64, config: &Config) -> Reply {
@@ -482,6 +514,23 @@ mod tests {
         };
         assert_eq!(events[0]["type"], "job_failed");
         assert_eq!(events[0]["error_message"], "disk full");
+    }
+
+    #[test]
+    fn json_depth_is_limited_and_strings_do_not_count() {
+        assert!(check_json_depth(br#"{"a":[[1]]}"#, 3).is_ok());
+        assert!(
+            check_json_depth(br#"{"a":[[[1]]]}"#, 3)
+                .unwrap_err()
+                .contains("3 levels")
+        );
+        assert!(check_json_depth(br#"{"a":"[[[[[[\"[[["}"#, 1).is_ok());
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        let r = route(
+            &HttpRequest::new("POST", "/api/events", deep),
+            &Config::default(),
+        );
+        assert!(r.command.unwrap_err().body.contains("32 levels"));
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub struct ServeArgs {
     /// Sessions held at once.
     #[arg(long, env = "LIVEBRIDGE_MAX_CLIENTS", default_value = "10000")]
     pub max_clients: usize,
+    /// Deepest nesting of arrays and objects accepted in JSON bodies and messages.
+    #[arg(long, env = "LIVEBRIDGE_MAX_JSON_DEPTH", default_value = "32")]
+    pub max_json_depth: usize,
     /// Channels one client may subscribe to.
     #[arg(long, env = "LIVEBRIDGE_MAX_SUBSCRIPTIONS", default_value = "64")]
     pub max_subscriptions: usize,
@@ -204,6 +207,7 @@ impl ServeArgs {
                 },
                 max_body_bytes: self.max_body,
                 max_frame_bytes: self.max_frame,
+                max_json_depth: self.max_json_depth,
                 max_subscriptions: self.max_subscriptions,
                 max_channel_name_bytes: self.max_channel_name,
                 max_clients: self.max_clients,

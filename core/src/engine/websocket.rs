@@ -136,6 +136,11 @@ impl Engine {
             let reason = "message too large";
             return self.close_websocket(key, conn, close_code::MESSAGE_TOO_BIG, reason);
         }
+        if let Err(problem) =
+            http_api::check_json_depth(text.as_bytes(), self.config.max_json_depth)
+        {
+            return self.send_error(now, key, &problem);
+        }
         let message: Value = match serde_json::from_str(text) {
             Ok(message) => message,
             Err(err) => return self.send_error(now, key, &format!("invalid JSON: {err}")),
