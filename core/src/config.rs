@@ -26,13 +26,13 @@ pub struct Config {
     /// Messages a session may hold for delivery; when full, the oldest is dropped. Default 100.
     pub queue_limit: usize,
     /// A session with no activity for this long is evicted. Default 5 minutes.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::time::millis")]
     pub stale_after: Duration,
     /// The longest a long poll (`wait`) may be held open. Default 30 seconds.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::time::millis")]
     pub long_poll_max: Duration,
     /// A WebSocket with no frame from its client for this long is sent a ping. Default 30 s.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::time::millis")]
     pub ping_interval: Duration,
     /// Frames handed to a WebSocket's writer and not yet reported written; beyond this the
     /// session queue (and its `queue_limit`) takes over. Default 64.
@@ -103,19 +103,5 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
         }
-    }
-}
-
-/// Durations in recorded configs are plain millisecond counts.
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }

@@ -201,7 +201,11 @@ pub enum Command {
         /// The session.
         client_id: ClientId,
         /// Longest time to hold the request open (capped by `long_poll_max`).
-        #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_millis")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::time::opt_millis"
+        )]
         wait: Option<Duration>,
     },
     /// A message from a polling client: ping, register, subscribe, unsubscribe or an event.
@@ -244,7 +248,7 @@ pub enum Command {
     /// Evict every session idle for at least `idle_for`.
     Cleanup {
         /// Idle time threshold.
-        #[serde(with = "millis")]
+        #[serde(with = "crate::time::millis")]
         idle_for: Duration,
     },
     /// List the sessions.
@@ -257,33 +261,4 @@ pub enum Command {
     Health,
     /// Prometheus metrics.
     Metrics,
-}
-
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-mod opt_millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
-    }
 }

@@ -74,6 +74,7 @@ pub async fn serve_connection<B: Backend>(
     match stop {
         Stop::Eof => {}
         Stop::Malformed(status, text) => {
+            debug!(status, %text, "refused a malformed request");
             write_reply(&mut stream, &Reply::error(status, &text)).await
         }
         Stop::BodyRefused(head, declared) => {
@@ -180,7 +181,8 @@ fn handshake_response(buffered: &[u8]) -> Result<(String, usize), String> {
     Ok((text, head_length))
 }
 
-fn to_request(head: Head, body: RequestBody, peer: Option<String>) -> HttpRequest {
+/// The engine's view of a request whose head the framer parsed.
+pub(crate) fn to_request(head: Head, body: RequestBody, peer: Option<String>) -> HttpRequest {
     HttpRequest {
         method: head.method,
         target: head.target,

@@ -2,9 +2,10 @@
 //! parsing and on into the engine, as a connection's bytes would. It lives here so that
 //! `cargo test` replays the committed corpus on stable Rust (`tests/fuzz_corpus.rs`).
 
+use crate::connection::to_request;
 use crate::framer::{HttpLimits, Parsed, Stop, parse_head};
 use livebridge_core::{
-    Config, ConnId, Engine, HttpRequest, Input, Output, RequestBody, RequestId, SeededIds, Time,
+    Config, ConnId, Engine, Input, Output, RequestBody, RequestId, SeededIds, Time,
 };
 
 /// Feeds `data` as the bytes of one connection; panics when a request goes unanswered or an
@@ -43,27 +44,11 @@ pub fn http_bytes(data: &[u8]) {
                 let body_length = usize::try_from(head.content_length.unwrap_or(0)).unwrap_or(0);
                 let body = buf[end - body_length..end].to_vec();
                 start = end;
-                let http = HttpRequest {
-                    method: head.method,
-                    target: head.target,
-                    host: head.host,
-                    origin: head.origin,
-                    authorization: head.authorization,
-                    body: RequestBody::Complete(body),
-                    peer: None,
-                };
+                let http = to_request(head, RequestBody::Complete(body), None);
                 (Input::Http { request, http }, last)
             }
             Parsed::Stopped(Stop::Upgrade(head)) => {
-                let upgrade = HttpRequest {
-                    method: head.method,
-                    target: head.target,
-                    host: head.host,
-                    origin: head.origin,
-                    authorization: head.authorization,
-                    body: RequestBody::default(),
-                    peer: None,
-                };
+                let upgrade = to_request(head, RequestBody::default(), None);
                 (
                     Input::WsOpen {
                         conn: ConnId(1),
@@ -73,18 +58,11 @@ pub fn http_bytes(data: &[u8]) {
                 )
             }
             Parsed::Stopped(Stop::BodyRefused(head, declared)) => {
-                let http = HttpRequest {
-                    method: head.method,
-                    target: head.target,
-                    host: head.host,
-                    origin: head.origin,
-                    authorization: head.authorization,
-                    body: match declared {
-                        Some(declared) => RequestBody::TooLarge { declared },
-                        None => RequestBody::LengthRequired,
-                    },
-                    peer: None,
+                let body = match declared {
+                    Some(declared) => RequestBody::TooLarge { declared },
+                    None => RequestBody::LengthRequired,
                 };
+                let http = to_request(head, body, None);
                 (Input::Http { request, http }, true)
             }
             Parsed::Stopped(Stop::Malformed(status, _)) => {

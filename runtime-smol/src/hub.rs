@@ -75,11 +75,6 @@ impl Hub {
         })
     }
 
-    /// The engine's settings.
-    pub fn config(&self) -> livebridge_core::Config {
-        self.lock().engine.config().clone()
-    }
-
     fn lock(&self) -> MutexGuard<'_, HubState> {
         self.state
             .lock()

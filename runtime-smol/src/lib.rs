@@ -29,7 +29,6 @@ use smol::net::TcpListener;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -134,22 +133,6 @@ impl Drop for Server {
     }
 }
 
-/// Counts tasks that shutdown must let finish, and keeps one counted while alive.
-struct Busy(Arc<AtomicUsize>);
-
-impl Busy {
-    fn enter(counter: &Arc<AtomicUsize>) -> Busy {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Busy(counter.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Receiver<()>) {
     let executor = Arc::new(smol::Executor::new());
     let (workers_stop, workers_stopped) = async_channel::bounded::<()>(1);
@@ -167,7 +150,6 @@ fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Rece
     smol::block_on(executor.run(async {
         let hub = Hub::new(config.engine.clone());
         executor.spawn(hub.clone().run_timers()).detach();
-        let connections = Arc::new(AtomicUsize::new(0));
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "livebridge listening");
         loop {
             let accepted = futures_lite::future::or(
@@ -181,13 +163,8 @@ fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Rece
             match accepted {
                 Some(Ok((stream, peer))) => {
                     debug!(%peer, "connection accepted");
-                    let hub = hub.clone();
-                    let busy = Busy::enter(&connections);
                     executor
-                        .spawn(async move {
-                            serve_connection(stream, hub, limits).await;
-                            drop(busy);
-                        })
+                        .spawn(serve_connection(stream, hub.clone(), limits))
                         .detach();
                 }
                 Some(Err(error)) => {
@@ -201,17 +178,16 @@ fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Rece
         info!("shutting down");
         drop(listener);
         hub.shutdown();
-        // Idle keep-alive connections never finish by themselves; WebSockets and answers
-        // in flight do, and get the grace period to.
+        // WebSockets get the grace period to finish their close handshake. Idle keep-alive
+        // connections would never finish by themselves, so HTTP is not waited for; the
+        // answers to pending polls were handed to their connections above and only need a
+        // moment to be written.
         let deadline = Instant::now() + config.shutdown_grace;
         while hub.open_connections() > 0 && Instant::now() < deadline {
             smol::Timer::after(Duration::from_millis(10)).await;
         }
         smol::Timer::after(Duration::from_millis(50)).await;
-        info!(
-            connections = connections.load(Ordering::SeqCst),
-            "stopped"
-        );
+        info!("stopped");
     }));
     drop(workers_stop);
     for worker in workers {
