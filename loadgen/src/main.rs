@@ -508,7 +508,10 @@ async fn publisher(
     let mut body = Vec::with_capacity(args.batch * (args.payload + 64));
     let mut request = Vec::with_capacity(body.capacity() + 256);
     let mut seq = 0u64;
-    let mut next = start;
+    // Publishers share one schedule, offset by a fraction of the interval each, so the
+    // aggregate rate is even: with a common start they would fire together and every tick
+    // would be a burst of P publishes (latency would measure the burst, not the rate).
+    let mut next = start + interval.mul_f64(index as f64 / args.publishers as f64);
     while next < end {
         if next > Instant::now() {
             smol::Timer::at(next).await;
