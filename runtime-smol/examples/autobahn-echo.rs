@@ -9,12 +9,12 @@
 //! `--max-frame` sets the largest message accepted (default: the server default, 64 KiB);
 //! `scripts/autobahn.sh` raises it for the 16 MiB messages of Autobahn's case 9.
 
-use async_channel::{Receiver, Sender};
 use clap::Parser;
 use livebridge_core::{ConnId, HttpRequest, Reply};
 use livebridge_smol::ServerConfig;
 use livebridge_smol::cli::parse_size;
 use livebridge_smol::connection::{Backend, BoxFuture, ConnectionLimits, serve_connection};
+use livebridge_smol::outbox::Outbox;
 use livebridge_smol::websocket::{ConnCommand, Incoming, WsPeer};
 use smol::net::TcpListener;
 use std::collections::HashMap;
@@ -39,14 +39,14 @@ struct Args {
 #[derive(Default)]
 struct Echo {
     next_conn: AtomicU64,
-    conns: Mutex<HashMap<ConnId, Sender<ConnCommand>>>,
+    conns: Mutex<HashMap<ConnId, Arc<Outbox>>>,
 }
 
 impl Echo {
     fn send(&self, conn: ConnId, command: ConnCommand) {
-        let sender = self.conns.lock().unwrap().get(&conn).cloned();
-        if let Some(sender) = sender {
-            let _ = sender.try_send(command);
+        let outbox = self.conns.lock().unwrap().get(&conn).cloned();
+        if let Some(waiting) = outbox.and_then(|outbox| outbox.push(command)) {
+            waiting.wake();
         }
     }
 }
@@ -54,7 +54,7 @@ impl Echo {
 impl WsPeer for Echo {
     fn on_message(&self, conn: ConnId, message: Incoming) {
         match message {
-            Incoming::Text(text) => self.send(conn, ConnCommand::Text(Arc::from(text))),
+            Incoming::Text(text) => self.send(conn, ConnCommand::Text(text.into())),
             Incoming::Binary(bytes) => self.send(conn, ConnCommand::Binary(bytes)),
             Incoming::Pong => {}
         }
@@ -76,14 +76,11 @@ impl Backend for Echo {
         Box::pin(async { Some(Reply::error(404, "only WebSocket upgrades are served here")) })
     }
 
-    fn open_websocket(
-        &self,
-        _upgrade: HttpRequest,
-    ) -> Result<(ConnId, Receiver<ConnCommand>), Reply> {
+    fn open_websocket(&self, _upgrade: HttpRequest) -> Result<(ConnId, Arc<Outbox>), Reply> {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let (sender, receiver) = async_channel::unbounded();
-        self.conns.lock().unwrap().insert(conn, sender);
-        Ok((conn, receiver))
+        let outbox = Outbox::new();
+        self.conns.lock().unwrap().insert(conn, Arc::clone(&outbox));
+        Ok((conn, outbox))
     }
 }
 

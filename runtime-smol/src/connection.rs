@@ -2,13 +2,15 @@
 //! after an upgrade, with every refusal answered in JSON before the connection closes.
 
 use crate::framer::{FramedIo, Head, HttpLimits, Stop};
-use crate::websocket::{ConnCommand, WsLimits, WsPeer, run_websocket, ws_config};
-use async_channel::Receiver;
+use crate::outbox::Outbox;
+use crate::websocket::{WebSocketConnection, WsLimits, WsPeer, run_websocket, ws_config};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::create_response;
 use async_tungstenite::tungstenite::http;
 use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::AsyncWriteExt;
+use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 use http_types::{Response, StatusCode};
 use livebridge_core::{ConnId, HttpRequest, Reply, RequestBody};
 use smol::net::TcpStream;
@@ -29,11 +31,9 @@ pub trait Backend: WsPeer + Send + Sync + 'static {
         peer_gone: BoxFuture<'a, ()>,
     ) -> BoxFuture<'a, Option<Reply>>;
 
-    /// Accepts or refuses a WebSocket upgrade.
-    fn open_websocket(
-        &self,
-        upgrade: HttpRequest,
-    ) -> Result<(ConnId, Receiver<ConnCommand>), Reply>;
+    /// Accepts or refuses a WebSocket upgrade; an accepted connection gets its id and the
+    /// outbox its commands arrive in.
+    fn open_websocket(&self, upgrade: HttpRequest) -> Result<(ConnId, Arc<Outbox>), Reply>;
 }
 
 /// Limits of one connection.
@@ -46,20 +46,35 @@ pub struct ConnectionLimits {
 }
 
 /// Serves one connection until it closes.
-pub async fn serve_connection<B: Backend>(
+///
+/// The HTTP phase (async-h1's state, the framer and its buffer, the upgrade handshake) is
+/// boxed and freed when it ends, and the two phases are chained with combinators rather than
+/// an `async fn`, whose state machine would keep room for the WebSocket twice: a connection
+/// that becomes a long-lived WebSocket keeps only the WebSocket's own state.
+pub fn serve_connection<B: Backend>(
     stream: TcpStream,
     backend: Arc<B>,
     limits: ConnectionLimits,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
+    Box::pin(http_phase(stream, backend, limits))
+        .then(OptionFuture::from)
+        .map(|_| ())
+}
+
+/// Serves HTTP until the connection closes or is upgraded; returns the accepted WebSocket,
+/// ready to run.
+async fn http_phase<B: Backend>(
+    stream: TcpStream,
+    backend: Arc<B>,
+    limits: ConnectionLimits,
+) -> Option<WebSocketConnection<TcpStream>> {
+    let backend = &backend;
     // Without TCP_NODELAY every small response waits ~40 ms for the peer's delayed ACK.
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, "could not set TCP_NODELAY");
     }
     let peer = stream.peer_addr().ok().map(|addr| addr.ip().to_string());
-    // The HTTP phase is boxed, and the framer dropped with it, so a connection that becomes a
-    // long-lived WebSocket does not keep async-h1's state and buffers alive.
-    let (served, stop, buffered) =
-        Box::pin(serve_http(&stream, &backend, limits.http, &peer)).await;
+    let (served, stop, buffered) = serve_http(&stream, backend, limits.http, &peer).await;
     let mut stream = stream;
     if let Err(error) = served {
         // async-h1 refused the request before answering it (or the socket failed, in which
@@ -69,7 +84,7 @@ pub async fn serve_connection<B: Backend>(
         }
         let reply = Reply::error(400, &format!("malformed request: {error}"));
         write_reply(&mut stream, &reply).await;
-        return;
+        return None;
     }
     match stop {
         Stop::Eof => {}
@@ -88,8 +103,14 @@ pub async fn serve_connection<B: Backend>(
                 write_reply(&mut stream, &reply).await;
             }
         }
-        Stop::Upgrade(head) => upgrade(stream, buffered, head, peer, backend, limits.ws).await,
+        Stop::Upgrade(head) => {
+            let (ws, conn, outbox) =
+                accept_upgrade(stream, buffered, head, peer, backend, &limits.ws).await?;
+            let peer: Arc<dyn WsPeer> = backend.clone();
+            return Some(run_websocket(ws, conn, outbox, peer, limits.ws));
+        }
     }
+    None
 }
 
 /// Serves HTTP requests until the connection closes or stops being HTTP; returns how it
@@ -117,14 +138,16 @@ async fn serve_http<B: Backend>(
     (served, stop, buffered)
 }
 
-async fn upgrade<B: Backend>(
+/// The upgrade handshake: the engine's decision, then the `101` response, then the
+/// tungstenite stream over the bytes that followed the request.
+async fn accept_upgrade<B: Backend>(
     mut stream: TcpStream,
     buffered: Vec<u8>,
     head: Head,
     peer: Option<String>,
-    backend: Arc<B>,
-    limits: WsLimits,
-) {
+    backend: &Arc<B>,
+    limits: &WsLimits,
+) -> Option<(WebSocketStream<TcpStream>, ConnId, Arc<Outbox>)> {
     // tungstenite's own server handshake refuses bytes that follow the request ("junk after
     // request"), so a frame sent in the same packet would be lost. Validate and answer the
     // handshake with tungstenite's helpers, then hand it the bytes that followed.
@@ -132,24 +155,28 @@ async fn upgrade<B: Backend>(
         Ok(accepted) => accepted,
         Err(problem) => {
             let reply = Reply::error(400, &format!("WebSocket handshake failed: {problem}"));
-            return write_reply(&mut stream, &reply).await;
+            write_reply(&mut stream, &reply).await;
+            return None;
         }
     };
-    let (conn, commands) =
+    let (conn, outbox) =
         match backend.open_websocket(to_request(head, RequestBody::default(), peer)) {
             Ok(accepted) => accepted,
-            Err(reply) => return write_reply(&mut stream, &reply).await,
+            Err(reply) => {
+                write_reply(&mut stream, &reply).await;
+                return None;
+            }
         };
     if let Err(error) = stream.write_all(response.as_bytes()).await {
         debug!(%conn, %error, "could not answer the upgrade");
-        return backend.on_closed(conn, None);
+        backend.on_closed(conn, None);
+        return None;
     }
     let rest = buffered[head_length..].to_vec();
-    drop(buffered);
     let ws =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(&limits)))
+        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(limits)))
             .await;
-    run_websocket(ws, conn, commands, backend, limits).await;
+    Some((ws, conn, outbox))
 }
 
 /// Validates an upgrade request with tungstenite and returns the `101` response to send and

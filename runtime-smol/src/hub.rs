@@ -2,13 +2,16 @@
 //! outputs to waiting HTTP requests and WebSocket writers, and the timer task that calls
 //! `handle_timeout` at `poll_timeout`.
 //!
-//! Every input follows the same three steps under the lock: feed it with the current time,
-//! drain `poll_output`, re-arm the timer if the next deadline moved earlier. No protocol rule
-//! lives here.
+//! Every input follows the same steps: under the lock, feed it with the current time, drain
+//! `poll_output` into reply slots and connection outboxes, re-arm the timer if the next
+//! deadline moved earlier; then, with the lock released, wake the connection tasks that got
+//! work. No protocol rule lives here.
 
 use crate::clock::Clock;
+use crate::outbox::Outbox;
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
+use async_tungstenite::tungstenite::Utf8Bytes;
 use livebridge_core::{
     ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent, Time,
 };
@@ -16,6 +19,7 @@ use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use tracing::{debug, info};
 
 /// Client ids from the operating system's random generator (UUID v4).
@@ -31,8 +35,14 @@ struct HubState {
     engine: Engine,
     /// Requests waiting for their reply.
     replies: FxHashMap<RequestId, Sender<Reply>>,
-    /// Open WebSocket writers.
-    conns: FxHashMap<ConnId, Sender<ConnCommand>>,
+    /// The outboxes of open WebSocket connections.
+    conns: FxHashMap<ConnId, Arc<Outbox>>,
+    /// Connection tasks to wake once the lock is released.
+    to_wake: Vec<Waker>,
+    /// The last frame dispatched and its reference-counted bytes: the engine emits one
+    /// publish's frames to all recipients in a row, so this turns one `Arc<str>` into one
+    /// shared buffer instead of a copy per recipient.
+    last_frame: Option<(Arc<str>, Utf8Bytes)>,
     /// The answer to the WebSocket upgrade being decided.
     upgrade_decision: Option<Result<(), Reply>>,
     next_request: u64,
@@ -63,6 +73,8 @@ impl Hub {
                 engine,
                 replies: FxHashMap::default(),
                 conns: FxHashMap::default(),
+                to_wake: Vec::new(),
+                last_frame: None,
                 upgrade_decision: None,
                 next_request: 0,
                 next_conn: 0,
@@ -83,21 +95,32 @@ impl Hub {
 
     /// Feeds one input and carries out what the engine asks.
     pub fn input(&self, input: Input) {
-        let mut state = self.lock();
-        let now = self.clock.now();
-        state.engine.handle_input(now, input);
-        self.after_input(&mut state);
+        self.with_engine(|state, now| state.engine.handle_input(now, input));
     }
 
-    fn after_input(&self, state: &mut HubState) {
-        while let Some(output) = state.engine.poll_output() {
-            dispatch(state, output);
+    /// Runs `step` on the engine under the lock with the current time, carries out the
+    /// outputs, then wakes the connections that got work once the lock is released.
+    fn with_engine<R>(&self, step: impl FnOnce(&mut HubState, Time) -> R) -> R {
+        let (result, to_wake) = {
+            let mut state = self.lock();
+            let now = self.clock.now();
+            let result = step(&mut state, now);
+            while let Some(output) = state.engine.poll_output() {
+                dispatch(&mut state, output);
+            }
+            // The frame cache must not keep a published event alive after its dispatch.
+            state.last_frame = None;
+            let next = state.engine.poll_timeout().map(|(at, _)| at);
+            if next.is_some() && (state.armed.is_none() || next < state.armed) {
+                state.armed = next;
+                let _ = self.timer_kick.try_send(());
+            }
+            (result, std::mem::take(&mut state.to_wake))
+        };
+        for task in to_wake {
+            task.wake();
         }
-        let next = state.engine.poll_timeout().map(|(at, _)| at);
-        if next.is_some() && (state.armed.is_none() || next < state.armed) {
-            state.armed = next;
-            let _ = self.timer_kick.try_send(());
-        }
+        result
     }
 
     /// Sends an HTTP request to the engine and waits for its reply. When `peer_gone`
@@ -109,18 +132,15 @@ impl Hub {
         peer_gone: impl Future<Output = ()>,
     ) -> Option<Reply> {
         let (tx, rx) = async_channel::bounded(1);
-        let request = {
-            let mut state = self.lock();
+        let request = self.with_engine(|state, now| {
             state.next_request += 1;
             let request = RequestId(state.next_request);
             state.replies.insert(request, tx);
-            let now = self.clock.now();
             state
                 .engine
                 .handle_input(now, Input::Http { request, http });
-            self.after_input(&mut state);
             request
-        };
+        });
         if let Ok(reply) = rx.try_recv() {
             return Some(reply);
         }
@@ -140,36 +160,37 @@ impl Hub {
     }
 
     /// Asks the engine to accept a WebSocket. On success returns the connection's id and the
-    /// commands its writer must carry out (starting with `connection_established`).
-    pub fn open_websocket(
-        &self,
-        upgrade: HttpRequest,
-    ) -> Result<(ConnId, Receiver<ConnCommand>), Reply> {
-        let mut state = self.lock();
-        state.next_conn += 1;
-        let conn = ConnId(state.next_conn);
-        let (tx, rx) = async_channel::unbounded();
-        state.conns.insert(conn, tx);
-        state.upgrade_decision = None;
-        let now = self.clock.now();
-        state
-            .engine
-            .handle_input(now, Input::WsOpen { conn, upgrade });
-        self.after_input(&mut state);
-        match state.upgrade_decision.take() {
-            Some(Ok(())) => {
-                self.websockets.fetch_add(1, Ordering::SeqCst);
-                Ok((conn, rx))
+    /// outbox of the commands its task must carry out (starting with `connection_established`).
+    pub fn open_websocket(&self, upgrade: HttpRequest) -> Result<(ConnId, Arc<Outbox>), Reply> {
+        let outbox = Outbox::new();
+        self.with_engine(|state, now| {
+            state.next_conn += 1;
+            let conn = ConnId(state.next_conn);
+            state.conns.insert(conn, Arc::clone(&outbox));
+            state.upgrade_decision = None;
+            state
+                .engine
+                .handle_input(now, Input::WsOpen { conn, upgrade });
+            // Dispatch happens after this step; the decision is read from the outputs first.
+            while let Some(output) = state.engine.poll_output() {
+                dispatch(state, output);
             }
-            Some(Err(reply)) => {
-                state.conns.remove(&conn);
-                Err(reply)
+            match state.upgrade_decision.take() {
+                Some(Ok(())) => {
+                    self.websockets.fetch_add(1, Ordering::SeqCst);
+                    Ok(conn)
+                }
+                Some(Err(reply)) => {
+                    state.conns.remove(&conn);
+                    Err(reply)
+                }
+                None => {
+                    state.conns.remove(&conn);
+                    Err(Reply::error(500, "the engine did not decide the upgrade"))
+                }
             }
-            None => {
-                state.conns.remove(&conn);
-                Err(Reply::error(500, "the engine did not decide the upgrade"))
-            }
-        }
+        })
+        .map(|conn| (conn, outbox))
     }
 
     /// Stops the engine: WebSockets get a 1001 close, pending polls their answer.
@@ -206,12 +227,11 @@ impl Hub {
                     let _ = kicked.await;
                 }
             }
-            let mut state = self.lock();
-            let now = self.clock.now();
-            if state.engine.poll_timeout().is_some_and(|(at, _)| at <= now) {
-                state.engine.handle_timeout(now);
-                self.after_input(&mut state);
-            }
+            self.with_engine(|state, now| {
+                if state.engine.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                    state.engine.handle_timeout(now);
+                }
+            });
         }
     }
 }
@@ -225,20 +245,31 @@ fn dispatch(state: &mut HubState, output: Output) {
         }
         Output::WsAccept { .. } => state.upgrade_decision = Some(Ok(())),
         Output::WsReject { reply, .. } => state.upgrade_decision = Some(Err(reply)),
-        Output::WsFrame { conn, frame } => send_to_conn(state, conn, ConnCommand::Text(frame)),
+        Output::WsFrame { conn, frame } => {
+            let text = match &state.last_frame {
+                Some((last, bytes)) if Arc::ptr_eq(last, &frame) => bytes.clone(),
+                _ => {
+                    let bytes = Utf8Bytes::from(&*frame);
+                    state.last_frame = Some((frame, bytes.clone()));
+                    bytes
+                }
+            };
+            send_to_conn(state, conn, ConnCommand::Text(text))
+        }
         Output::WsPing { conn } => send_to_conn(state, conn, ConnCommand::Ping),
         Output::WsClose { conn, code, reason } => {
             send_to_conn(state, conn, ConnCommand::Close { code, reason });
-            state.conns.remove(&conn);
+            if let Some(outbox) = state.conns.remove(&conn) {
+                state.to_wake.extend(outbox.detach());
+            }
         }
         Output::Session(event) => log_session_event(&event),
     }
 }
 
 fn send_to_conn(state: &mut HubState, conn: ConnId, command: ConnCommand) {
-    if let Some(writer) = state.conns.get(&conn) {
-        // A closed channel means the writer already ended; its reader reports the close.
-        let _ = writer.try_send(command);
+    if let Some(outbox) = state.conns.get(&conn) {
+        state.to_wake.extend(outbox.push(command));
     }
 }
 
@@ -283,8 +314,12 @@ impl WsPeer for Hub {
     }
 
     fn on_closed(&self, conn: ConnId, code: Option<u16>) {
-        self.lock().conns.remove(&conn);
-        self.input(Input::WsClosed { conn, code });
+        self.with_engine(|state, now| {
+            state.conns.remove(&conn);
+            state
+                .engine
+                .handle_input(now, Input::WsClosed { conn, code });
+        });
         self.websockets.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -298,10 +333,7 @@ impl crate::connection::Backend for Hub {
         Box::pin(self.request(http, peer_gone))
     }
 
-    fn open_websocket(
-        &self,
-        upgrade: HttpRequest,
-    ) -> Result<(ConnId, Receiver<ConnCommand>), Reply> {
+    fn open_websocket(&self, upgrade: HttpRequest) -> Result<(ConnId, Arc<Outbox>), Reply> {
         Hub::open_websocket(self, upgrade)
     }
 }

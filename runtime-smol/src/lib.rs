@@ -20,6 +20,7 @@ pub mod framer;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hub;
+pub mod outbox;
 pub mod websocket;
 
 use connection::{ConnectionLimits, serve_connection};

@@ -1,27 +1,33 @@
-//! One WebSocket connection on async-tungstenite: a reader that reports messages to a [`WsPeer`], and a writer that
-//! carries out [`ConnCommand`]s in batches (one flush per batch) and reports what it wrote.
+//! One WebSocket connection on async-tungstenite: messages read are reported to a [`WsPeer`];
+//! [`ConnCommand`]s from the connection's [`Outbox`] are written in batches (one flush per
+//! batch) and the written frames reported back.
 //!
 //! The same code serves `/ws` (peer: the hub) and the Autobahn echo example (peer: echo), so
 //! the conformance suite tests exactly what clients get.
 
-use async_channel::Receiver;
+use crate::outbox::Outbox;
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, error::CapacityError};
-use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
+use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use futures_lite::{AsyncRead, AsyncWrite, Stream, StreamExt};
 use futures_util::SinkExt;
 use livebridge_core::ConnId;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tracing::debug;
 
 /// What the writer of one connection is told to do.
 #[derive(Debug)]
 pub enum ConnCommand {
-    /// Send a text frame.
-    Text(Arc<str>),
+    /// Send a text frame. `Utf8Bytes` is reference-counted: a frame published to many
+    /// connections is shared, not copied, until tungstenite writes it.
+    Text(Utf8Bytes),
     /// Send a binary frame (the echo server only).
     Binary(Vec<u8>),
     /// Send a ping.
@@ -82,124 +88,131 @@ enum Ending {
     Reader(Option<u16>),
     /// The client broke the protocol or a limit; answer with this close frame if any.
     ReadFailed(Option<CloseFrame>),
-    /// The server sent its close frame.
-    ServerClosed,
+    /// The server closes: everything before the close is flushed; send this close frame.
+    ServerClosing(Option<CloseFrame>),
     /// Writing failed; the socket is gone.
     WriteFailed,
 }
 
+/// How many messages one wake-up of a connection reads, and how many commands it writes,
+/// before it yields to the other connections on the executor thread.
+const BATCH_PER_WAKE: usize = 256;
+
 /// Runs a connection until it ends, then reports the end to `peer`.
-pub async fn run_websocket<S>(
+///
+/// One task owns the stream (no `split()`: its shared state and lock cost memory on every
+/// idle connection) and drives both directions from one `poll`: it reads only when the
+/// socket's read side signalled readiness (a wake-up for a frame to send must not cost a
+/// failing `read`), takes commands from the outbox while tungstenite accepts them, and
+/// flushes once per batch, reporting the written frames to `peer`.
+pub fn run_websocket<S>(
     ws: WebSocketStream<S>,
     conn: ConnId,
-    commands: Receiver<ConnCommand>,
+    outbox: Arc<Outbox>,
     peer: Arc<dyn WsPeer>,
     limits: WsLimits,
-) where
+) -> WebSocketConnection<S>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, mut receiver) = ws.split();
-    let reader = async {
-        loop {
-            match receiver.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    peer.on_message(conn, Incoming::Text(text.as_str().to_owned()));
-                }
-                Some(Ok(Message::Binary(bytes))) => {
-                    peer.on_message(conn, Incoming::Binary(bytes.to_vec()));
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                    peer.on_message(conn, Incoming::Pong)
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Ending::Reader(frame.map(|f| u16::from(f.code)));
-                }
-                Some(Ok(Message::Frame(_))) => {}
-                Some(Err(error)) => {
-                    let (code, reason) = close_for_error(&error);
-                    debug!(%conn, %error, code, "websocket read failed");
-                    return Ending::ReadFailed(code.map(|code| CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    }));
-                }
-                None => return Ending::Reader(None),
-            }
+    let read_ready = Arc::new(ReadReadiness::new());
+    WebSocketConnection {
+        live: Some(Live {
+            ws,
+            outbox,
+            peer,
+            conn,
+            read_waker: Waker::from(Arc::clone(&read_ready)),
+            read_ready,
+            unflushed_frames: 0,
+            closing: None,
+        }),
+        finishing: None,
+        limits,
+    }
+}
+
+/// The future of one connection, written out by hand rather than as an `async fn`: it is
+/// what every idle connection keeps in memory, and a generated state machine would hold the
+/// stream twice (argument and local) plus room for the close handshake's futures.
+pub struct WebSocketConnection<S> {
+    live: Option<Live<S>>,
+    /// The close handshake (boxed: short and rare), then the report to the peer.
+    finishing: Option<(BoxedClose, Arc<dyn WsPeer>, ConnId)>,
+    limits: WsLimits,
+}
+
+type BoxedClose = Pin<Box<dyn Future<Output = Option<u16>> + Send>>;
+
+impl<S> Future for WebSocketConnection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(live) = &mut this.live {
+            let ending = match live.poll(cx) {
+                Poll::Ready(ending) => ending,
+                Poll::Pending => return Poll::Pending,
+            };
+            let Live {
+                ws,
+                outbox,
+                peer,
+                conn,
+                ..
+            } = this.live.take().expect("live phase");
+            let close = finish(ws, ending, outbox, Arc::clone(&peer), conn, this.limits);
+            this.finishing = Some((Box::pin(close), peer, conn));
         }
-    };
-    let writer = async {
-        while let Ok(first) = commands.recv().await {
-            let mut next = Some(first);
-            let mut frames = 0usize;
-            let mut close = None;
-            while let Some(command) = next.take() {
-                let message = match command {
-                    ConnCommand::Text(text) => {
-                        frames += 1;
-                        Message::text(&*text)
-                    }
-                    ConnCommand::Binary(bytes) => {
-                        frames += 1;
-                        Message::binary(bytes)
-                    }
-                    ConnCommand::Ping => Message::Ping(Default::default()),
-                    ConnCommand::Close { code, reason } => {
-                        close = Some(CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: reason.into(),
-                        });
-                        break;
-                    }
-                };
-                if sender.feed(message).await.is_err() {
-                    return Ending::WriteFailed;
-                }
-                // Batch what is already waiting into one flush, within reason.
-                if frames < 256 {
-                    next = commands.try_recv().ok();
-                }
-            }
-            if sender.flush().await.is_err() {
-                return Ending::WriteFailed;
-            }
-            if frames > 0 {
-                peer.on_written(conn, frames);
-            }
-            if let Some(frame) = close {
-                let _ = sender.send(Message::Close(Some(frame))).await;
-                return Ending::ServerClosed;
-            }
-        }
-        // The hub dropped this connection without a close: end it quietly.
-        let _ = sender.close(None).await;
-        Ending::ServerClosed
-    };
-    let ending = futures_lite::future::or(reader, writer).await;
-    let code = match ending {
+        let Some((close, peer, conn)) = &mut this.finishing else {
+            return Poll::Ready(());
+        };
+        let code = match close.as_mut().poll(cx) {
+            Poll::Ready(code) => code,
+            Poll::Pending => return Poll::Pending,
+        };
+        peer.on_closed(*conn, code);
+        this.finishing = None;
+        Poll::Ready(())
+    }
+}
+
+/// Completes the close handshake the way `ending` calls for; returns the client's close code
+/// if it sent one.
+async fn finish<S>(
+    mut ws: WebSocketStream<S>,
+    ending: Ending,
+    outbox: Arc<Outbox>,
+    peer: Arc<dyn WsPeer>,
+    conn: ConnId,
+    limits: WsLimits,
+) -> Option<u16>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match ending {
         Ending::Reader(code) => {
             // tungstenite queued the reply to the client's close frame; send it.
-            let _ = futures_lite::future::or(async { sender.flush().await.ok() }, async {
-                smol::Timer::after(limits.close_timeout).await;
-                None
-            })
-            .await;
+            let _ = with_timeout(limits.close_timeout, async { ws.flush().await.ok() }).await;
             code
         }
-        Ending::ServerClosed => {
-            // Wait (briefly) for the client's close frame so the close is clean.
-            let wait = async {
-                while let Some(Ok(message)) = receiver.next().await {
+        Ending::ServerClosing(frame) => {
+            // Send our close frame, then wait (briefly) for the client's so the close is clean.
+            let close_handshake = async {
+                ws.send(Message::Close(frame)).await.ok()?;
+                while let Some(Ok(message)) = ws.next().await {
                     if let Message::Close(frame) = message {
                         return frame.map(|f| u16::from(f.code));
                     }
                 }
                 None
             };
-            futures_lite::future::or(wait, async {
-                smol::Timer::after(limits.close_timeout).await;
-                None
-            })
-            .await
+            with_timeout(limits.close_timeout, close_handshake)
+                .await
+                .flatten()
         }
         Ending::ReadFailed(frame) => {
             if let Some(frame) = frame {
@@ -209,34 +222,201 @@ pub async fn run_websocket<S>(
                 // bad frame (Autobahn 3.2, 4.1.3, 5.15...); only then the close frame.
                 let close = async {
                     let mut frames = 0usize;
-                    while let Ok(command) = commands.try_recv() {
+                    while let Some(command) = outbox.try_next() {
                         let message = match command {
-                            ConnCommand::Text(text) => Message::text(&*text),
+                            ConnCommand::Text(text) => Message::Text(text),
                             ConnCommand::Binary(bytes) => Message::binary(bytes),
                             ConnCommand::Ping => continue,
                             // Our own close code wins over the one the server meant to send.
                             ConnCommand::Close { .. } => break,
                         };
-                        sender.feed(message).await.ok()?;
+                        ws.feed(message).await.ok()?;
                         frames += 1;
                     }
                     if frames > 0 {
-                        sender.flush().await.ok()?;
+                        ws.flush().await.ok()?;
                         peer.on_written(conn, frames);
                     }
-                    sender.send(Message::Close(Some(frame))).await.ok()
+                    ws.send(Message::Close(Some(frame))).await.ok()
                 };
-                let _ = futures_lite::future::or(close, async {
-                    smol::Timer::after(limits.close_timeout).await;
-                    None
-                })
-                .await;
+                let _ = with_timeout(limits.close_timeout, close).await;
             }
             None
         }
         Ending::WriteFailed => None,
-    };
-    peer.on_closed(conn, code);
+    }
+}
+
+/// `future`'s output, or `None` if `limit` passes first.
+async fn with_timeout<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(future.await) }, async {
+        smol::Timer::after(limit).await;
+        None
+    })
+    .await
+}
+
+/// Whether the socket's read side was woken since the last read that found nothing.
+struct ReadReadiness {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl ReadReadiness {
+    /// Ready at first: nothing has registered for a read wake-up before the first read.
+    fn new() -> Self {
+        ReadReadiness {
+            woken: AtomicBool::new(true),
+            task: Mutex::new(None),
+        }
+    }
+
+    fn lock_task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Wake for ReadReadiness {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if let Some(task) = self.lock_task().as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// The live phase of a connection: both directions, until one of them ends it.
+struct Live<S> {
+    ws: WebSocketStream<S>,
+    outbox: Arc<Outbox>,
+    peer: Arc<dyn WsPeer>,
+    conn: ConnId,
+    /// Handed to tungstenite's reads: it records the read-side wake-up, then wakes the task.
+    read_waker: Waker,
+    read_ready: Arc<ReadReadiness>,
+    /// Text and binary frames given to tungstenite since the last completed flush.
+    unflushed_frames: usize,
+    /// The server's close (`Some(None)`: the hub ended without a close command), sent once
+    /// everything before it is flushed.
+    closing: Option<Option<CloseFrame>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        {
+            let mut task = self.read_ready.lock_task();
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        if let Poll::Ready(ending) = self.poll_read(cx) {
+            return Poll::Ready(ending);
+        }
+        self.poll_write(cx)
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        let mut read_cx = Context::from_waker(&self.read_waker);
+        for _ in 0..BATCH_PER_WAKE {
+            // Cleared before the read, so a wake-up that races with it is kept.
+            if !self.read_ready.woken.swap(false, Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+            let message = match Pin::new(&mut self.ws).poll_next(&mut read_cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(message) => message,
+            };
+            // More may already be buffered.
+            self.read_ready.woken.store(true, Ordering::SeqCst);
+            let incoming = match message {
+                Some(Ok(Message::Text(text))) => Incoming::Text(text.as_str().to_owned()),
+                Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes.to_vec()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Pong,
+                Some(Ok(Message::Close(frame))) => {
+                    return Poll::Ready(Ending::Reader(frame.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(Message::Frame(_))) => continue,
+                Some(Err(error)) => {
+                    let (code, reason) = close_for_error(&error);
+                    debug!(conn = %self.conn, %error, code, "websocket read failed");
+                    return Poll::Ready(Ending::ReadFailed(code.map(|code| CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    })));
+                }
+                None => return Poll::Ready(Ending::Reader(None)),
+            };
+            self.peer.on_message(self.conn, incoming);
+        }
+        // Enough for one turn: come back after the other tasks had theirs.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        let mut taken = 0;
+        while self.closing.is_none() {
+            if taken == BATCH_PER_WAKE {
+                cx.waker().wake_by_ref();
+                break;
+            }
+            match self.ws.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ending::WriteFailed),
+                Poll::Pending => break,
+            }
+            let message = match self.outbox.poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(None) => {
+                    self.closing = Some(None);
+                    break;
+                }
+                Poll::Ready(Some(command)) => match command {
+                    ConnCommand::Text(text) => {
+                        self.unflushed_frames += 1;
+                        Message::Text(text)
+                    }
+                    ConnCommand::Binary(bytes) => {
+                        self.unflushed_frames += 1;
+                        Message::binary(bytes)
+                    }
+                    ConnCommand::Ping => Message::Ping(Default::default()),
+                    ConnCommand::Close { code, reason } => {
+                        self.closing = Some(Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        }));
+                        break;
+                    }
+                },
+            };
+            taken += 1;
+            if self.ws.start_send_unpin(message).is_err() {
+                return Poll::Ready(Ending::WriteFailed);
+            }
+        }
+        // Flushing with nothing buffered costs no system call, and it also sends what
+        // tungstenite queued by itself while reading (the pong to a client's ping).
+        match self.ws.poll_flush_unpin(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(Ending::WriteFailed),
+            Poll::Pending => return Poll::Pending,
+        }
+        if self.unflushed_frames > 0 {
+            self.peer.on_written(self.conn, self.unflushed_frames);
+            self.unflushed_frames = 0;
+        }
+        match self.closing.take() {
+            Some(frame) => Poll::Ready(Ending::ServerClosing(frame)),
+            None => Poll::Pending,
+        }
+    }
 }
 
 /// The close code to send after a read error, if the socket can still carry one.

@@ -1,0 +1,142 @@
+//! The queue from the hub to one WebSocket connection's task: the commands waiting to be
+//! written and the waker of the task that writes them.
+//!
+//! A general-purpose channel (async-channel) costs ~2 KB per connection once used (its block
+//! and cache-padded counters) and an event-listener notification per frame. A connection has
+//! exactly one consumer and its producers already serialise on the hub lock, so a mutex over a
+//! `VecDeque` (no allocation while empty) and one stored waker is all it needs. `push` hands
+//! the waker back instead of waking, so the hub wakes tasks after it has released its lock.
+
+use crate::websocket::ConnCommand;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Commands for one connection, and who to wake when they arrive.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    commands: VecDeque<ConnCommand>,
+    /// The task that found the outbox empty and waits for a command.
+    waiting: Option<Waker>,
+    /// The hub forgot this connection: no command will follow the queued ones.
+    detached: bool,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Arc<Outbox> {
+        Arc::new(Outbox::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `command`. Returns the waker of the waiting task, to be woken once the
+    /// caller's own locks are released; `None` when the task is already awake (or gone).
+    #[must_use = "the returned waker must be woken, or the command waits for the next one"]
+    pub fn push(&self, command: ConnCommand) -> Option<Waker> {
+        let mut state = self.lock();
+        if state.detached {
+            return None;
+        }
+        state.commands.push_back(command);
+        state.waiting.take()
+    }
+
+    /// Marks the end of the commands: once the queued ones are taken, [`Outbox::poll_next`]
+    /// answers `None`. Returns the waker to wake, as [`Outbox::push`] does.
+    #[must_use = "the returned waker must be woken, or the task never sees the end"]
+    pub fn detach(&self) -> Option<Waker> {
+        let mut state = self.lock();
+        state.detached = true;
+        state.waiting.take()
+    }
+
+    /// The next command; `Ready(None)` after [`Outbox::detach`] once the queue is empty.
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<ConnCommand>> {
+        let mut state = self.lock();
+        if let Some(command) = state.commands.pop_front() {
+            return Poll::Ready(Some(command));
+        }
+        if state.detached {
+            return Poll::Ready(None);
+        }
+        match &mut state.waiting {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The next command if one is queued, without registering for a wake-up.
+    pub fn try_next(&self) -> Option<ConnCommand> {
+        self.lock().commands.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn text(s: &str) -> ConnCommand {
+        ConnCommand::Text(s.into())
+    }
+
+    #[test]
+    fn a_waiting_task_is_handed_back_once_and_commands_keep_their_order() {
+        let outbox = Outbox::new();
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        assert!(outbox.poll_next(&mut cx).is_pending());
+        let woken = outbox.push(text("a"));
+        assert!(
+            woken.is_some(),
+            "the first push after a wait returns the waker"
+        );
+        assert!(
+            outbox.push(text("b")).is_none(),
+            "the task is already woken"
+        );
+        woken.unwrap().wake();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        for expected in ["a", "b"] {
+            match outbox.poll_next(&mut cx) {
+                Poll::Ready(Some(ConnCommand::Text(t))) => assert_eq!(t.as_str(), expected),
+                other => panic!("expected {expected}, got {other:?}"),
+            }
+        }
+        assert!(outbox.poll_next(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn detach_drains_the_queue_then_ends_and_refuses_later_commands() {
+        let outbox = Outbox::new();
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        assert!(outbox.push(text("last")).is_none(), "nobody waits yet");
+        assert!(outbox.detach().is_none());
+        assert!(outbox.push(text("too late")).is_none());
+        assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(Some(_))));
+        assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(None)));
+        assert!(outbox.try_next().is_none());
+    }
+}
