@@ -57,6 +57,7 @@ mod rate;
 mod session;
 mod stats;
 mod time;
+mod timer_queue;
 
 pub use auth::{ClientClaims, sign_client_token, verify_client_token};
 pub use catalogue::{

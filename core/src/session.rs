@@ -21,6 +21,13 @@ pub(crate) struct SessionKey {
     generation: u32,
 }
 
+#[cfg(test)]
+impl SessionKey {
+    pub(crate) fn for_tests(index: u32, generation: u32) -> SessionKey {
+        SessionKey { index, generation }
+    }
+}
+
 /// What the session's client is attached through right now.
 #[derive(Debug)]
 pub(crate) enum Transport {

@@ -158,13 +158,17 @@ impl Engine {
             Audience::Channel {
                 channel,
                 client_type,
-            } => recipients.extend(self.channels.subscribers(channel).filter(|key| {
-                client_type.is_none()
-                    || self
-                        .sessions
-                        .get(*key)
-                        .is_some_and(|s| type_matches(s, client_type))
-            })),
+            } => {
+                let subscribers = self.channels.subscribers(channel);
+                match client_type {
+                    None => recipients.extend_from_slice(subscribers),
+                    Some(_) => recipients.extend(subscribers.iter().copied().filter(|key| {
+                        self.sessions
+                            .get(*key)
+                            .is_some_and(|s| type_matches(s, client_type))
+                    })),
+                }
+            }
             Audience::Session(key) => recipients.push(key),
         }
         if let Some(excluded) = exclude {

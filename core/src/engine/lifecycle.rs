@@ -98,10 +98,7 @@ impl Engine {
     }
 
     pub(super) fn fire_due_timers(&mut self, now: Time) {
-        while let Some(&(at, kind, key)) = self.timers.first() {
-            if at > now {
-                break;
-            }
+        while let Some((_, kind, key)) = self.timers.first_due(now) {
             self.set_timer(key, kind, None);
             match kind {
                 TimerKind::LongPollExpiry => {

@@ -20,6 +20,7 @@ use crate::rate::KeyedBuckets;
 use crate::session::{Session, SessionKey, SessionTable, Transport};
 use crate::stats::{Counters, Gauges, render_prometheus};
 use crate::time::{Time, WallClock};
+use crate::timer_queue::TimerQueue;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -89,7 +90,7 @@ pub struct Engine {
     now: Time,
     sessions: SessionTable,
     channels: ChannelIndex,
-    timers: BTreeSet<(Time, TimerKind, SessionKey)>,
+    timers: TimerQueue,
     pending_polls: BTreeMap<RequestId, SessionKey>,
     /// Handshakes and upgrades still allowed per remote address.
     handshake_budgets: KeyedBuckets,
@@ -125,7 +126,7 @@ impl Engine {
             now,
             sessions: SessionTable::default(),
             channels: ChannelIndex::default(),
-            timers: BTreeSet::new(),
+            timers: TimerQueue::default(),
             pending_polls: BTreeMap::new(),
             cors_origins: BTreeMap::new(),
             handshake_budgets: KeyedBuckets::default(),
@@ -147,7 +148,9 @@ impl Engine {
     /// [`Engine::poll_timeout`].
     pub fn handle_input(&mut self, now: Time, input: Input) {
         let now = self.advance(now);
-        self.fire_due_timers(now);
+        if self.timers.first_due(now).is_some() {
+            self.fire_due_timers(now);
+        }
         match input {
             Input::Http { request, http } => self.on_http(now, request, http),
             Input::Command { request, command } => self.run_command(now, request, None, command),
@@ -178,7 +181,9 @@ impl Engine {
             Input::WsClosed { conn, code } => self.on_ws_closed(now, conn, code),
             Input::Shutdown => self.shutdown(now),
         }
-        self.answer_ready_polls(now);
+        if !self.ready_polls.is_empty() {
+            self.answer_ready_polls(now);
+        }
     }
 
     /// Fires every timer due at `now`. Calling it early, late or twice is harmless.
@@ -199,7 +204,7 @@ impl Engine {
     /// armed. Changes after every input.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<(Time, TimeoutReason)> {
-        self.timers.first().map(|&(at, kind, key)| {
+        self.timers.first().map(|(at, kind, key)| {
             let client_id = self
                 .sessions
                 .get(key)

@@ -245,10 +245,16 @@ impl Engine {
     pub(super) fn on_ws_written(&mut self, now: Time, key: SessionKey, frames: usize) {
         if let Some(Session {
             transport: Transport::WebSocket { in_flight, .. },
+            queue,
             ..
         }) = self.sessions.get_mut(key)
         {
             *in_flight = in_flight.saturating_sub(frames);
+            // The common case, an acknowledgement with nothing waiting behind the window, is
+            // done here; it is as frequent as deliveries.
+            if queue.is_empty() && queue.unreported_drops() == 0 {
+                return;
+            }
         }
         self.flush_websocket(now, key);
     }
