@@ -79,7 +79,7 @@ struct Args {
     /// Executor threads of this tool.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// No progress line.
+    /// No progress bar or progress lines.
     #[arg(long)]
     quiet: bool,
 }
@@ -553,6 +553,61 @@ async fn publisher(
 }
 
 // ---------------------------------------------------------------------------------------
+// Progress during the publish phase.
+
+/// A progress bar on a terminal, a line per second in a log, or nothing with `--quiet`.
+enum Progress {
+    Quiet,
+    Lines,
+    Bar(indicatif::ProgressBar),
+}
+
+impl Progress {
+    fn new(quiet: bool, duration_secs: f64) -> Progress {
+        use std::io::IsTerminal;
+        if quiet {
+            return Progress::Quiet;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines;
+        }
+        let millis = (duration_secs * 1000.0) as u64;
+        let bar = indicatif::ProgressBar::new(millis);
+        let style = indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}%  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        Progress::Bar(bar)
+    }
+
+    /// How often to refresh: a bar can move smoothly, a log wants one line per second.
+    fn interval(&self) -> Duration {
+        match self {
+            Progress::Bar(_) => Duration::from_millis(250),
+            _ => Duration::from_secs(1),
+        }
+    }
+
+    fn show(&self, elapsed: Duration, status: &str) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Lines => eprintln!("[{:6.1}s] {status}", elapsed.as_secs_f64()),
+            Progress::Bar(bar) => {
+                bar.set_position(elapsed.as_millis() as u64);
+                bar.set_message(status.to_string());
+            }
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // /proc readings of the server.
 
 fn clock_ticks_per_second() -> f64 {
@@ -743,25 +798,25 @@ async fn run(
             .collect();
         let progress = {
             let shared = Arc::clone(&shared);
-            let quiet = args.quiet;
+            let progress = Progress::new(args.quiet, args.duration);
             ex.spawn(async move {
                 let mut last = 0;
                 let mut tick = Instant::now();
                 loop {
-                    smol::Timer::after(Duration::from_secs(1)).await;
+                    smol::Timer::after(progress.interval()).await;
                     let delivered = shared.delivered.load(Relaxed);
                     let published: u64 = shared.published.iter().map(|p| p.load(Relaxed)).sum();
                     let secs = tick.elapsed().as_secs_f64();
                     tick = Instant::now();
-                    if !quiet {
-                        eprintln!(
-                            "[{:6.1}s] published {published:>9}  delivered {delivered:>11}  {:>10.0} deliveries/s  p50 {:>6} µs  p99 {:>7} µs",
-                            shared.epoch.elapsed().as_secs_f64(),
+                    progress.show(
+                        start.elapsed(),
+                        &format!(
+                            "published {published:>9}  delivered {delivered:>11}  {:>10.0} deliveries/s  p50 {:>6} µs  p99 {:>7} µs",
                             (delivered - last) as f64 / secs,
                             shared.latency.quantile(0.5),
                             shared.latency.quantile(0.99),
-                        );
-                    }
+                        ),
+                    );
                     last = delivered;
                 }
             })
