@@ -359,62 +359,76 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
         Poll::Pending
     }
 
+    /// Writes what the outbox holds, in batches with one flush each. Returns `Pending` only
+    /// with a wake-up registered for whatever stops it: the outbox (empty), the socket (full)
+    /// or the task itself (its batch spent).
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
         let mut taken = 0;
-        while self.closing.is_none() {
-            if taken == BATCH_PER_WAKE {
-                cx.waker().wake_by_ref();
-                break;
-            }
-            match self.ws.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Poll::Ready(Ending::WriteFailed),
-                Poll::Pending => break,
-            }
-            let message = match self.outbox.poll_next(cx) {
-                Poll::Pending => break,
-                Poll::Ready(None) => {
-                    self.closing = Some(None);
+        loop {
+            let mut socket_full = false;
+            while self.closing.is_none() {
+                if taken == BATCH_PER_WAKE {
+                    cx.waker().wake_by_ref();
                     break;
                 }
-                Poll::Ready(Some(command)) => match command {
-                    ConnCommand::Text(text) => {
-                        self.unflushed_frames += 1;
-                        Message::Text(text)
-                    }
-                    ConnCommand::Binary(bytes) => {
-                        self.unflushed_frames += 1;
-                        Message::binary(bytes)
-                    }
-                    ConnCommand::Ping => Message::Ping(Default::default()),
-                    ConnCommand::Close { code, reason } => {
-                        self.closing = Some(Some(CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: reason.into(),
-                        }));
+                match self.ws.poll_ready_unpin(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Poll::Ready(Ending::WriteFailed),
+                    Poll::Pending => {
+                        socket_full = true;
                         break;
                     }
-                },
-            };
-            taken += 1;
-            if self.ws.start_send_unpin(message).is_err() {
-                return Poll::Ready(Ending::WriteFailed);
+                }
+                let message = match self.outbox.poll_next(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(None) => {
+                        self.closing = Some(None);
+                        break;
+                    }
+                    Poll::Ready(Some(command)) => match command {
+                        ConnCommand::Text(text) => {
+                            self.unflushed_frames += 1;
+                            Message::Text(text)
+                        }
+                        ConnCommand::Binary(bytes) => {
+                            self.unflushed_frames += 1;
+                            Message::binary(bytes)
+                        }
+                        ConnCommand::Ping => Message::Ping(Default::default()),
+                        ConnCommand::Close { code, reason } => {
+                            self.closing = Some(Some(CloseFrame {
+                                code: CloseCode::from(code),
+                                reason: reason.into(),
+                            }));
+                            break;
+                        }
+                    },
+                };
+                taken += 1;
+                if self.ws.start_send_unpin(message).is_err() {
+                    return Poll::Ready(Ending::WriteFailed);
+                }
             }
-        }
-        // Flushing with nothing buffered costs no system call, and it also sends what
-        // tungstenite queued by itself while reading (the pong to a client's ping).
-        match self.ws.poll_flush_unpin(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(_)) => return Poll::Ready(Ending::WriteFailed),
-            Poll::Pending => return Poll::Pending,
-        }
-        if self.unflushed_frames > 0 {
-            self.peer.on_written(self.conn, self.unflushed_frames);
-            self.unflushed_frames = 0;
-        }
-        match self.closing.take() {
-            Some(frame) => Poll::Ready(Ending::ServerClosing(frame)),
-            None => Poll::Pending,
+            // Flushing with nothing buffered costs no system call, and it also sends what
+            // tungstenite queued by itself while reading (the pong to a client's ping).
+            match self.ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ending::WriteFailed),
+                Poll::Pending => return Poll::Pending,
+            }
+            if self.unflushed_frames > 0 {
+                self.peer.on_written(self.conn, self.unflushed_frames);
+                self.unflushed_frames = 0;
+            }
+            if let Some(frame) = self.closing.take() {
+                return Poll::Ready(Ending::ServerClosing(frame));
+            }
+            // A full socket stopped the batch before the outbox was asked, so nothing would
+            // wake this task for the commands still queued; the flush has just drained the
+            // socket (which also dropped its write registration): go round again.
+            if !socket_full || taken == BATCH_PER_WAKE {
+                return Poll::Pending;
+            }
         }
     }
 }

@@ -1,0 +1,144 @@
+//! A connection whose socket is full must not lose its wake-up: when the socket drains during
+//! the flush that follows a blocked write, the frames still in the outbox must go out (or the
+//! task must be registered to be woken for them). Driven by hand over a scripted socket, so
+//! the interleaving is exact.
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::Role;
+use futures_lite::{AsyncRead, AsyncWrite};
+use livebridge_core::ConnId;
+use livebridge_smol::outbox::Outbox;
+use livebridge_smol::websocket::{
+    ConnCommand, Incoming, WsLimits, WsPeer, run_websocket, ws_config,
+};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+/// A socket that refuses its first `refused` writes and accepts every later one. As with
+/// async-net, a write that succeeds forgets the waker of the refused one.
+struct ScriptedSocket {
+    attempts: usize,
+    refused: usize,
+    written: Arc<Mutex<Vec<u8>>>,
+}
+
+impl AsyncRead for ScriptedSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        // The client never sends anything, so nothing on the read side wakes the task.
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for ScriptedSocket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.attempts += 1;
+        if self.attempts <= self.refused {
+            return Poll::Pending;
+        }
+        self.written.lock().unwrap().extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[derive(Default)]
+struct CountingPeer {
+    written: AtomicUsize,
+}
+
+impl WsPeer for CountingPeer {
+    fn on_message(&self, _: ConnId, _: Incoming) {}
+    fn on_written(&self, _: ConnId, frames: usize) {
+        self.written.fetch_add(frames, Ordering::SeqCst);
+    }
+    fn on_closed(&self, _: ConnId, _: Option<u16>) {}
+}
+
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
+    let limits = WsLimits {
+        max_message_bytes: 1 << 20,
+        close_timeout: Duration::from_secs(1),
+    };
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let socket = ScriptedSocket {
+        attempts: 0,
+        refused: 2,
+        written: Arc::clone(&written),
+    };
+    let ws = futures_lite::future::block_on(WebSocketStream::from_raw_socket(
+        socket,
+        Role::Server,
+        Some(ws_config(&limits)),
+    ));
+    let outbox = Outbox::new();
+    // Larger than tungstenite's write buffer, so the first frame meets the full socket.
+    assert!(
+        outbox
+            .push(ConnCommand::Text("x".repeat(20 * 1024).into()))
+            .is_none()
+    );
+    assert!(outbox.push(ConnCommand::Text("second".into())).is_none());
+    let peer = Arc::new(CountingPeer::default());
+    let mut connection = Box::pin(run_websocket(
+        ws,
+        ConnId(1),
+        Arc::clone(&outbox),
+        peer.clone(),
+        limits,
+    ));
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = Waker::from(Arc::clone(&wakes));
+    assert!(
+        connection
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+
+    let second_went_out = peer.written.load(Ordering::SeqCst) == 2
+        && written
+            .lock()
+            .unwrap()
+            .windows(6)
+            .any(|window| window == b"second");
+    let woke_itself = wakes.0.load(Ordering::SeqCst) > 0;
+    assert!(
+        second_went_out || woke_itself,
+        "the second frame is stuck in the outbox and nothing will wake the connection"
+    );
+    // And the hub's next command finds the task waiting for it.
+    assert!(
+        outbox.push(ConnCommand::Text("third".into())).is_some(),
+        "a later command must hand back the waiting task's waker"
+    );
+}
