@@ -25,6 +25,8 @@ struct OutboxState {
     waiting: Option<Waker>,
     /// The hub forgot this connection: no command will follow the queued ones.
     detached: bool,
+    /// A close command was queued (or the outbox detached): the connection is ending.
+    ending: bool,
 }
 
 impl Outbox {
@@ -47,6 +49,7 @@ impl Outbox {
         if state.detached {
             return None;
         }
+        state.ending |= matches!(command, ConnCommand::Close { .. });
         state.commands.push_back(command);
         state.waiting.take()
     }
@@ -57,6 +60,7 @@ impl Outbox {
     pub fn detach(&self) -> Option<Waker> {
         let mut state = self.lock();
         state.detached = true;
+        state.ending = true;
         state.waiting.take()
     }
 
@@ -74,6 +78,12 @@ impl Outbox {
             slot => *slot = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+
+    /// Whether a close command was queued or the outbox detached, even if commands before
+    /// it are still waiting: a connection whose socket is full looks ahead for its end.
+    pub fn is_ending(&self) -> bool {
+        self.lock().ending
     }
 
     /// The next command if one is queued, without registering for a wake-up.
@@ -125,6 +135,15 @@ mod tests {
             }
         }
         assert!(outbox.poll_next(&mut cx).is_pending());
+        assert!(!outbox.is_ending());
+        let _ = outbox.push(ConnCommand::Close {
+            code: 1000,
+            reason: String::new(),
+        });
+        assert!(
+            outbox.is_ending(),
+            "a queued close is visible before it is taken"
+        );
     }
 
     #[test]
@@ -138,5 +157,6 @@ mod tests {
         assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(Some(_))));
         assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(None)));
         assert!(outbox.try_next().is_none());
+        assert!(outbox.is_ending());
     }
 }

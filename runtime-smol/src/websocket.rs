@@ -359,6 +359,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
         Poll::Pending
     }
 
+    /// Gives tungstenite every queued frame up to the close command (it buffers them even
+    /// when the socket is full) and records the close.
+    fn buffer_through_close(&mut self) -> Result<(), Ending> {
+        while let Some(command) = self.outbox.try_next() {
+            let message = match command {
+                ConnCommand::Text(text) => Message::Text(text),
+                ConnCommand::Binary(bytes) => Message::binary(bytes),
+                ConnCommand::Ping => continue,
+                ConnCommand::Close { code, reason } => {
+                    self.closing = Some(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    }));
+                    return Ok(());
+                }
+            };
+            self.ws
+                .start_send_unpin(message)
+                .map_err(|_| Ending::WriteFailed)?;
+        }
+        // Detached without a close command.
+        self.closing = Some(None);
+        Ok(())
+    }
+
     /// Writes what the outbox holds, in batches with one flush each. Returns `Pending` only
     /// with a wake-up registered for whatever stops it: the outbox (empty), the socket (full)
     /// or the task itself (its batch spent).
@@ -411,17 +436,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
             }
             // Flushing with nothing buffered costs no system call, and it also sends what
             // tungstenite queued by itself while reading (the pong to a client's ping).
-            match self.ws.poll_flush_unpin(cx) {
-                Poll::Ready(Ok(())) => {}
+            let flushed = match self.ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => true,
                 Poll::Ready(Err(_)) => return Poll::Ready(Ending::WriteFailed),
-                Poll::Pending => return Poll::Pending,
-            }
-            if self.unflushed_frames > 0 {
+                Poll::Pending => false,
+            };
+            if flushed && self.unflushed_frames > 0 {
                 self.peer.on_written(self.conn, self.unflushed_frames);
                 self.unflushed_frames = 0;
             }
+            if !flushed && self.closing.is_none() && self.outbox.is_ending() {
+                // The socket is full and the server is closing: hand tungstenite everything
+                // up to the close now, and let the close handshake (bounded by the close
+                // timeout) write it, so a client that stopped reading cannot keep the
+                // connection open.
+                if let Err(ending) = self.buffer_through_close() {
+                    return Poll::Ready(ending);
+                }
+            }
             if let Some(frame) = self.closing.take() {
                 return Poll::Ready(Ending::ServerClosing(frame));
+            }
+            if !flushed {
+                return Poll::Pending;
             }
             // A full socket stopped the batch before the outbox was asked, so nothing would
             // wake this task for the commands still queued; the flush has just drained the

@@ -1,7 +1,8 @@
 //! A connection whose socket is full must not lose its wake-up: when the socket drains during
 //! the flush that follows a blocked write, the frames still in the outbox must go out (or the
-//! task must be registered to be woken for them). Driven by hand over a scripted socket, so
-//! the interleaving is exact.
+//! task must be registered to be woken for them). And a client that never reads again must
+//! not keep its connection alive past the close timeout once the server closes it. Driven
+//! over a scripted socket, so the interleaving is exact.
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::Role;
@@ -64,6 +65,7 @@ impl AsyncWrite for ScriptedSocket {
 #[derive(Default)]
 struct CountingPeer {
     written: AtomicUsize,
+    closed: AtomicUsize,
 }
 
 impl WsPeer for CountingPeer {
@@ -71,7 +73,9 @@ impl WsPeer for CountingPeer {
     fn on_written(&self, _: ConnId, frames: usize) {
         self.written.fetch_add(frames, Ordering::SeqCst);
     }
-    fn on_closed(&self, _: ConnId, _: Option<u16>) {}
+    fn on_closed(&self, _: ConnId, _: Option<u16>) {
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -140,5 +144,48 @@ fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
     assert!(
         outbox.push(ConnCommand::Text("third".into())).is_some(),
         "a later command must hand back the waiting task's waker"
+    );
+}
+
+#[test]
+fn a_server_close_ends_the_connection_even_if_the_client_never_reads_again() {
+    let limits = WsLimits {
+        max_message_bytes: 1 << 20,
+        close_timeout: Duration::from_millis(100),
+    };
+    let socket = ScriptedSocket {
+        attempts: 0,
+        refused: usize::MAX,
+        written: Arc::new(Mutex::new(Vec::new())),
+    };
+    let ws = futures_lite::future::block_on(WebSocketStream::from_raw_socket(
+        socket,
+        Role::Server,
+        Some(ws_config(&limits)),
+    ));
+    let outbox = Outbox::new();
+    let _ = outbox.push(ConnCommand::Text("x".repeat(20 * 1024).into()));
+    let _ = outbox.push(ConnCommand::Close {
+        code: 1008,
+        reason: "pong timeout".to_string(),
+    });
+    let peer = Arc::new(CountingPeer::default());
+    let connection = run_websocket(ws, ConnId(1), outbox, peer.clone(), limits);
+    let ended = smol::block_on(futures_lite::future::or(
+        async {
+            connection.await;
+            true
+        },
+        async {
+            // Far beyond the 100 ms close timeout: only a connection that never ends gets here.
+            smol::Timer::after(Duration::from_secs(30)).await;
+            false
+        },
+    ));
+    assert!(ended, "the connection outlived its close timeout");
+    assert_eq!(
+        peer.closed.load(Ordering::SeqCst),
+        1,
+        "the end is reported once"
     );
 }
