@@ -162,6 +162,10 @@ pub struct ServeArgs {
     /// How long shutdown waits for connections to close.
     #[arg(long, env = "LIVEBRIDGE_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// How long a closing WebSocket may take to write what is left and exchange close
+    /// frames before the socket is dropped.
+    #[arg(long, env = "LIVEBRIDGE_CLOSE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
     /// Log level or filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
     #[arg(long, env = "LIVEBRIDGE_LOG", default_value = "info")]
     pub log: String,
@@ -228,7 +232,7 @@ impl ServeArgs {
             max_head_bytes: self.max_head,
             threads: self.threads.unwrap_or(defaults.threads),
             shutdown_grace: self.shutdown_grace,
-            ..defaults
+            close_timeout: self.close_timeout,
         }
     }
 }
@@ -272,6 +276,7 @@ mod tests {
         assert_eq!(config.bind, server.bind);
         assert_eq!(config.max_head_bytes, server.max_head_bytes);
         assert_eq!(config.shutdown_grace, server.shutdown_grace);
+        assert_eq!(config.close_timeout, server.close_timeout);
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long shutdown waits for WebSockets to close and replies to be written. Default 5 s.
     pub shutdown_grace: Duration,
-    /// How long a closing WebSocket waits for the client's close frame. Default 2 s.
+    /// How long a closing WebSocket may take to write what is left and exchange close frames
+    /// before the socket is dropped. Default 2 s.
     pub close_timeout: Duration,
 }
 
