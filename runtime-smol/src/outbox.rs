@@ -27,6 +27,8 @@ struct OutboxState {
     detached: bool,
     /// A close command was queued (or the outbox detached): the connection is ending.
     ending: bool,
+    /// The task that waits, behind a full socket, only for the connection's end.
+    end_waiter: Option<Waker>,
 }
 
 impl Outbox {
@@ -49,9 +51,14 @@ impl Outbox {
         if state.detached {
             return None;
         }
-        state.ending |= matches!(command, ConnCommand::Close { .. });
+        let closes = matches!(command, ConnCommand::Close { .. });
         state.commands.push_back(command);
-        state.waiting.take()
+        let waiting = state.waiting.take();
+        if closes {
+            state.ending = true;
+            return waiting.or_else(|| state.end_waiter.take());
+        }
+        waiting
     }
 
     /// Marks the end of the commands: once the queued ones are taken, [`Outbox::poll_next`]
@@ -61,7 +68,8 @@ impl Outbox {
         let mut state = self.lock();
         state.detached = true;
         state.ending = true;
-        state.waiting.take()
+        let waiting = state.waiting.take();
+        waiting.or_else(|| state.end_waiter.take())
     }
 
     /// The next command; `Ready(None)` after [`Outbox::detach`] once the queue is empty.
@@ -81,9 +89,18 @@ impl Outbox {
     }
 
     /// Whether a close command was queued or the outbox detached, even if commands before
-    /// it are still waiting: a connection whose socket is full looks ahead for its end.
-    pub fn is_ending(&self) -> bool {
-        self.lock().ending
+    /// it are still waiting; if not, the task is woken when that happens. A connection whose
+    /// socket is full takes no commands, so this is how it learns of its end.
+    pub fn poll_ending(&self, cx: &mut Context<'_>) -> bool {
+        let mut state = self.lock();
+        if state.ending {
+            return true;
+        }
+        match &mut state.end_waiter {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        false
     }
 
     /// The next command if one is queued, without registering for a wake-up.
@@ -135,15 +152,6 @@ mod tests {
             }
         }
         assert!(outbox.poll_next(&mut cx).is_pending());
-        assert!(!outbox.is_ending());
-        let _ = outbox.push(ConnCommand::Close {
-            code: 1000,
-            reason: String::new(),
-        });
-        assert!(
-            outbox.is_ending(),
-            "a queued close is visible before it is taken"
-        );
     }
 
     #[test]
@@ -157,6 +165,31 @@ mod tests {
         assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(Some(_))));
         assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(None)));
         assert!(outbox.try_next().is_none());
-        assert!(outbox.is_ending());
+    }
+
+    #[test]
+    fn a_task_waiting_only_for_the_end_is_woken_by_a_close_and_not_by_frames() {
+        let outbox = Outbox::new();
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        assert!(!outbox.poll_ending(&mut cx));
+        assert!(
+            outbox.push(text("frame")).is_none(),
+            "frames do not wake it"
+        );
+        let close = ConnCommand::Close {
+            code: 1000,
+            reason: String::new(),
+        };
+        assert!(outbox.push(close).is_some(), "a close wakes it");
+        assert!(
+            outbox.poll_ending(&mut cx),
+            "and is visible before it is taken"
+        );
+
+        let detached = Outbox::new();
+        assert!(!detached.poll_ending(&mut cx));
+        assert!(detached.detach().is_some(), "detaching wakes it too");
+        assert!(detached.poll_ending(&mut cx));
     }
 }

@@ -88,7 +88,8 @@ enum Ending {
     Reader(Option<u16>),
     /// The client broke the protocol or a limit; answer with this close frame if any.
     ReadFailed(Option<CloseFrame>),
-    /// The server closes: everything before the close is flushed; send this close frame.
+    /// The server closes: send this close frame after what tungstenite still holds, all
+    /// within the close timeout.
     ServerClosing(Option<CloseFrame>),
     /// Writing failed; the socket is gone.
     WriteFailed,
@@ -445,7 +446,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                 self.peer.on_written(self.conn, self.unflushed_frames);
                 self.unflushed_frames = 0;
             }
-            if !flushed && self.closing.is_none() && self.outbox.is_ending() {
+            if !flushed && self.closing.is_none() && self.outbox.poll_ending(cx) {
                 // The socket is full and the server is closing: hand tungstenite everything
                 // up to the close now, and let the close handshake (bounded by the close
                 // timeout) write it, so a client that stopped reading cannot keep the

@@ -189,3 +189,57 @@ fn a_server_close_ends_the_connection_even_if_the_client_never_reads_again() {
         "the end is reported once"
     );
 }
+
+#[test]
+fn a_close_that_arrives_while_the_socket_is_full_wakes_the_connection_and_ends_it() {
+    let limits = WsLimits {
+        max_message_bytes: 1 << 20,
+        close_timeout: Duration::from_millis(100),
+    };
+    let socket = ScriptedSocket {
+        attempts: 0,
+        refused: usize::MAX,
+        written: Arc::new(Mutex::new(Vec::new())),
+    };
+    let ws = futures_lite::future::block_on(WebSocketStream::from_raw_socket(
+        socket,
+        Role::Server,
+        Some(ws_config(&limits)),
+    ));
+    let outbox = Outbox::new();
+    let _ = outbox.push(ConnCommand::Text("x".repeat(20 * 1024).into()));
+    let peer = Arc::new(CountingPeer::default());
+    let mut connection = Box::pin(run_websocket(
+        ws,
+        ConnId(1),
+        Arc::clone(&outbox),
+        peer.clone(),
+        limits,
+    ));
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    assert!(
+        connection
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending(),
+        "the socket is full"
+    );
+    // The hub closes the connection now, as after a missed pong or a full queue.
+    let woken = outbox.push(ConnCommand::Close {
+        code: 1008,
+        reason: "client too slow".to_string(),
+    });
+    assert!(woken.is_some(), "the close must wake the connection");
+    let ended = smol::block_on(futures_lite::future::or(
+        async {
+            connection.await;
+            true
+        },
+        async {
+            smol::Timer::after(Duration::from_secs(30)).await;
+            false
+        },
+    ));
+    assert!(ended, "the connection outlived its close timeout");
+    assert_eq!(peer.closed.load(Ordering::SeqCst), 1);
+}
