@@ -87,39 +87,52 @@ impl Wake for CountingWaker {
     }
 }
 
-#[test]
-fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
-    let limits = WsLimits {
-        max_message_bytes: 1 << 20,
-        close_timeout: Duration::from_secs(1),
-    };
+const LIMITS: WsLimits = WsLimits {
+    max_message_bytes: 1 << 20,
+    close_timeout: Duration::from_millis(100),
+};
+
+/// A frame larger than tungstenite's write buffer, so writing it meets the full socket.
+fn large_frame() -> ConnCommand {
+    ConnCommand::Text("x".repeat(20 * 1024).into())
+}
+
+/// A connection over a socket that refuses its first `refused` writes, with its outbox, the
+/// peer that counts what it is told, and the bytes the socket accepted.
+#[allow(clippy::type_complexity)]
+fn connection(
+    refused: usize,
+) -> (
+    Pin<Box<impl Future<Output = ()>>>,
+    Arc<Outbox>,
+    Arc<CountingPeer>,
+    Arc<Mutex<Vec<u8>>>,
+) {
     let written = Arc::new(Mutex::new(Vec::new()));
     let socket = ScriptedSocket {
         attempts: 0,
-        refused: 2,
+        refused,
         written: Arc::clone(&written),
     };
     let ws = futures_lite::future::block_on(WebSocketStream::from_raw_socket(
         socket,
         Role::Server,
-        Some(ws_config(&limits)),
+        Some(ws_config(&LIMITS)),
     ));
     let outbox = Outbox::new();
-    // Larger than tungstenite's write buffer, so the first frame meets the full socket.
-    assert!(
-        outbox
-            .push(ConnCommand::Text("x".repeat(20 * 1024).into()))
-            .is_none()
-    );
-    assert!(outbox.push(ConnCommand::Text("second".into())).is_none());
     let peer = Arc::new(CountingPeer::default());
-    let mut connection = Box::pin(run_websocket(
+    let connection = Box::pin(run_websocket(
         ws,
         ConnId(1),
         Arc::clone(&outbox),
         peer.clone(),
-        limits,
+        LIMITS,
     ));
+    (connection, outbox, peer, written)
+}
+
+/// Polls once by hand; returns how often the task was woken afterwards, so far.
+fn poll_once(connection: &mut Pin<Box<impl Future<Output = ()>>>) -> Arc<CountingWaker> {
     let wakes = Arc::new(CountingWaker::default());
     let waker = Waker::from(Arc::clone(&wakes));
     assert!(
@@ -128,6 +141,29 @@ fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
             .poll(&mut Context::from_waker(&waker))
             .is_pending()
     );
+    wakes
+}
+
+/// Whether the connection ends on its own (its close timeout is 100 ms; 30 s is the bound).
+fn ends(connection: Pin<Box<impl Future<Output = ()>>>) -> bool {
+    smol::block_on(futures_lite::future::or(
+        async {
+            connection.await;
+            true
+        },
+        async {
+            smol::Timer::after(Duration::from_secs(30)).await;
+            false
+        },
+    ))
+}
+
+#[test]
+fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
+    let (mut connection, outbox, peer, written) = connection(2);
+    assert!(outbox.push(large_frame()).is_none());
+    assert!(outbox.push(ConnCommand::Text("second".into())).is_none());
+    let wakes = poll_once(&mut connection);
 
     let second_went_out = peer.written.load(Ordering::SeqCst) == 2
         && written
@@ -149,40 +185,16 @@ fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
 
 #[test]
 fn a_server_close_ends_the_connection_even_if_the_client_never_reads_again() {
-    let limits = WsLimits {
-        max_message_bytes: 1 << 20,
-        close_timeout: Duration::from_millis(100),
-    };
-    let socket = ScriptedSocket {
-        attempts: 0,
-        refused: usize::MAX,
-        written: Arc::new(Mutex::new(Vec::new())),
-    };
-    let ws = futures_lite::future::block_on(WebSocketStream::from_raw_socket(
-        socket,
-        Role::Server,
-        Some(ws_config(&limits)),
-    ));
-    let outbox = Outbox::new();
-    let _ = outbox.push(ConnCommand::Text("x".repeat(20 * 1024).into()));
+    let (connection, outbox, peer, _) = connection(usize::MAX);
+    let _ = outbox.push(large_frame());
     let _ = outbox.push(ConnCommand::Close {
         code: 1008,
         reason: "pong timeout".to_string(),
     });
-    let peer = Arc::new(CountingPeer::default());
-    let connection = run_websocket(ws, ConnId(1), outbox, peer.clone(), limits);
-    let ended = smol::block_on(futures_lite::future::or(
-        async {
-            connection.await;
-            true
-        },
-        async {
-            // Far beyond the 100 ms close timeout: only a connection that never ends gets here.
-            smol::Timer::after(Duration::from_secs(30)).await;
-            false
-        },
-    ));
-    assert!(ended, "the connection outlived its close timeout");
+    assert!(
+        ends(connection),
+        "the connection outlived its close timeout"
+    );
     assert_eq!(
         peer.closed.load(Ordering::SeqCst),
         1,
@@ -192,54 +204,18 @@ fn a_server_close_ends_the_connection_even_if_the_client_never_reads_again() {
 
 #[test]
 fn a_close_that_arrives_while_the_socket_is_full_wakes_the_connection_and_ends_it() {
-    let limits = WsLimits {
-        max_message_bytes: 1 << 20,
-        close_timeout: Duration::from_millis(100),
-    };
-    let socket = ScriptedSocket {
-        attempts: 0,
-        refused: usize::MAX,
-        written: Arc::new(Mutex::new(Vec::new())),
-    };
-    let ws = futures_lite::future::block_on(WebSocketStream::from_raw_socket(
-        socket,
-        Role::Server,
-        Some(ws_config(&limits)),
-    ));
-    let outbox = Outbox::new();
-    let _ = outbox.push(ConnCommand::Text("x".repeat(20 * 1024).into()));
-    let peer = Arc::new(CountingPeer::default());
-    let mut connection = Box::pin(run_websocket(
-        ws,
-        ConnId(1),
-        Arc::clone(&outbox),
-        peer.clone(),
-        limits,
-    ));
-    let waker = Waker::from(Arc::new(CountingWaker::default()));
-    assert!(
-        connection
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending(),
-        "the socket is full"
-    );
+    let (mut connection, outbox, peer, _) = connection(usize::MAX);
+    let _ = outbox.push(large_frame());
+    poll_once(&mut connection);
     // The hub closes the connection now, as after a missed pong or a full queue.
     let woken = outbox.push(ConnCommand::Close {
         code: 1008,
         reason: "client too slow".to_string(),
     });
     assert!(woken.is_some(), "the close must wake the connection");
-    let ended = smol::block_on(futures_lite::future::or(
-        async {
-            connection.await;
-            true
-        },
-        async {
-            smol::Timer::after(Duration::from_secs(30)).await;
-            false
-        },
-    ));
-    assert!(ended, "the connection outlived its close timeout");
+    assert!(
+        ends(connection),
+        "the connection outlived its close timeout"
+    );
     assert_eq!(peer.closed.load(Ordering::SeqCst), 1);
 }
