@@ -41,6 +41,30 @@ pub enum ConnCommand {
     },
 }
 
+/// What a command puts on the wire.
+enum Outgoing {
+    /// A text or binary frame: reported to the peer once written.
+    Data(Message),
+    /// A ping: written, not reported.
+    Ping,
+    /// The server's close frame.
+    Close(CloseFrame),
+}
+
+impl ConnCommand {
+    fn into_outgoing(self) -> Outgoing {
+        match self {
+            ConnCommand::Text(text) => Outgoing::Data(Message::Text(text)),
+            ConnCommand::Binary(bytes) => Outgoing::Data(Message::binary(bytes)),
+            ConnCommand::Ping => Outgoing::Ping,
+            ConnCommand::Close { code, reason } => Outgoing::Close(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            }),
+        }
+    }
+}
+
 /// A message from the client.
 #[derive(Debug)]
 pub enum Incoming {
@@ -224,12 +248,11 @@ where
                 let close = async {
                     let mut frames = 0usize;
                     while let Some(command) = outbox.try_next() {
-                        let message = match command {
-                            ConnCommand::Text(text) => Message::Text(text),
-                            ConnCommand::Binary(bytes) => Message::binary(bytes),
-                            ConnCommand::Ping => continue,
+                        let message = match command.into_outgoing() {
+                            Outgoing::Data(message) => message,
+                            Outgoing::Ping => continue,
                             // Our own close code wins over the one the server meant to send.
-                            ConnCommand::Close { .. } => break,
+                            Outgoing::Close(_) => break,
                         };
                         ws.feed(message).await.ok()?;
                         frames += 1;
@@ -364,15 +387,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
     /// when the socket is full) and records the close.
     fn buffer_through_close(&mut self) -> Result<(), Ending> {
         while let Some(command) = self.outbox.try_next() {
-            let message = match command {
-                ConnCommand::Text(text) => Message::Text(text),
-                ConnCommand::Binary(bytes) => Message::binary(bytes),
-                ConnCommand::Ping => continue,
-                ConnCommand::Close { code, reason } => {
-                    self.closing = Some(Some(CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    }));
+            let message = match command.into_outgoing() {
+                Outgoing::Data(message) => message,
+                Outgoing::Ping => continue,
+                Outgoing::Close(frame) => {
+                    self.closing = Some(Some(frame));
                     return Ok(());
                 }
             };
@@ -411,21 +430,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                         self.closing = Some(None);
                         break;
                     }
-                    Poll::Ready(Some(command)) => match command {
-                        ConnCommand::Text(text) => {
+                    Poll::Ready(Some(command)) => match command.into_outgoing() {
+                        Outgoing::Data(message) => {
                             self.unflushed_frames += 1;
-                            Message::Text(text)
+                            message
                         }
-                        ConnCommand::Binary(bytes) => {
-                            self.unflushed_frames += 1;
-                            Message::binary(bytes)
-                        }
-                        ConnCommand::Ping => Message::Ping(Default::default()),
-                        ConnCommand::Close { code, reason } => {
-                            self.closing = Some(Some(CloseFrame {
-                                code: CloseCode::from(code),
-                                reason: reason.into(),
-                            }));
+                        Outgoing::Ping => Message::Ping(Default::default()),
+                        Outgoing::Close(frame) => {
+                            self.closing = Some(Some(frame));
                             break;
                         }
                     },
