@@ -14,6 +14,10 @@ use std::time::Duration;
 pub(crate) struct Routed {
     /// The route pattern, used as the `route` label of the request counters.
     pub(crate) route: &'static str,
+    /// Whether the route is reserved to operators when an admin token is configured. Decided
+    /// by the route, not by the decoded command, so a request that fails to decode is refused
+    /// for its missing token before any of its content is looked at.
+    pub(crate) admin: bool,
     /// The command, or the error reply when the request is not acceptable.
     pub(crate) command: Result<Command, Reply>,
 }
@@ -23,48 +27,83 @@ pub const WEBSOCKET_PATH: &str = "/ws";
 
 type Handler = fn(&HttpRequest, &str, &Config) -> Result<Command, Reply>;
 
-/// Fixed routes: (method, path, handler).
-const ROUTES: &[(&str, &str, Handler)] = &[
-    ("POST", "/ws/handshake", handshake),
-    ("GET", "/ws/poll", poll),
-    ("POST", "/ws/send", send),
-    ("POST", "/ws/disconnect", disconnect),
-    ("GET", "/ws/clients", |_, _, _| Ok(Command::ListClients)),
-    ("GET", "/ws/status", |_, _, _| Ok(Command::Status)),
-    ("POST", "/ws/broadcast", broadcast),
-    ("POST", "/ws/notify/job_progress", notify_job_progress),
-    ("POST", "/ws/notify/job_complete", notify_job_complete),
-    ("POST", "/ws/notify/system_status", notify_system_status),
-    ("POST", "/ws/cleanup", cleanup),
-    ("POST", "/api/events", publish_events),
-    ("GET", "/api/websocket/clients", |_, _, _| {
+/// Who may call a route when an admin token is configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Clients and anyone else.
+    Open,
+    /// Operators and the publishing application: `Authorization: Bearer <admin token>`.
+    Admin,
+}
+use Access::{Admin, Open};
+
+/// Fixed routes: (method, path, access, handler).
+const ROUTES: &[(&str, &str, Access, Handler)] = &[
+    ("POST", "/ws/handshake", Open, handshake),
+    ("GET", "/ws/poll", Open, poll),
+    ("POST", "/ws/send", Open, send),
+    ("POST", "/ws/disconnect", Open, disconnect),
+    ("GET", "/ws/clients", Admin, |_, _, _| {
         Ok(Command::ListClients)
     }),
-    ("POST", "/api/websocket/broadcast", broadcast),
-    ("GET", "/api/websocket/stats", |_, _, _| Ok(Command::Stats)),
-    ("GET", "/websocket/clients", |_, _, _| {
+    ("GET", "/ws/status", Admin, |_, _, _| Ok(Command::Status)),
+    ("POST", "/ws/broadcast", Admin, broadcast),
+    (
+        "POST",
+        "/ws/notify/job_progress",
+        Admin,
+        notify_job_progress,
+    ),
+    (
+        "POST",
+        "/ws/notify/job_complete",
+        Admin,
+        notify_job_complete,
+    ),
+    (
+        "POST",
+        "/ws/notify/system_status",
+        Admin,
+        notify_system_status,
+    ),
+    ("POST", "/ws/cleanup", Admin, cleanup),
+    ("POST", "/api/events", Admin, publish_events),
+    ("GET", "/api/websocket/clients", Admin, |_, _, _| {
         Ok(Command::ListClients)
     }),
-    ("POST", "/websocket/broadcast", broadcast),
-    ("GET", "/websocket/stats", |_, _, _| Ok(Command::Stats)),
-    ("GET", "/api/system/health", |_, _, _| Ok(Command::Health)),
-    ("GET", "/health", |_, _, _| Ok(Command::Health)),
-    ("GET", "/metrics", |_, _, _| Ok(Command::Metrics)),
+    ("POST", "/api/websocket/broadcast", Admin, broadcast),
+    ("GET", "/api/websocket/stats", Admin, |_, _, _| {
+        Ok(Command::Stats)
+    }),
+    ("GET", "/websocket/clients", Admin, |_, _, _| {
+        Ok(Command::ListClients)
+    }),
+    ("POST", "/websocket/broadcast", Admin, broadcast),
+    ("GET", "/websocket/stats", Admin, |_, _, _| {
+        Ok(Command::Stats)
+    }),
+    ("GET", "/api/system/health", Open, |_, _, _| {
+        Ok(Command::Health)
+    }),
+    ("GET", "/health", Open, |_, _, _| Ok(Command::Health)),
+    ("GET", "/metrics", Admin, |_, _, _| Ok(Command::Metrics)),
 ];
 
-/// Routes whose last segment is a client id: (method, prefix, route label, handler).
-const ID_ROUTES: &[(&str, &str, &str, Handler)] = &[
-    ("POST", "/ws/send/", "/ws/send/{client_id}", send_to),
+/// Routes whose last segment is a client id: (method, prefix, route label, access, handler).
+const ID_ROUTES: &[(&str, &str, &str, Access, Handler)] = &[
+    ("POST", "/ws/send/", "/ws/send/{client_id}", Admin, send_to),
     (
         "POST",
         "/api/websocket/disconnect/",
         "/api/websocket/disconnect/{client_id}",
+        Admin,
         admin_disconnect,
     ),
     (
         "POST",
         "/websocket/disconnect/",
         "/websocket/disconnect/{client_id}",
+        Admin,
         admin_disconnect,
     ),
 ];
@@ -90,26 +129,29 @@ pub(crate) fn route(http: &HttpRequest, config: &Config) -> Routed {
             .push(("Upgrade".to_string(), "websocket".to_string()));
         return Routed {
             route: WEBSOCKET_PATH,
+            admin: false,
             command: Err(reply),
         };
     }
     let mut allowed: Vec<&str> = Vec::new();
-    for (method, pattern, handler) in ROUTES {
+    for (method, pattern, access, handler) in ROUTES {
         if *pattern == path {
             if *method == http.method {
                 return Routed {
                     route: pattern,
+                    admin: *access == Admin,
                     command: handler(http, "", config),
                 };
             }
             allowed.push(method);
         }
     }
-    for (method, prefix, label, handler) in ID_ROUTES {
+    for (method, prefix, label, access, handler) in ID_ROUTES {
         if let Some(id) = path.strip_prefix(prefix).filter(|id| !id.contains('/')) {
             if *method == http.method {
                 return Routed {
                     route: label,
+                    admin: *access == Admin,
                     command: handler(http, id, config),
                 };
             }
@@ -119,13 +161,14 @@ pub(crate) fn route(http: &HttpRequest, config: &Config) -> Routed {
     if !allowed.is_empty() {
         let label = ROUTES
             .iter()
-            .find(|(_, pattern, _)| *pattern == path)
-            .map(|(_, pattern, _)| *pattern)
+            .find(|(_, pattern, _, _)| *pattern == path)
+            .map(|(_, pattern, _, _)| *pattern)
             .unwrap_or("unmatched");
         return method_not_allowed(label, &allowed, &http.method);
     }
     Routed {
         route: "unmatched",
+        admin: false,
         command: Err(Reply::error(404, &format!("no such endpoint: {path}"))),
     }
 }
@@ -139,6 +182,7 @@ fn method_not_allowed(route: &'static str, allowed: &[&str], method: &str) -> Ro
     reply.headers.push(("Allow".to_string(), allow));
     Routed {
         route,
+        admin: false,
         command: Err(reply),
     }
 }
@@ -238,16 +282,26 @@ fn required_string(map: &Map<String, Value>, field: &str) -> Result<String, Repl
     optional_string(map, field)?.ok_or_else(|| bad_request(format!("missing field `{field}`")))
 }
 
-fn parse_client_id(text: &str, field: &str) -> Result<ClientId, Reply> {
+/// A client id from a request. An id that is not even a UUID names no session, so it gets
+/// the same 404 as an id whose session ended: a client that treats 404 as "handshake again"
+/// then recovers from a corrupted id too, instead of retrying it forever.
+fn parse_client_id(text: &str) -> Result<ClientId, Reply> {
+    if text.trim().is_empty() {
+        return Err(bad_request("missing client_id"));
+    }
     text.parse().map_err(|_| {
-        bad_request(format!(
-            "`{field}` is not a valid client id (UUID): {text:?}"
-        ))
+        Reply::error(
+            404,
+            &format!(
+                "unknown client_id {text:?}: not a client id this server issued (a UUID); \
+                 handshake again"
+            ),
+        )
     })
 }
 
 fn required_client_id(map: &Map<String, Value>) -> Result<ClientId, Reply> {
-    parse_client_id(&required_string(map, "client_id")?, "client_id")
+    parse_client_id(&required_string(map, "client_id")?)
 }
 
 fn required_object(map: &mut Map<String, Value>, field: &str) -> Result<Value, Reply> {
@@ -293,7 +347,7 @@ fn poll(http: &HttpRequest, _: &str, _: &Config) -> Result<Command, Reply> {
     let mut wait = None;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
-            "client_id" => client_id = Some(parse_client_id(&value, "client_id")?),
+            "client_id" => client_id = Some(parse_client_id(&value)?),
             "wait" => {
                 let number = value
                     .parse::<f64>()
@@ -329,7 +383,7 @@ fn disconnect(http: &HttpRequest, _: &str, config: &Config) -> Result<Command, R
 fn admin_disconnect(http: &HttpRequest, id: &str, config: &Config) -> Result<Command, Reply> {
     object_body(http, config, true)?;
     Ok(Command::Disconnect {
-        client_id: parse_client_id(id, "client_id")?,
+        client_id: parse_client_id(id)?,
         initiator: Initiator::Admin,
     })
 }
@@ -344,7 +398,7 @@ fn broadcast(http: &HttpRequest, _: &str, config: &Config) -> Result<Command, Re
 }
 
 fn send_to(http: &HttpRequest, id: &str, config: &Config) -> Result<Command, Reply> {
-    let client_id = parse_client_id(id, "client_id")?;
+    let client_id = parse_client_id(id)?;
     let mut body = object_body(http, config, false)?;
     // Accept both `{"message": {...}}` and the message object itself.
     let message = if body.contains_key("type") {

@@ -85,7 +85,7 @@ fn handshake_with_an_unknown_or_evicted_client_id_gets_a_new_session() {
 }
 
 #[test]
-fn poll_of_an_unknown_client_is_404_and_a_malformed_id_is_400() {
+fn poll_of_an_unknown_or_malformed_client_id_is_404() {
     let mut h = Harness::default();
     let (status, reply) = h.call(
         "GET",
@@ -101,7 +101,7 @@ fn poll_of_an_unknown_client_is_404_and_a_malformed_id_is_400() {
             .contains("unknown client_id")
     );
     let (status, _) = h.call("GET", "/ws/poll?client_id=42", "");
-    assert_eq!(status, 400);
+    assert_eq!(status, 404);
 }
 
 #[test]
@@ -260,7 +260,7 @@ fn bad_client_messages_get_an_error_naming_the_problem_and_change_nothing() {
     assert_eq!(before.subscriptions, after.subscriptions);
     assert_eq!(after.queued, 0);
     let (status, _) = h.call("POST", "/ws/send", r#"{"client_id":"x","message":{}}"#);
-    assert_eq!(status, 400);
+    assert_eq!(status, 404, "a malformed id names no session");
 }
 
 #[test]

@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// Why a session named by a client could not be resumed: the id is malformed, or its session
+/// ended (evicted, disconnected, or lost with a server restart).
+pub(super) fn resume_refusal(requested: &str) -> String {
+    if requested.parse::<ClientId>().is_err() {
+        format!(
+            "client_id {requested:?} is not a client id this server issued; this is a new session"
+        )
+    } else {
+        format!(
+            "no session {requested}: it ended (evicted, disconnected, or lost when the server \
+             restarted); this is a new session, subscribe again"
+        )
+    }
+}
+
 pub(super) fn reason_text(reason: CloseReason) -> &'static str {
     match reason {
         CloseReason::Stale => "session expired after inactivity",
@@ -46,18 +61,29 @@ impl Engine {
         key
     }
 
-    pub(super) fn connection_established(&self, now: Time, key: SessionKey) -> Arc<str> {
+    /// The welcome of a new session. `refused_resume` is the client id the client asked to
+    /// resume when that was not possible: the welcome then says `"resumed": false` and why, so
+    /// the client knows its old session, queue and subscriptions are gone.
+    pub(super) fn connection_established(
+        &self,
+        now: Time,
+        key: SessionKey,
+        refused_resume: Option<&str>,
+    ) -> Arc<str> {
         let session = self.sessions.get(key).expect("live session");
         let timestamp = self.timestamp(now);
-        json!({
+        let mut welcome = json!({
             "type": "connection_established",
             "client_id": session.id,
             "protocol_version": PROTOCOL_VERSION,
             "server_time": timestamp,
-            "timestamp": timestamp,
-        })
-        .to_string()
-        .into()
+        });
+        if let Some(requested) = refused_resume {
+            welcome["resumed"] = Value::Bool(false);
+            welcome["reason"] = Value::from(resume_refusal(requested));
+        }
+        welcome["timestamp"] = Value::from(timestamp);
+        welcome.to_string().into()
     }
 
     /// Records client activity: restarts the stale countdown and, on a WebSocket, the ping

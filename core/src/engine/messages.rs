@@ -1,6 +1,7 @@
 //! Messages from clients, whichever transport carried them: ping, register, subscribe,
 //! unsubscribe and catalogue events.
 
+use super::lifecycle;
 use super::*;
 
 /// How a client message arrived, which decides how its reply travels.
@@ -145,21 +146,33 @@ impl Engine {
         if let Some(client_name) = client_name {
             session.client_name = Some(client_name.to_string());
         }
-        Ok(self.registered_json(now, key, false))
+        let refused = requested_id.filter(|id| *id != own_id);
+        Ok(self.registered_json(now, key, false, refused))
     }
 
-    pub(super) fn registered_json(&self, now: Time, key: SessionKey, resumed: bool) -> String {
+    /// The `registered` reply. `refused_resume` is the id the client asked to resume when that
+    /// was not possible (it says why, as the WebSocket welcome does).
+    pub(super) fn registered_json(
+        &self,
+        now: Time,
+        key: SessionKey,
+        resumed: bool,
+        refused_resume: Option<&str>,
+    ) -> String {
         let session = self.sessions.get(key).expect("live session");
-        json!({
+        let mut registered = json!({
             "type": "registered",
             "client_id": session.id,
             "client_type": session.client_type,
             "client_name": session.client_name,
             "resumed": resumed,
             "subscriptions": session.subscriptions,
-            "timestamp": self.timestamp(now),
-        })
-        .to_string()
+        });
+        if let Some(requested) = refused_resume {
+            registered["reason"] = Value::from(lifecycle::resume_refusal(requested));
+        }
+        registered["timestamp"] = Value::from(self.timestamp(now));
+        registered.to_string()
     }
 
     pub(super) fn change_subscriptions(

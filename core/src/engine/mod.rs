@@ -307,8 +307,8 @@ impl Engine {
             let reply = Reply::error(503, "the server is shutting down");
             return self.reply(request, Some(routed.route), reply);
         }
-        if let (Some(admin_token), Ok(command)) = (&self.config.admin_token, &routed.command)
-            && needs_admin(command)
+        if let Some(admin_token) = &self.config.admin_token
+            && routed.admin
             && !auth::is_admin(admin_token, http.authorization.as_deref())
         {
             let refusal = Reply::error(
@@ -415,24 +415,5 @@ fn view(session: &Session) -> SessionView {
         unreported_drops: session.queue.unreported_drops(),
         connected_at: session.connected_at,
         last_activity: session.last_activity,
-    }
-}
-
-/// Commands reserved to operators when an admin token is configured.
-fn needs_admin(command: &Command) -> bool {
-    match command {
-        Command::Handshake { .. }
-        | Command::Poll { .. }
-        | Command::Send { .. }
-        | Command::Health => false,
-        Command::Disconnect { initiator, .. } => *initiator == Initiator::Admin,
-        Command::Broadcast { .. }
-        | Command::SendTo { .. }
-        | Command::Publish { .. }
-        | Command::Cleanup { .. }
-        | Command::ListClients
-        | Command::Status
-        | Command::Stats
-        | Command::Metrics => true,
     }
 }

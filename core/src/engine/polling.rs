@@ -1,6 +1,7 @@
 //! The HTTP polling fallback: handshake and resume, polls and long polls, and messages
 //! sent over `/ws/send`.
 
+use super::lifecycle;
 use super::messages::validate_label;
 use super::*;
 
@@ -66,7 +67,7 @@ impl Engine {
                     return self.server_full();
                 }
                 let key = self.open_session(now, client_type, TransportKind::Polling);
-                let welcome = self.connection_established(now, key);
+                let welcome = self.connection_established(now, key, None);
                 self.deliver(key, welcome);
                 (key, false)
             }
@@ -79,7 +80,7 @@ impl Engine {
         if client_name.is_some() {
             session.client_name = client_name;
         }
-        let body = json!({
+        let mut body = json!({
             "success": true,
             "client_id": session.id,
             "protocol_version": PROTOCOL_VERSION,
@@ -87,6 +88,9 @@ impl Engine {
             "resumed": resumed,
             "queued": session.queue.len(),
         });
+        if let (false, Some(requested)) = (resumed, client_id) {
+            body["reason"] = Value::from(lifecycle::resume_refusal(requested));
+        }
         Reply::json(200, body.to_string())
     }
 

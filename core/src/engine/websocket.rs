@@ -8,7 +8,9 @@ impl Engine {
         let (path, _) = http_api::split_target(&upgrade.target);
         // `/ws?client_id=…` resumes that session directly: no fresh session is made, so a
         // client can come back even when the hub holds its limit of clients.
-        let resume = query_param(upgrade, "client_id")
+        let requested = query_param(upgrade, "client_id");
+        let resume = requested
+            .as_deref()
             .and_then(|id| id.parse::<ClientId>().ok())
             .and_then(|id| self.sessions.key_of(&id));
         let access = access::check_host(&self.config, upgrade.host.as_deref())
@@ -80,7 +82,7 @@ impl Engine {
         if claims.is_some() {
             self.install_claims(key, claims);
         }
-        let welcome = self.connection_established(now, key);
+        let welcome = self.connection_established(now, key, requested.as_deref());
         self.deliver(key, welcome);
     }
 
@@ -237,7 +239,7 @@ impl Engine {
             }));
         self.touch(now, target);
         // The reply goes out ahead of the backlog so the client knows what follows.
-        let registered = self.registered_json(now, target, true);
+        let registered = self.registered_json(now, target, true, None);
         self.emit_frame(target, registered.into());
         self.flush_websocket(now, target);
     }
