@@ -51,26 +51,46 @@ pub(crate) fn check_host(config: &Config, host: Option<&str>) -> Result<(), Repl
     }
 }
 
-/// Checks the `Origin` header. `Ok(Some(origin))` for an allowed browser origin (which gets
-/// CORS headers), `Ok(None)` for a request without one, `Err` with the 403 reply otherwise.
+/// Whether `origin` is the hub's own origin: a page the hub served itself (the admin page, a
+/// page importing `/client.js` from it). That is `http://` plus the request's `Host`, and
+/// only on a loopback name: behind a proxy or on another name, the operator lists origins.
+fn is_own_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host.map(str::trim) else {
+        return false;
+    };
+    LOOPBACK_HOSTS.contains(&host_name(host).as_str())
+        && origin
+            .trim()
+            .to_ascii_lowercase()
+            .strip_prefix("http://")
+            .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+}
+
+/// Checks the `Origin` header against the request's `Host`. `Ok(Some(origin))` for an
+/// allowed browser origin (which gets CORS headers), `Ok(None)` for a request without one,
+/// `Err` with the 403 reply otherwise. Allowed are the hub's own origin on loopback and the
+/// configured origins.
 pub(crate) fn check_origin<'a>(
     config: &Config,
     origin: Option<&'a str>,
+    host: Option<&str>,
 ) -> Result<Option<&'a str>, Reply> {
     let Some(origin) = origin else {
         return Ok(None);
     };
-    let allowed = config
-        .allowed_origins
-        .iter()
-        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin.trim()));
+    let allowed = is_own_origin(origin, host)
+        || config
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin.trim()));
     if allowed {
         Ok(Some(origin))
     } else {
         Err(Reply::error(
             403,
             &format!(
-                "origin {origin:?} is not allowed to use this hub; allow it with --allowed-origin"
+                "origin {origin:?} is not allowed to use this hub; pages of other origins \
+                 need --allowed-origin {origin}"
             ),
         ))
     }
@@ -147,19 +167,57 @@ mod tests {
     #[test]
     fn only_configured_origins_pass_and_native_clients_send_none() {
         let strict = config(&[], &[]);
-        assert_eq!(check_origin(&strict, None).unwrap(), None);
+        let host = Some("localhost:5100");
+        assert_eq!(check_origin(&strict, None, host).unwrap(), None);
+        let refused = check_origin(&strict, Some("https://evil.example"), host).unwrap_err();
+        assert_eq!(refused.status, 403);
+        assert!(
+            refused
+                .body
+                .contains("--allowed-origin https://evil.example")
+        );
         assert_eq!(
-            check_origin(&strict, Some("https://evil.example"))
+            check_origin(&strict, Some("null"), host)
                 .unwrap_err()
                 .status,
             403
         );
-        assert_eq!(check_origin(&strict, Some("null")).unwrap_err().status, 403);
         let app = config(&["http://localhost:3000"], &[]);
         assert_eq!(
-            check_origin(&app, Some("http://localhost:3000")).unwrap(),
+            check_origin(&app, Some("http://localhost:3000"), host).unwrap(),
             Some("http://localhost:3000")
         );
-        assert!(check_origin(&app, Some("http://localhost:3001")).is_err());
+        assert!(check_origin(&app, Some("http://localhost:3001"), host).is_err());
+    }
+
+    #[test]
+    fn the_hubs_own_origin_on_loopback_is_allowed_without_configuration() {
+        let strict = config(&[], &[]);
+        for (origin, host) in [
+            ("http://localhost:5100", "localhost:5100"),
+            ("http://127.0.0.1:5100", "127.0.0.1:5100"),
+            ("http://[::1]:5100", "[::1]:5100"),
+            ("HTTP://LOCALHOST:5100", "localhost:5100"),
+        ] {
+            assert_eq!(
+                check_origin(&strict, Some(origin), Some(host)).unwrap(),
+                Some(origin),
+                "{origin} on {host}"
+            );
+        }
+        for (origin, host) in [
+            // Another port of the same machine is another origin (a dev server, say).
+            ("http://localhost:3000", "localhost:5100"),
+            ("https://localhost:5100", "localhost:5100"),
+            ("http://127.0.0.1:5100", "localhost:5100"),
+            // A rebound name equal to Host is still not loopback.
+            ("http://evil.example:5100", "evil.example:5100"),
+        ] {
+            assert!(
+                check_origin(&strict, Some(origin), Some(host)).is_err(),
+                "{origin} on {host}"
+            );
+        }
+        assert!(check_origin(&strict, Some("http://localhost:5100"), None).is_err());
     }
 }

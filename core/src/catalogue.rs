@@ -1,35 +1,133 @@
-//! The event catalogue: the 22 typed application events of the seeds, their fields and the
-//! channel each one is published on.
+//! The event catalogue as data: which application events exist, the channel each one is
+//! published on, the fields it carries and the rules between them, and the strict encoding
+//! of a published event into the frame subscribers receive.
 //!
-//! Decoding is strict so that a typo in a publisher is caught at the hub, not in every
+//! The seeds' 22 events are the built-in default ([`Catalogue::builtin`]); an embedder, or
+//! `livebridge serve --catalogue FILE`, adds or replaces event types with the same data
+//! ([`Catalogue::extended`]). `GET /api/catalogue` serves it as JSON.
+//!
+//! Encoding is strict so that a typo in a publisher is caught at the hub, not in every
 //! client: a missing required field, a field of the wrong type and an unknown field are each
 //! an error that names the field. `type` selects the event; a `timestamp` sent by a publisher
 //! is ignored, because the hub stamps every event when it publishes it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
-/// A job, photo or session identifier: the seeds use both numbers (`"photo_id": 789`) and
-/// strings (`"job_id": "abc123"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Id {
-    /// A numeric id.
-    Number(i64),
-    /// A textual id.
-    Text(String),
+/// What a field holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    /// A job, photo or session id: an integer or a string (the seeds use both).
+    Id,
+    /// A string.
+    String,
+    /// A number, delivered with a decimal point (`50` is delivered as `50.0`).
+    Number,
+    /// A non-negative integer.
+    Count,
+    /// A string or an object (a status word, or readings).
+    StringOrObject,
+    /// Any JSON value.
+    Any,
 }
 
-/// A job priority: a number or a name such as `"high"`.
-pub type Priority = Id;
+impl FieldKind {
+    fn expected(self) -> &'static str {
+        match self {
+            FieldKind::Id => "a number or a string",
+            FieldKind::String => "a string",
+            FieldKind::Number => "a number",
+            FieldKind::Count => "a non-negative integer",
+            FieldKind::StringOrObject => "a string or an object",
+            FieldKind::Any => "any JSON value",
+        }
+    }
 
-/// Why an event could not be decoded: the field at fault and what is wrong with it.
+    /// The value as delivered, or `None` when it is not of this kind.
+    fn normalise(self, value: &Value) -> Option<Value> {
+        match (self, value) {
+            (FieldKind::Id, Value::Number(n)) if n.is_i64() => Some(value.clone()),
+            (FieldKind::Id | FieldKind::String | FieldKind::StringOrObject, Value::String(_))
+            | (FieldKind::StringOrObject, Value::Object(_))
+            | (FieldKind::Any, _) => Some(value.clone()),
+            (FieldKind::Number, Value::Number(n)) => {
+                n.as_f64().and_then(Number::from_f64).map(Value::Number)
+            }
+            (FieldKind::Count, Value::Number(n)) if n.is_u64() => Some(value.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// One field of an event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// The field's name.
+    pub name: String,
+    /// What it holds.
+    #[serde(rename = "type")]
+    pub kind: FieldKind,
+    /// Whether a publisher must give it. Optional fields that are absent (or `null`) are
+    /// left out of the delivered event.
+    #[serde(default)]
+    pub required: bool,
+    /// Smallest value allowed (numbers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest value allowed (numbers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// A rule between fields, checked after each field on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rule {
+    /// `field` must not exceed `limit` (both numeric fields of the event).
+    AtMost {
+        /// The field checked.
+        field: String,
+        /// The field it may not exceed.
+        limit: String,
+    },
+    /// The hub adds `field` = `part` / `whole` × 100, rounded to two decimals (0 when
+    /// `whole` is 0). A publisher may not set it.
+    Percent {
+        /// The computed field.
+        field: String,
+        /// Numerator field.
+        part: String,
+        /// Denominator field.
+        whole: String,
+    },
+}
+
+/// One event type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// The event's `type`, e.g. `job_progress`.
+    #[serde(rename = "type")]
+    pub name: String,
+    /// The channel it is published on.
+    pub channel: String,
+    /// Its fields, in the order they are delivered.
+    pub fields: Vec<FieldSpec>,
+    /// Rules between fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+/// Why an event could not be encoded: the field at fault and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     /// The event type, e.g. `job_progress`.
     pub event: String,
-    /// Path of the offending field (`progress`, `status.cpu`); empty for the whole event.
+    /// The offending field (`progress`); empty for the whole event.
     pub field: String,
     /// What is wrong.
     pub problem: String,
@@ -45,456 +143,567 @@ impl fmt::Display for FieldError {
     }
 }
 
-macro_rules! event_struct {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            $($(#[$fdoc])* pub $field: $ty,)*
-        }
-    };
+impl std::error::Error for FieldError {}
+
+/// Why a catalogue (from a file or an embedder) is not usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogueError {
+    /// The event type at fault.
+    pub event: String,
+    /// What is wrong.
+    pub problem: String,
 }
 
-event_struct!(
-    /// `job_created` on `jobs`: a job was queued.
-    JobCreated {
-        /// The job.
-        job_id: Id,
-        /// The photo the job processes.
-        photo_id: Id,
-        /// Scheduling priority, when the queue uses one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        priority: Option<Priority>,
+impl fmt::Display for CatalogueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event type {:?}: {}", self.event, self.problem)
     }
-);
-event_struct!(
-    /// `job_started` on `jobs`: a worker began the job.
-    JobStarted {
-        /// The job.
-        job_id: Id,
-        /// The photo the job processes.
-        photo_id: Id,
-    }
-);
-event_struct!(
-    /// `job_progress` on `jobs`: progress of a running job.
-    JobProgress {
-        /// The job.
-        job_id: Id,
-        /// Current stage, e.g. `analyzing`.
-        stage: String,
-        /// Percent done, 0 to 100.
-        progress: f64,
-        /// Human-readable detail.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
-    }
-);
-event_struct!(
-    /// `job_completed` on `jobs`: the job succeeded.
-    JobCompleted {
-        /// The job.
-        job_id: Id,
-        /// The photo the job processed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        photo_id: Option<Id>,
-        /// Whatever the job produced.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        result: Option<Value>,
-    }
-);
-event_struct!(
-    /// `job_failed` on `jobs`: the job failed.
-    JobFailed {
-        /// The job.
-        job_id: Id,
-        /// The photo the job processed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        photo_id: Option<Id>,
-        /// Why it failed.
-        error_message: String,
-        /// Structured detail.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        error_details: Option<Value>,
-    }
-);
-event_struct!(
-    /// `photo_imported` on `photos`: a photo entered the library.
-    PhotoImported {
-        /// The photo.
-        photo_id: Id,
-        /// The import session.
-        session_id: Id,
-        /// File name.
-        file_name: String,
-        /// Full path.
-        file_path: String,
-    }
-);
-event_struct!(
-    /// `photo_analyzed` on `photos`: AI analysis finished.
-    PhotoAnalyzed {
-        /// The photo.
-        photo_id: Id,
-        /// Overall score.
-        ai_score: f64,
-        /// Detailed results.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        analysis_results: Option<Value>,
-    }
-);
-event_struct!(
-    /// `photo_selected` on `photos`: a photo was picked for processing.
-    PhotoSelected {
-        /// The photo.
-        photo_id: Id,
-        /// Context tag that led to the choice.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        context_tag: Option<String>,
-        /// Preset chosen for it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        selected_preset: Option<String>,
-    }
-);
-event_struct!(
-    /// `photo_approved` on `photos`: a reviewer approved the photo.
-    PhotoApproved {
-        /// The photo.
-        photo_id: Id,
-        /// Its session.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        session_id: Option<Id>,
-    }
-);
-event_struct!(
-    /// `photo_rejected` on `photos`: a reviewer rejected the photo.
-    PhotoRejected {
-        /// The photo.
-        photo_id: Id,
-        /// Its session.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        session_id: Option<Id>,
-        /// Why.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    }
-);
-event_struct!(
-    /// `session_created` on `sessions`: a new import session.
-    SessionCreated {
-        /// The session.
-        session_id: Id,
-        /// Its name.
-        session_name: String,
-        /// Folder it imports from.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        import_folder: Option<String>,
-    }
-);
-event_struct!(
-    /// `session_updated` on `sessions`: progress of a session; the hub adds
-    /// `progress_percent` = processed / total × 100, rounded to two decimals (0 when total is 0).
-    SessionUpdated {
-        /// The session.
-        session_id: Id,
-        /// Photos in the session.
-        total_photos: u64,
-        /// Photos processed so far.
-        processed_photos: u64,
-        /// Session status, e.g. `processing`.
-        status: String,
-        /// Computed by the hub; a publisher may not set it.
-        #[serde(skip_deserializing, default)]
-        progress_percent: f64,
-    }
-);
-event_struct!(
-    /// `session_completed` on `sessions`: every photo of the session is done.
-    SessionCompleted {
-        /// The session.
-        session_id: Id,
-        /// Its name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        session_name: Option<String>,
-        /// Photos in the session.
-        total_photos: u64,
-        /// Photos approved.
-        approved_photos: u64,
-    }
-);
-event_struct!(
-    /// `system_status` on `system`: a status string or an object of readings.
-    SystemStatus {
-        /// `"healthy"`, or readings such as `{"cpu_usage": 45.2}`.
-        status: Value,
-        /// Extra detail.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        details: Option<Value>,
-    }
-);
-event_struct!(
-    /// `resource_warning` on `system`: a resource crossed its threshold.
-    ResourceWarning {
-        /// `cpu`, `memory`, `gpu_temp`, `disk`...
-        resource_type: String,
-        /// Current reading.
-        current_value: f64,
-        /// The threshold crossed.
-        threshold: f64,
-        /// Human-readable detail.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
-    }
-);
-event_struct!(
-    /// `error_occurred` on `system`: an error worth showing to the user.
-    ErrorOccurred {
-        /// Error class.
-        error_type: String,
-        /// What went wrong.
-        error_message: String,
-        /// Structured detail.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        error_details: Option<Value>,
-        /// Job concerned.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        job_id: Option<Id>,
-        /// Photo concerned.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        photo_id: Option<Id>,
-    }
-);
-event_struct!(
-    /// `queue_status` on `queue`: counts of the job queue.
-    QueueStatus {
-        /// Waiting jobs.
-        pending_count: u64,
-        /// Running jobs.
-        processing_count: u64,
-        /// Finished jobs.
-        completed_count: u64,
-        /// Failed jobs.
-        failed_count: u64,
-    }
-);
-event_struct!(
-    /// `priority_changed` on `queue`: a job was re-prioritised.
-    PriorityChanged {
-        /// The job.
-        job_id: Id,
-        /// Before.
-        old_priority: Priority,
-        /// After.
-        new_priority: Priority,
-        /// Why.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    }
-);
-event_struct!(
-    /// `approval_queue_updated` on `approval`: the approval queue changed size.
-    ApprovalQueueUpdated {
-        /// Photos awaiting approval.
-        queue_count: u64,
-        /// Session concerned.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        session_id: Option<Id>,
-    }
-);
-event_struct!(
-    /// `export_started` on `export`.
-    ExportStarted {
-        /// The photo.
-        photo_id: Id,
-        /// Export preset.
-        preset_name: String,
-        /// Destination folder or service.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        destination: Option<String>,
-    }
-);
-event_struct!(
-    /// `export_completed` on `export`.
-    ExportCompleted {
-        /// The photo.
-        photo_id: Id,
-        /// Export preset.
-        preset_name: String,
-        /// Written file.
-        output_path: String,
-        /// Size in bytes.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        file_size: Option<u64>,
-    }
-);
-event_struct!(
-    /// `export_failed` on `export`.
-    ExportFailed {
-        /// The photo.
-        photo_id: Id,
-        /// Export preset.
-        preset_name: String,
-        /// Why.
-        error_message: String,
-    }
-);
+}
 
-macro_rules! catalogue {
-    ($($variant:ident = $name:literal on $channel:literal),* $(,)?) => {
-        /// One event of the catalogue.
-        #[derive(Clone, Debug, PartialEq)]
-        pub enum Event {
-            $(
-                #[doc = concat!("`", $name, "` on channel `", $channel, "`.")]
-                $variant($variant),
-            )*
+impl std::error::Error for CatalogueError {}
+
+/// An event encoded for delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedEvent<'c> {
+    /// The event type.
+    pub name: &'c str,
+    /// Its channel.
+    pub channel: &'c str,
+    /// The delivered JSON: `type`, `timestamp`, then the fields in catalogue order.
+    pub json: String,
+}
+
+/// The event types the hub accepts. `Catalogue::default()` is [`Catalogue::builtin`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CatalogueFile", into = "CatalogueFile")]
+pub struct Catalogue {
+    events: Vec<EventSpec>,
+    /// Position of each event type in `events`.
+    index: BTreeMap<String, usize>,
+}
+
+/// The serialised form: `{"events": [...]}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueFile {
+    events: Vec<EventSpec>,
+}
+
+impl TryFrom<CatalogueFile> for Catalogue {
+    type Error = CatalogueError;
+    fn try_from(file: CatalogueFile) -> Result<Self, Self::Error> {
+        Catalogue::new(file.events)
+    }
+}
+
+impl From<Catalogue> for CatalogueFile {
+    fn from(catalogue: Catalogue) -> Self {
+        CatalogueFile {
+            events: catalogue.events,
         }
+    }
+}
 
-        /// Every event type with its channel, in catalogue order.
-        pub const CATALOGUE: &[(&str, &str)] = &[$(($name, $channel)),*];
+impl Default for Catalogue {
+    fn default() -> Self {
+        Catalogue::builtin()
+    }
+}
 
-        impl Event {
-            /// The event's `type`.
-            pub fn name(&self) -> &'static str {
-                match self { $(Event::$variant(_) => $name,)* }
-            }
-
-            /// The channel the event is published on.
-            pub fn channel(&self) -> &'static str {
-                match self { $(Event::$variant(_) => $channel,)* }
-            }
-
-            /// The event's own fields as a JSON object.
-            fn fields_json(&self) -> String {
-                let encoded = match self {
-                    $(Event::$variant(fields) => serde_json::to_string(fields),)*
-                };
-                encoded.expect("catalogue structs always serialise")
-            }
-
-            fn decode_fields(name: &str, fields: Value) -> Option<Result<Event, FieldError>> {
-                match name {
-                    $($name => Some(decode_as(name, fields).map(Event::$variant)),)*
-                    _ => None,
-                }
+impl Catalogue {
+    /// A catalogue of exactly these event types, checked: names are labels, channels valid
+    /// channel names, field names unique, and rules refer to numeric fields of the event.
+    pub fn new(events: Vec<EventSpec>) -> Result<Self, CatalogueError> {
+        let mut index = BTreeMap::new();
+        for (position, spec) in events.iter().enumerate() {
+            check_spec(spec)?;
+            if index.insert(spec.name.clone(), position).is_some() {
+                return Err(CatalogueError {
+                    event: spec.name.clone(),
+                    problem: "defined twice".to_string(),
+                });
             }
         }
-    };
-}
+        Ok(Catalogue { events, index })
+    }
 
-catalogue! {
-    JobCreated = "job_created" on "jobs",
-    JobStarted = "job_started" on "jobs",
-    JobProgress = "job_progress" on "jobs",
-    JobCompleted = "job_completed" on "jobs",
-    JobFailed = "job_failed" on "jobs",
-    PhotoImported = "photo_imported" on "photos",
-    PhotoAnalyzed = "photo_analyzed" on "photos",
-    PhotoSelected = "photo_selected" on "photos",
-    PhotoApproved = "photo_approved" on "photos",
-    PhotoRejected = "photo_rejected" on "photos",
-    SessionCreated = "session_created" on "sessions",
-    SessionUpdated = "session_updated" on "sessions",
-    SessionCompleted = "session_completed" on "sessions",
-    SystemStatus = "system_status" on "system",
-    ResourceWarning = "resource_warning" on "system",
-    ErrorOccurred = "error_occurred" on "system",
-    QueueStatus = "queue_status" on "queue",
-    PriorityChanged = "priority_changed" on "queue",
-    ApprovalQueueUpdated = "approval_queue_updated" on "approval",
-    ExportStarted = "export_started" on "export",
-    ExportCompleted = "export_completed" on "export",
-    ExportFailed = "export_failed" on "export",
-}
-
-/// The channel of a catalogue event type, or `None` when `name` is not in the catalogue.
-pub fn channel_of(name: &str) -> Option<&'static str> {
-    CATALOGUE
-        .iter()
-        .find(|(event, _)| *event == name)
-        .map(|(_, channel)| *channel)
-}
-
-fn decode_as<T: serde::de::DeserializeOwned>(name: &str, fields: Value) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(fields).map_err(|err| {
-        let path = err.path().to_string();
-        FieldError {
-            event: name.to_string(),
-            field: if path == "." { String::new() } else { path },
-            problem: err.into_inner().to_string(),
+    /// This catalogue with `events` added; an event type that exists is replaced.
+    pub fn extended(&self, events: Vec<EventSpec>) -> Result<Self, CatalogueError> {
+        let mut all = self.events.clone();
+        for spec in events {
+            match all.iter_mut().find(|existing| existing.name == spec.name) {
+                Some(existing) => *existing = spec,
+                None => all.push(spec),
+            }
         }
-    })
-}
+        Catalogue::new(all)
+    }
 
-impl Event {
-    /// Decodes a message object. `Ok(None)` when its `type` is not a catalogue event;
-    /// an error naming the field when it is one but a field is missing, mistyped, out of
-    /// range or unknown.
-    pub fn decode(message: &Map<String, Value>) -> Result<Option<Event>, FieldError> {
-        let Some(name) = message.get("type").and_then(Value::as_str) else {
+    /// Every event type, in catalogue order.
+    pub fn events(&self) -> &[EventSpec] {
+        &self.events
+    }
+
+    /// One event type.
+    pub fn get(&self, name: &str) -> Option<&EventSpec> {
+        self.index.get(name).map(|&position| &self.events[position])
+    }
+
+    /// Encodes a message object for delivery, stamped with `timestamp`. `Ok(None)` when its
+    /// `type` is not an event of the catalogue; an error naming the field when it is one but
+    /// a field is missing, mistyped, out of range or unknown.
+    pub fn encode(
+        &self,
+        message: &Map<String, Value>,
+        timestamp: &str,
+    ) -> Result<Option<EncodedEvent<'_>>, FieldError> {
+        let Some(spec) = message
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(|name| self.get(name))
+        else {
             return Ok(None);
         };
-        if channel_of(name).is_none() {
-            return Ok(None);
-        }
-        let mut fields = message.clone();
-        fields.remove("type");
-        fields.remove("timestamp");
-        let event = Event::decode_fields(name, Value::Object(fields))
-            .expect("name was found in the catalogue")?;
-        event.checked()
-    }
-
-    /// Applies the rules serde types cannot express, and fills computed fields.
-    fn checked(mut self) -> Result<Option<Event>, FieldError> {
-        let name = self.name();
-        let out_of_range = |field: &str, problem: &str| FieldError {
-            event: name.to_string(),
+        let error = |field: &str, problem: String| FieldError {
+            event: spec.name.clone(),
             field: field.to_string(),
-            problem: problem.to_string(),
+            problem,
         };
-        match &mut self {
-            Event::JobProgress(progress) if !(0.0..=100.0).contains(&progress.progress) => {
-                return Err(out_of_range("progress", "must be between 0 and 100"));
-            }
-            Event::SessionUpdated(update) => {
-                if update.processed_photos > update.total_photos {
-                    return Err(out_of_range(
-                        "processed_photos",
-                        "must not exceed total_photos",
-                    ));
+        if let Some(unknown) = message.keys().find(|key| {
+            !matches!(key.as_str(), "type" | "timestamp")
+                && !spec.fields.iter().any(|f| f.name == **key)
+        }) {
+            let expected: Vec<String> = spec
+                .fields
+                .iter()
+                .map(|f| format!("`{}`", f.name))
+                .collect();
+            return Err(error(
+                "",
+                format!(
+                    "unknown field `{unknown}`, expected one of {}",
+                    expected.join(", ")
+                ),
+            ));
+        }
+        let mut values: Vec<(&str, Value)> = Vec::with_capacity(spec.fields.len() + 1);
+        for field in &spec.fields {
+            let given = message.get(&field.name).filter(|v| !v.is_null());
+            let Some(given) = given else {
+                if field.required {
+                    return Err(error("", format!("missing field `{}`", field.name)));
                 }
-                update.progress_percent = percent(update.processed_photos, update.total_photos);
+                continue;
+            };
+            let value = field.kind.normalise(given).ok_or_else(|| {
+                error(
+                    &field.name,
+                    format!(
+                        "invalid type: {}, expected {}",
+                        describe(given),
+                        field.kind.expected()
+                    ),
+                )
+            })?;
+            if let Some(number) = value.as_f64()
+                && (field.min.is_some_and(|min| number < min)
+                    || field.max.is_some_and(|max| number > max))
+            {
+                return Err(error(&field.name, range_text(field)));
             }
-            _ => {}
+            values.push((field.name.as_str(), value));
         }
-        Ok(Some(self))
-    }
-
-    /// The event as delivered: `type`, then `timestamp`, then its fields.
-    pub fn to_json(&self, timestamp: &str) -> String {
-        let fields = self.fields_json();
-        let rest = &fields[1..];
-        let mut out = String::with_capacity(fields.len() + timestamp.len() + 40);
-        out.push_str("{\"type\":\"");
-        out.push_str(self.name());
-        out.push_str("\",\"timestamp\":\"");
-        out.push_str(timestamp);
-        out.push('"');
-        if rest != "}" {
-            out.push(',');
+        let number = |values: &[(&str, Value)], name: &str| {
+            values
+                .iter()
+                .find(|(field, _)| *field == name)
+                .and_then(|(_, value)| value.as_f64())
+        };
+        for rule in &spec.rules {
+            match rule {
+                Rule::AtMost { field, limit } => {
+                    if let (Some(value), Some(bound)) =
+                        (number(&values, field), number(&values, limit))
+                        && value > bound
+                    {
+                        return Err(error(field, format!("must not exceed {limit}")));
+                    }
+                }
+                Rule::Percent { field, part, whole } => {
+                    let part = number(&values, part).unwrap_or(0.0);
+                    let whole = number(&values, whole).unwrap_or(0.0);
+                    let percent = if whole == 0.0 {
+                        0.0
+                    } else {
+                        (part * 10_000.0 / whole).round() / 100.0
+                    };
+                    let value = Number::from_f64(percent).map_or(Value::Null, Value::Number);
+                    values.push((field.as_str(), value));
+                }
+            }
         }
-        out.push_str(rest);
-        out
+        let mut json = String::with_capacity(64 + 24 * values.len());
+        json.push_str("{\"type\":");
+        json.push_str(&Value::from(spec.name.as_str()).to_string());
+        json.push_str(",\"timestamp\":\"");
+        json.push_str(timestamp);
+        json.push('"');
+        for (name, value) in &values {
+            json.push(',');
+            json.push_str(&Value::from(*name).to_string());
+            json.push(':');
+            json.push_str(&value.to_string());
+        }
+        json.push('}');
+        Ok(Some(EncodedEvent {
+            name: &spec.name,
+            channel: &spec.channel,
+            json,
+        }))
     }
 }
 
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        return 0.0;
+fn range_text(field: &FieldSpec) -> String {
+    match (field.min, field.max) {
+        (Some(min), Some(max)) => format!("must be between {min} and {max}"),
+        (Some(min), None) => format!("must be at least {min}"),
+        (None, Some(max)) => format!("must be at most {max}"),
+        (None, None) => String::new(),
     }
-    (part as f64 * 10_000.0 / whole as f64).round() / 100.0
+}
+
+/// How a value looks, for an "invalid type" error.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "a list".to_string(),
+        Value::Object(_) => "an object".to_string(),
+    }
+}
+
+fn check_spec(spec: &EventSpec) -> Result<(), CatalogueError> {
+    let fail = |problem: String| CatalogueError {
+        event: spec.name.clone(),
+        problem,
+    };
+    let label = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 64
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    };
+    if !label(&spec.name) || matches!(spec.name.as_str(), "type" | "timestamp") {
+        return Err(fail(
+            "the type must be 1 to 64 ASCII letters, digits or _ - . :".to_string(),
+        ));
+    }
+    if BUILT_IN_MESSAGES.contains(&spec.name.as_str()) {
+        return Err(fail(format!(
+            "{:?} is a protocol message and cannot be an event",
+            spec.name
+        )));
+    }
+    if !label(&spec.channel) {
+        return Err(fail(format!("invalid channel name {:?}", spec.channel)));
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for field in &spec.fields {
+        if !label(&field.name)
+            || matches!(
+                field.name.as_str(),
+                "type" | "timestamp" | "channel" | "offset" | "epoch"
+            )
+        {
+            return Err(fail(format!(
+                "field name {:?} is reserved or not a valid name",
+                field.name
+            )));
+        }
+        if names.contains(&field.name.as_str()) {
+            return Err(fail(format!("field {:?} is defined twice", field.name)));
+        }
+        if (field.min.is_some() || field.max.is_some())
+            && !matches!(field.kind, FieldKind::Number | FieldKind::Count)
+        {
+            return Err(fail(format!(
+                "field {:?}: min and max apply to numbers only",
+                field.name
+            )));
+        }
+        names.push(&field.name);
+    }
+    let numeric = |name: &str| {
+        spec.fields
+            .iter()
+            .any(|f| f.name == name && matches!(f.kind, FieldKind::Number | FieldKind::Count))
+    };
+    for rule in &spec.rules {
+        let (inputs, computed): (Vec<&String>, Option<&String>) = match rule {
+            Rule::AtMost { field, limit } => (vec![field, limit], None),
+            Rule::Percent { field, part, whole } => (vec![part, whole], Some(field)),
+        };
+        if let Some(bad) = inputs.iter().find(|name| !numeric(name)) {
+            return Err(fail(format!(
+                "rule refers to {bad:?}, which is not a numeric field"
+            )));
+        }
+        if let Some(field) = computed
+            && (names.contains(&field.as_str()) || !label(field))
+        {
+            return Err(fail(format!(
+                "computed field {field:?} must be a new, valid name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Message types of the protocol itself, which no event may take.
+const BUILT_IN_MESSAGES: &[&str] = &[
+    "ping",
+    "pong",
+    "register",
+    "registered",
+    "subscribe",
+    "subscribed",
+    "unsubscribe",
+    "unsubscribed",
+    "published",
+    "error",
+    "connection_established",
+    "messages_dropped",
+];
+
+impl Catalogue {
+    /// The seeds' 22 events on seven channels.
+    pub fn builtin() -> Self {
+        use FieldKind::{Any, Count, Id, Number, String as Text, StringOrObject};
+        let field = |name: &str, kind: FieldKind, required: bool| FieldSpec {
+            name: name.to_string(),
+            kind,
+            required,
+            min: None,
+            max: None,
+        };
+        let req = |name: &str, kind| field(name, kind, true);
+        let opt = |name: &str, kind| field(name, kind, false);
+        let event = |name: &str, channel: &str, fields: Vec<FieldSpec>| EventSpec {
+            name: name.to_string(),
+            channel: channel.to_string(),
+            fields,
+            rules: Vec::new(),
+        };
+        let progress = FieldSpec {
+            min: Some(0.0),
+            max: Some(100.0),
+            ..req("progress", Number)
+        };
+        let mut session_updated = event(
+            "session_updated",
+            "sessions",
+            vec![
+                req("session_id", Id),
+                req("total_photos", Count),
+                req("processed_photos", Count),
+                req("status", Text),
+            ],
+        );
+        session_updated.rules = vec![
+            Rule::AtMost {
+                field: "processed_photos".to_string(),
+                limit: "total_photos".to_string(),
+            },
+            Rule::Percent {
+                field: "progress_percent".to_string(),
+                part: "processed_photos".to_string(),
+                whole: "total_photos".to_string(),
+            },
+        ];
+        let events = vec![
+            event(
+                "job_created",
+                "jobs",
+                vec![req("job_id", Id), req("photo_id", Id), opt("priority", Id)],
+            ),
+            event(
+                "job_started",
+                "jobs",
+                vec![req("job_id", Id), req("photo_id", Id)],
+            ),
+            event(
+                "job_progress",
+                "jobs",
+                vec![
+                    req("job_id", Id),
+                    req("stage", Text),
+                    progress,
+                    opt("message", Text),
+                ],
+            ),
+            event(
+                "job_completed",
+                "jobs",
+                vec![req("job_id", Id), opt("photo_id", Id), opt("result", Any)],
+            ),
+            event(
+                "job_failed",
+                "jobs",
+                vec![
+                    req("job_id", Id),
+                    opt("photo_id", Id),
+                    req("error_message", Text),
+                    opt("error_details", Any),
+                ],
+            ),
+            event(
+                "photo_imported",
+                "photos",
+                vec![
+                    req("photo_id", Id),
+                    req("session_id", Id),
+                    req("file_name", Text),
+                    req("file_path", Text),
+                ],
+            ),
+            event(
+                "photo_analyzed",
+                "photos",
+                vec![
+                    req("photo_id", Id),
+                    req("ai_score", Number),
+                    opt("analysis_results", Any),
+                ],
+            ),
+            event(
+                "photo_selected",
+                "photos",
+                vec![
+                    req("photo_id", Id),
+                    opt("context_tag", Text),
+                    opt("selected_preset", Text),
+                ],
+            ),
+            event(
+                "photo_approved",
+                "photos",
+                vec![req("photo_id", Id), opt("session_id", Id)],
+            ),
+            event(
+                "photo_rejected",
+                "photos",
+                vec![
+                    req("photo_id", Id),
+                    opt("session_id", Id),
+                    opt("reason", Text),
+                ],
+            ),
+            event(
+                "session_created",
+                "sessions",
+                vec![
+                    req("session_id", Id),
+                    req("session_name", Text),
+                    opt("import_folder", Text),
+                ],
+            ),
+            session_updated,
+            event(
+                "session_completed",
+                "sessions",
+                vec![
+                    req("session_id", Id),
+                    opt("session_name", Text),
+                    req("total_photos", Count),
+                    req("approved_photos", Count),
+                ],
+            ),
+            event(
+                "system_status",
+                "system",
+                vec![req("status", StringOrObject), opt("details", Any)],
+            ),
+            event(
+                "resource_warning",
+                "system",
+                vec![
+                    req("resource_type", Text),
+                    req("current_value", Number),
+                    req("threshold", Number),
+                    opt("message", Text),
+                ],
+            ),
+            event(
+                "error_occurred",
+                "system",
+                vec![
+                    req("error_type", Text),
+                    req("error_message", Text),
+                    opt("error_details", Any),
+                    opt("job_id", Id),
+                    opt("photo_id", Id),
+                ],
+            ),
+            event(
+                "queue_status",
+                "queue",
+                vec![
+                    req("pending_count", Count),
+                    req("processing_count", Count),
+                    req("completed_count", Count),
+                    req("failed_count", Count),
+                ],
+            ),
+            event(
+                "priority_changed",
+                "queue",
+                vec![
+                    req("job_id", Id),
+                    req("old_priority", Id),
+                    req("new_priority", Id),
+                    opt("reason", Text),
+                ],
+            ),
+            event(
+                "approval_queue_updated",
+                "approval",
+                vec![req("queue_count", Count), opt("session_id", Id)],
+            ),
+            event(
+                "export_started",
+                "export",
+                vec![
+                    req("photo_id", Id),
+                    req("preset_name", Text),
+                    opt("destination", Text),
+                ],
+            ),
+            event(
+                "export_completed",
+                "export",
+                vec![
+                    req("photo_id", Id),
+                    req("preset_name", Text),
+                    req("output_path", Text),
+                    opt("file_size", Count),
+                ],
+            ),
+            event(
+                "export_failed",
+                "export",
+                vec![
+                    req("photo_id", Id),
+                    req("preset_name", Text),
+                    req("error_message", Text),
+                ],
+            ),
+        ];
+        Catalogue::new(events).expect("the built-in catalogue is valid")
+    }
 }
 
 #[cfg(test)]
@@ -502,18 +711,25 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
+    fn encode(message: Value) -> Result<Option<String>, FieldError> {
+        let catalogue = Catalogue::builtin();
+        let map = message.as_object().unwrap().clone();
+        catalogue
+            .encode(&map, "2026-11-25T15:08:21.123Z")
+            .map(|e| e.map(|e| e.json))
     }
 
     #[test]
-    fn catalogue_has_22_events_on_7_channels() {
-        assert_eq!(CATALOGUE.len(), 22);
-        let mut channels: Vec<_> = CATALOGUE.iter().map(|(_, c)| *c).collect();
-        channels.sort();
-        channels.dedup();
+    fn the_builtin_catalogue_has_22_events_on_7_channels() {
+        let catalogue = Catalogue::builtin();
+        assert_eq!(catalogue.events().len(), 22);
+        let channels: std::collections::BTreeSet<&str> = catalogue
+            .events()
+            .iter()
+            .map(|e| e.channel.as_str())
+            .collect();
         assert_eq!(
-            channels,
+            channels.into_iter().collect::<Vec<_>>(),
             [
                 "approval", "export", "jobs", "photos", "queue", "sessions", "system"
             ]
@@ -521,90 +737,156 @@ mod tests {
     }
 
     #[test]
-    fn decodes_and_stamps_job_progress() {
-        let message = object(json!({
-            "type": "job_progress", "job_id": "abc123", "stage": "analyzing",
-            "progress": 45.5, "message": "Analyzing image quality"
-        }));
-        let event = Event::decode(&message).unwrap().unwrap();
-        assert_eq!(event.channel(), "jobs");
+    fn encodes_and_stamps_job_progress_with_fields_in_catalogue_order() {
+        let json = encode(json!({
+            "message": "Analyzing image quality", "progress": 45, "stage": "analyzing",
+            "job_id": "abc123", "type": "job_progress"
+        }))
+        .unwrap()
+        .unwrap();
         assert_eq!(
-            event.to_json("2026-11-25T15:08:21.123Z"),
-            r#"{"type":"job_progress","timestamp":"2026-11-25T15:08:21.123Z","job_id":"abc123","stage":"analyzing","progress":45.5,"message":"Analyzing image quality"}"#
+            json,
+            r#"{"type":"job_progress","timestamp":"2026-11-25T15:08:21.123Z","job_id":"abc123","stage":"analyzing","progress":45.0,"message":"Analyzing image quality"}"#
         );
     }
 
     #[test]
-    fn session_updated_gets_progress_percent() {
-        let message = object(json!({
-            "type": "session_updated", "session_id": 12, "total_photos": 3,
-            "processed_photos": 1, "status": "processing"
-        }));
-        let event = Event::decode(&message).unwrap().unwrap();
-        let json: Value = serde_json::from_str(&event.to_json("t")).unwrap();
-        assert_eq!(json["progress_percent"], json!(33.33));
-        let empty = object(json!({
-            "type": "session_updated", "session_id": 1, "total_photos": 0,
-            "processed_photos": 0, "status": "new"
-        }));
-        let json: Value =
-            serde_json::from_str(&Event::decode(&empty).unwrap().unwrap().to_json("t")).unwrap();
-        assert_eq!(json["progress_percent"], json!(0.0));
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let missing = object(json!({"type": "job_progress", "stage": "x", "progress": 1}));
-        let err = Event::decode(&missing).unwrap_err();
-        assert!(err.to_string().contains("job_id"), "{err}");
-
-        let mistyped = object(json!({
-            "type": "job_progress", "job_id": "j", "stage": "x", "progress": "half"
-        }));
-        let err = Event::decode(&mistyped).unwrap_err();
-        assert_eq!(err.field, "progress");
+    fn session_updated_gets_progress_percent_and_processed_may_not_exceed_total() {
+        let json = encode(json!({"type": "session_updated", "session_id": 12,
+            "total_photos": 3, "processed_photos": 1, "status": "processing"}))
+        .unwrap()
+        .unwrap();
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["progress_percent"], json!(33.33));
+        let empty = encode(json!({"type": "session_updated", "session_id": 1,
+            "total_photos": 0, "processed_photos": 0, "status": "new"}))
+        .unwrap()
+        .unwrap();
+        assert!(empty.ends_with(r#""progress_percent":0.0}"#), "{empty}");
+        let over = encode(json!({"type": "session_updated", "session_id": 1,
+            "total_photos": 1, "processed_photos": 2, "status": "s"}))
+        .unwrap_err();
+        assert_eq!(over.field, "processed_photos");
+        let computed = encode(json!({"type": "session_updated", "session_id": 1,
+            "total_photos": 1, "processed_photos": 0, "status": "s", "progress_percent": 5}))
+        .unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("job_progress.progress: invalid type"),
-            "{err}"
-        );
-
-        let unknown = object(json!({"type": "job_started", "job_id": 1, "photo_id": 2, "phot": 3}));
-        let err = Event::decode(&unknown).unwrap_err();
-        assert!(err.to_string().contains("phot"), "{err}");
-
-        let range =
-            object(json!({"type": "job_progress", "job_id": 1, "stage": "s", "progress": 101}));
-        assert_eq!(Event::decode(&range).unwrap_err().field, "progress");
-
-        let computed = object(json!({
-            "type": "session_updated", "session_id": 1, "total_photos": 1,
-            "processed_photos": 0, "status": "s", "progress_percent": 5
-        }));
-        assert!(
-            Event::decode(&computed)
-                .unwrap_err()
-                .to_string()
-                .contains("progress_percent")
+            computed.to_string().contains("progress_percent"),
+            "{computed}"
         );
     }
 
     #[test]
-    fn non_catalogue_types_are_not_events() {
+    fn errors_name_the_field_and_say_what_is_expected() {
+        let missing = encode(json!({"type": "job_progress", "stage": "x", "progress": 1}));
         assert_eq!(
-            Event::decode(&object(json!({"type": "ping"}))).unwrap(),
-            None
+            missing.unwrap_err().to_string(),
+            "job_progress: missing field `job_id`"
         );
-        assert_eq!(Event::decode(&object(json!({"no_type": 1}))).unwrap(), None);
+        let mistyped = encode(json!({"type": "job_progress", "job_id": "j", "stage": "x",
+            "progress": "half"}))
+        .unwrap_err();
+        assert_eq!(mistyped.field, "progress");
+        assert_eq!(
+            mistyped.to_string(),
+            r#"job_progress.progress: invalid type: string "half", expected a number"#
+        );
+        let id = encode(json!({"type": "job_created", "job_id": [1], "photo_id": 2})).unwrap_err();
+        assert_eq!(
+            id.to_string(),
+            "job_created.job_id: invalid type: a list, expected a number or a string"
+        );
+        let unknown = encode(json!({"type": "job_started", "job_id": 1, "photo_id": 2, "phot": 3}));
+        assert!(unknown.unwrap_err().to_string().contains("`phot`"));
+        let range = encode(json!({"type": "job_progress", "job_id": 1, "stage": "s",
+            "progress": 101}))
+        .unwrap_err();
+        assert_eq!(range.field, "progress");
+        assert!(range.problem.contains("between 0 and 100"));
+        let negative = encode(json!({"type": "queue_status", "pending_count": -1,
+            "processing_count": 0, "completed_count": 0, "failed_count": 0}))
+        .unwrap_err();
+        assert_eq!(negative.field, "pending_count");
     }
 
     #[test]
-    fn publisher_timestamp_is_replaced() {
-        let message = object(json!({
-            "type": "queue_status", "timestamp": "1999-01-01T00:00:00Z", "pending_count": 1,
-            "processing_count": 2, "completed_count": 3, "failed_count": 0
-        }));
-        let json = Event::decode(&message).unwrap().unwrap().to_json("now");
-        assert!(json.contains(r#""timestamp":"now""#) && !json.contains("1999"));
+    fn system_status_takes_a_string_or_an_object_and_nothing_else() {
+        assert!(encode(json!({"type": "system_status", "status": "healthy"})).is_ok());
+        assert!(encode(json!({"type": "system_status", "status": {"cpu": 4.5}})).is_ok());
+        for bad in [json!(null), json!(3), json!([1]), json!(true)] {
+            let result = encode(json!({"type": "system_status", "status": bad}));
+            assert!(result.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn optional_fields_that_are_absent_or_null_are_left_out() {
+        let json = encode(json!({"type": "job_created", "job_id": 1, "photo_id": 2,
+            "priority": null}))
+        .unwrap()
+        .unwrap();
+        assert!(!json.contains("priority"), "{json}");
+    }
+
+    #[test]
+    fn non_catalogue_types_are_not_events_and_timestamps_are_replaced() {
+        assert_eq!(encode(json!({"type": "ping"})), Ok(None));
+        assert_eq!(encode(json!({"no_type": 1})), Ok(None));
+        let json = encode(
+            json!({"type": "queue_status", "timestamp": "1999-01-01T00:00:00Z",
+            "pending_count": 1, "processing_count": 2, "completed_count": 3,
+            "failed_count": 0}),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(json.contains("2026-11-25T15:08:21.123Z") && !json.contains("1999"));
+    }
+
+    #[test]
+    fn a_catalogue_round_trips_through_json_and_can_be_extended() {
+        let builtin = Catalogue::builtin();
+        let text = serde_json::to_string(&builtin).unwrap();
+        let back: Catalogue = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, builtin);
+        let extra: Vec<EventSpec> = serde_json::from_value(json!([
+            {"type": "backup_done", "channel": "ops", "fields": [
+                {"name": "bytes", "type": "count", "required": true}]},
+            {"type": "job_started", "channel": "workers", "fields": [
+                {"name": "job_id", "type": "id", "required": true}]}
+        ]))
+        .unwrap();
+        let extended = builtin.extended(extra).unwrap();
+        assert_eq!(extended.events().len(), 23);
+        assert_eq!(extended.get("job_started").unwrap().channel, "workers");
+        assert_eq!(extended.get("backup_done").unwrap().channel, "ops");
+    }
+
+    #[test]
+    fn a_bad_catalogue_is_refused_with_the_reason() {
+        let bad = |value: Value| {
+            let events: Vec<EventSpec> = serde_json::from_value(value).unwrap();
+            Catalogue::new(events).unwrap_err().to_string()
+        };
+        assert!(bad(json!([{"type": "ping", "channel": "x", "fields": []}])).contains("protocol"));
+        assert!(
+            bad(json!([{"type": "a", "channel": "bad name", "fields": []}])).contains("channel")
+        );
+        assert!(
+            bad(json!([{"type": "a", "channel": "c", "fields": [
+                {"name": "offset", "type": "string"}]}]))
+            .contains("reserved")
+        );
+        assert!(
+            bad(
+                json!([{"type": "a", "channel": "c", "fields": [], "rules": [
+                {"rule": "at_most", "field": "x", "limit": "y"}]}])
+            )
+            .contains("not a numeric field")
+        );
+        assert!(
+            bad(json!([{"type": "a", "channel": "c", "fields": []},
+                       {"type": "a", "channel": "c", "fields": []}]))
+            .contains("twice")
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! `docs/protocol.md` lists the same defaults; the runtime exposes each as a flag and a
 //! `LIVEBRIDGE_*` environment variable.
 
+use crate::catalogue::Catalogue;
 use crate::rate::RateLimit;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -72,6 +73,14 @@ pub struct Config {
     /// Host names accepted in `Host` besides `localhost`, `127.0.0.1` and `[::1]`; `*` allows
     /// any. Default: none.
     pub allowed_hosts: Vec<String>,
+    /// The event types publishers may send. Default: the seeds' 22 events
+    /// ([`Catalogue::builtin`]).
+    #[serde(skip_serializing_if = "is_builtin")]
+    pub catalogue: Catalogue,
+}
+
+fn is_builtin(catalogue: &Catalogue) -> bool {
+    *catalogue == Catalogue::builtin()
 }
 
 impl Default for Config {
@@ -102,6 +111,7 @@ impl Default for Config {
             admin_token: None,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            catalogue: Catalogue::builtin(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! query strings are decoded. Pure functions; the engine calls them for [`crate::Input::Http`]
 //! so every runtime gets the same routes, status codes and error texts.
 
+use crate::assets::Asset;
 use crate::config::Config;
 use crate::ids::ClientId;
 use crate::input::{Command, HttpRequest, Initiator, RequestBody};
@@ -87,6 +88,9 @@ const ROUTES: &[(&str, &str, Access, Handler)] = &[
     }),
     ("GET", "/health", Open, |_, _, _| Ok(Command::Health)),
     ("GET", "/metrics", Admin, |_, _, _| Ok(Command::Metrics)),
+    ("GET", "/api/catalogue", Open, |_, _, _| {
+        Ok(Command::Catalogue)
+    }),
 ];
 
 /// Routes whose last segment is a client id: (method, prefix, route label, access, handler).
@@ -131,6 +135,17 @@ pub(crate) fn route(http: &HttpRequest, config: &Config) -> Routed {
             route: WEBSOCKET_PATH,
             admin: false,
             command: Err(reply),
+        };
+    }
+    if let Some(asset) = Asset::at(path) {
+        // The page and the client hold no data; what they fetch is checked on its own.
+        return match http.method.as_str() {
+            "GET" => Routed {
+                route: "asset",
+                admin: false,
+                command: Ok(Command::Asset { asset }),
+            },
+            _ => method_not_allowed("asset", &["GET"], &http.method),
         };
     }
     let mut allowed: Vec<&str> = Vec::new();

@@ -261,4 +261,11 @@ pub enum Command {
     Health,
     /// Prometheus metrics.
     Metrics,
+    /// The event catalogue as JSON (`GET /api/catalogue`).
+    Catalogue,
+    /// A file compiled into the hub: the admin page or the browser client.
+    Asset {
+        /// Which one.
+        asset: crate::assets::Asset,
+    },
 }

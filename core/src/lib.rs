@@ -41,11 +41,13 @@
 #![warn(missing_docs)]
 
 mod access;
+mod assets;
 mod auth;
 mod catalogue;
 mod channel;
 mod config;
 mod engine;
+mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http_api;
@@ -59,16 +61,19 @@ mod stats;
 mod time;
 mod timer_queue;
 
+pub use assets::Asset;
 pub use auth::{ClientClaims, sign_client_token, verify_client_token};
 pub use catalogue::{
-    ApprovalQueueUpdated, ErrorOccurred, ExportCompleted, ExportFailed, ExportStarted,
-    JobCompleted, JobCreated, JobFailed, JobProgress, JobStarted, PhotoAnalyzed, PhotoApproved,
-    PhotoImported, PhotoRejected, PhotoSelected, PriorityChanged, QueueStatus, ResourceWarning,
-    SessionCompleted, SessionCreated, SessionUpdated, SystemStatus,
+    Catalogue, CatalogueError, EncodedEvent, EventSpec, FieldError, FieldKind, FieldSpec, Rule,
 };
-pub use catalogue::{CATALOGUE, Event, FieldError, Id, Priority, channel_of};
 pub use config::{Config, SlowConsumerPolicy};
 pub use engine::{Engine, PROTOCOL_VERSION, SessionView, close_code};
+pub use events::{
+    ApprovalQueueUpdated, ErrorOccurred, Event, ExportCompleted, ExportFailed, ExportStarted, Id,
+    JobCompleted, JobCreated, JobFailed, JobProgress, JobStarted, PhotoAnalyzed, PhotoApproved,
+    PhotoImported, PhotoRejected, PhotoSelected, Priority, PriorityChanged, QueueStatus,
+    ResourceWarning, SessionCompleted, SessionCreated, SessionUpdated, SystemStatus,
+};
 pub use ids::{ClientId, ConnId, IdSource, RequestId, SeededIds};
 pub use input::{Command, HttpRequest, Initiator, Input, RequestBody};
 pub use output::{

@@ -95,6 +95,12 @@ pub enum ContentType {
     Json,
     /// `text/plain; version=0.0.4` (Prometheus exposition format)
     Prometheus,
+    /// `text/html` (the admin page)
+    Html,
+    /// `text/javascript` (the browser client and the admin page's script)
+    JavaScript,
+    /// `text/css` (the admin page's styles)
+    Css,
 }
 
 impl ContentType {
@@ -103,6 +109,9 @@ impl ContentType {
         match self {
             ContentType::Json => "application/json",
             ContentType::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            ContentType::Html => "text/html; charset=utf-8",
+            ContentType::JavaScript => "text/javascript; charset=utf-8",
+            ContentType::Css => "text/css; charset=utf-8",
         }
     }
 }

@@ -262,3 +262,46 @@ fn handshakes_from_one_address_are_limited_and_others_are_not() {
     h.advance(std::time::Duration::from_secs(1));
     assert_eq!(send(&mut h, 30, from("10.0.0.1")).status, 200);
 }
+
+#[test]
+fn a_page_of_the_hubs_own_origin_on_loopback_may_use_it_and_other_ports_may_not() {
+    let mut h = Harness::default();
+    let own = request(
+        "POST",
+        "/ws/handshake",
+        r#"{"client_type":"web"}"#,
+        Some("http://localhost:5100"),
+        "localhost:5100",
+    );
+    let reply = send(&mut h, 1, own);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.headers.contains(&(
+        "Access-Control-Allow-Origin".to_string(),
+        "http://localhost:5100".to_string()
+    )));
+    h.input(Input::WsOpen {
+        conn: ConnId(1),
+        upgrade: request(
+            "GET",
+            "/ws",
+            "",
+            Some("http://127.0.0.1:5100"),
+            "127.0.0.1:5100",
+        ),
+    });
+    assert!(matches!(h.log.last(), Some((_, Output::WsFrame { .. }))));
+    let dev_server = request(
+        "POST",
+        "/ws/handshake",
+        r#"{"client_type":"web"}"#,
+        Some("http://localhost:3000"),
+        "localhost:5100",
+    );
+    let refused = send(&mut h, 2, dev_server);
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.body.contains("--allowed-origin http://localhost:3000"),
+        "the refusal names the flag: {}",
+        refused.body
+    );
+}

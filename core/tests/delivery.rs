@@ -3,7 +3,7 @@
 
 mod support;
 
-use livebridge_core::{CATALOGUE, Config, Input, Output, SlowConsumerPolicy, close_code};
+use livebridge_core::{Catalogue, Config, Input, Output, SlowConsumerPolicy, close_code};
 use serde_json::{Value, json};
 use support::{Harness, job_progress, types};
 
@@ -39,7 +39,8 @@ fn catalogue_examples() -> Vec<Value> {
 fn every_catalogue_event_reaches_only_its_channel_with_type_and_millisecond_timestamp() {
     let mut h = Harness::default();
     let examples = catalogue_examples();
-    assert_eq!(examples.len(), CATALOGUE.len());
+    let catalogue = Catalogue::builtin();
+    assert_eq!(examples.len(), catalogue.events().len());
     let channels = [
         "jobs", "photos", "sessions", "system", "queue", "approval", "export",
     ];
@@ -52,13 +53,14 @@ fn every_catalogue_event_reaches_only_its_channel_with_type_and_millisecond_time
             (*channel, id)
         })
         .collect();
-    for (example, (name, channel)) in examples.iter().zip(CATALOGUE) {
+    for (example, spec) in examples.iter().zip(catalogue.events()) {
+        let (name, channel) = (&spec.name, &spec.channel);
         assert_eq!(example["type"], *name);
         h.publish(example.clone());
         for (subscribed, id) in &clients {
             let messages = h.poll(*id)["messages"].clone();
             if subscribed == channel {
-                assert_eq!(types(&messages), [*name], "{name} on {channel}");
+                assert_eq!(types(&messages), [name.clone()], "{name} on {channel}");
                 let message = &messages[0];
                 let timestamp = message["timestamp"].as_str().unwrap();
                 assert_eq!(

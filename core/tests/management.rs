@@ -1,8 +1,9 @@
-//! Rule 8: listing clients, status, stats, health and metrics; HTTP routing errors.
+//! Rule 8: listing clients, status, stats, health and metrics; HTTP routing errors; the
+//! catalogue, the admin page and the browser client the hub serves.
 
 mod support;
 
-use livebridge_core::{HttpRequest, Input, RequestBody, RequestId};
+use livebridge_core::{ContentType, HttpRequest, Input, RequestBody, RequestId};
 use serde_json::json;
 use std::time::Duration;
 use support::{Harness, job_progress};
@@ -191,4 +192,55 @@ fn notify_endpoints_publish_catalogue_events() {
             .0,
         400
     );
+}
+
+#[test]
+fn the_catalogue_is_served_as_json_and_describes_what_the_engine_accepts() {
+    let mut h = Harness::default();
+    let (status, reply) = h.call("GET", "/api/catalogue", "");
+    assert_eq!(status, 200);
+    let events = reply["events"].as_array().unwrap();
+    assert_eq!(events.len(), 22);
+    let progress = events
+        .iter()
+        .find(|e| e["type"] == "job_progress")
+        .unwrap();
+    assert_eq!(progress["channel"], "jobs");
+    assert_eq!(
+        progress["fields"][2],
+        serde_json::json!({"name": "progress", "type": "number", "required": true,
+                           "min": 0.0, "max": 100.0})
+    );
+    // A catalogue served to one engine configures another that accepts the same events.
+    let served: livebridge_core::Catalogue =
+        serde_json::from_value(serde_json::json!({"events": reply["events"]})).unwrap();
+    assert_eq!(served, livebridge_core::Catalogue::builtin());
+}
+
+#[test]
+fn the_admin_page_and_the_browser_client_are_served_with_their_types() {
+    let mut h = Harness::default();
+    for (path, content_type) in [
+        ("/", ContentType::Html),
+        ("/admin.js", ContentType::JavaScript),
+        ("/admin.css", ContentType::Css),
+        ("/client.js", ContentType::JavaScript),
+    ] {
+        let request = h.http("GET", path, "");
+        let reply = h.take_reply(request).unwrap();
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.content_type, content_type, "{path}");
+        assert!(!reply.body.is_empty());
+    }
+    let request = h.http("GET", "/", "");
+    let page = h.take_reply(request).unwrap();
+    let csp = page
+        .headers
+        .iter()
+        .find(|(name, _)| name == "Content-Security-Policy")
+        .map(|(_, value)| value.as_str())
+        .unwrap();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let (status, _) = h.call("POST", "/client.js", "");
+    assert_eq!(status, 405);
 }

@@ -2,8 +2,9 @@
 
 use crate::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use livebridge_core::{Config, RateLimit, SlowConsumerPolicy};
+use livebridge_core::{Catalogue, Config, EventSpec, RateLimit, SlowConsumerPolicy};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// livebridge: a real-time event hub for WebSocket and HTTP long-poll clients.
@@ -156,6 +157,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_hosts: Vec<String>,
+    /// A JSON file of event types to add to the built-in catalogue, or to replace ones of
+    /// the same type: `{"events": [{"type", "channel", "fields": [{"name", "type",
+    /// "required"}]}]}` (see docs/protocol.md, "Event catalogue").
+    #[arg(long, env = "LIVEBRIDGE_CATALOGUE")]
+    pub catalogue: Option<PathBuf>,
     /// Executor threads (default: one per core).
     #[arg(long, env = "LIVEBRIDGE_THREADS")]
     pub threads: Option<usize>,
@@ -194,10 +200,15 @@ impl ServeArgs {
         Ok(())
     }
 
-    /// The server configuration these flags describe.
-    pub fn server_config(&self) -> ServerConfig {
+    /// The server configuration these flags describe; fails when the catalogue file cannot
+    /// be read or is not a valid catalogue (the message names the file).
+    pub fn server_config(&self) -> Result<ServerConfig, String> {
         let defaults = ServerConfig::default();
-        ServerConfig {
+        let catalogue = match &self.catalogue {
+            Some(path) => load_catalogue(path)?,
+            None => Catalogue::builtin(),
+        };
+        Ok(ServerConfig {
             bind: self.bind,
             engine: Config {
                 queue_limit: self.queue_limit,
@@ -228,13 +239,29 @@ impl ServeArgs {
                 admin_token: self.admin_token.clone(),
                 allowed_origins: self.allowed_origins.clone(),
                 allowed_hosts: self.allowed_hosts.clone(),
+                catalogue,
             },
             max_head_bytes: self.max_head,
             threads: self.threads.unwrap_or(defaults.threads),
             shutdown_grace: self.shutdown_grace,
             close_timeout: self.close_timeout,
-        }
+        })
     }
+}
+
+/// The built-in catalogue extended with the event types of a `--catalogue` file.
+fn load_catalogue(path: &std::path::Path) -> Result<Catalogue, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        events: Vec<EventSpec>,
+    }
+    let problem = |what: String| format!("catalogue file {}: {what}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
+    let file: File = serde_json::from_str(&text).map_err(|e| problem(e.to_string()))?;
+    Catalogue::builtin()
+        .extended(file.events)
+        .map_err(|e| problem(e.to_string()))
 }
 
 /// `250ms`, `3s`, `5m`, `1h 30m`...
@@ -270,7 +297,7 @@ mod tests {
     #[test]
     fn flag_defaults_are_the_documented_engine_defaults() {
         let args = ServeArgs::defaults();
-        let config = args.server_config();
+        let config = args.server_config().unwrap();
         assert_eq!(config.engine, Config::default());
         let server = ServerConfig::default();
         assert_eq!(config.bind, server.bind);
@@ -308,7 +335,7 @@ mod tests {
         let Some(Command::Serve(args)) = cli.command else {
             panic!("serve")
         };
-        let config = args.server_config();
+        let config = args.server_config().unwrap();
         assert_eq!(config.engine.queue_limit, 5);
         assert_eq!(config.engine.stale_after, Duration::from_secs(3));
         assert_eq!(config.engine.slow_consumer, SlowConsumerPolicy::Disconnect);

@@ -26,7 +26,13 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(&args.log);
-    let config = args.server_config();
+    let config = match args.server_config() {
+        Ok(config) => config,
+        Err(problem) => {
+            eprintln!("livebridge: {problem}");
+            return ExitCode::FAILURE;
+        }
+    };
     if !config.bind.ip().is_loopback() && config.engine.allowed_hosts.is_empty() {
         tracing::warn!(
             bind = %config.bind,

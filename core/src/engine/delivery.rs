@@ -17,6 +17,13 @@ pub(super) enum Audience<'a> {
     Session(SessionKey),
 }
 
+/// A catalogue event ready to publish.
+pub(super) struct OwnedEvent {
+    pub(super) name: String,
+    pub(super) channel: String,
+    pub(super) json: String,
+}
+
 impl Engine {
     /// Encodes a message sent by the application or an operator: a catalogue event is
     /// validated and stamped; any other object needs a string `type` and gets a `timestamp`
@@ -28,8 +35,12 @@ impl Engine {
         if !map.get("type").is_some_and(Value::is_string) {
             return Err("`message` needs a string field `type`".to_string());
         }
-        if let Some(event) = Event::decode(&map).map_err(|e| e.to_string())? {
-            return Ok(event.to_json(&self.timestamp(now)).into());
+        let timestamp = self.timestamp(now);
+        if let Some(event) = self
+            .encode_event(&map, &timestamp)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(event.json.into());
         }
         if !map.contains_key("timestamp") {
             map.insert("timestamp".to_string(), Value::from(self.timestamp(now)));
@@ -93,7 +104,8 @@ impl Engine {
             return Reply::error(400, "no events to publish");
         }
         let batch = events.len() > 1;
-        let mut decoded = Vec::with_capacity(events.len());
+        let timestamp = self.timestamp(now);
+        let mut encoded = Vec::with_capacity(events.len());
         for (index, value) in events.into_iter().enumerate() {
             let prefix = if batch {
                 format!("events[{index}]: ")
@@ -103,8 +115,8 @@ impl Engine {
             let Value::Object(map) = value else {
                 return Reply::error(400, &format!("{prefix}an event must be a JSON object"));
             };
-            match Event::decode(&map) {
-                Ok(Some(event)) => decoded.push(event),
+            match self.encode_event(&map, &timestamp) {
+                Ok(Some(event)) => encoded.push(event),
                 Ok(None) => {
                     let problem = match map.get("type") {
                         Some(Value::String(name)) => {
@@ -118,19 +130,34 @@ impl Engine {
             }
         }
         // Every event was valid: publish them all, in order.
-        let timestamp = self.timestamp(now);
-        let mut results = Vec::with_capacity(decoded.len());
-        for event in decoded {
-            let frame: Arc<str> = event.to_json(&timestamp).into();
+        let mut results = Vec::with_capacity(encoded.len());
+        for event in encoded {
             let audience = Audience::Channel {
-                channel: event.channel(),
+                channel: &event.channel,
                 client_type: None,
             };
-            let recipients = self.publish(audience, frame, None);
-            results.push(json!({"type": event.name(), "channel": event.channel(),
+            let recipients = self.publish(audience, event.json.into(), None);
+            results.push(json!({"type": event.name, "channel": event.channel,
                                 "recipients": recipients}));
         }
         Reply::json(200, json!({"success": true, "events": results}).to_string())
+    }
+
+    /// A catalogue event encoded for delivery, owned so the engine can publish it.
+    pub(super) fn encode_event(
+        &self,
+        message: &Map<String, Value>,
+        timestamp: &str,
+    ) -> Result<Option<OwnedEvent>, FieldError> {
+        Ok(self
+            .config
+            .catalogue
+            .encode(message, timestamp)?
+            .map(|event| OwnedEvent {
+                name: event.name.to_string(),
+                channel: event.channel.to_string(),
+                json: event.json,
+            }))
     }
 
     /// The one place a message reaches its audience: every event, broadcast and targeted

@@ -79,18 +79,17 @@ impl Engine {
                 })
                 .to_string())
             }
-            other => match Event::decode(&map) {
+            other => match self.encode_event(&map, &timestamp) {
                 Ok(Some(event)) => {
-                    let frame: Arc<str> = event.to_json(&timestamp).into();
                     let audience = Audience::Channel {
-                        channel: event.channel(),
+                        channel: &event.channel,
                         client_type: None,
                     };
-                    let recipients = self.publish(audience, frame, Some(key));
+                    let recipients = self.publish(audience, event.json.into(), Some(key));
                     Ok(json!({
                         "type": "published",
-                        "event": event.name(),
-                        "channel": event.channel(),
+                        "event": event.name,
+                        "channel": event.channel,
                         "recipients": recipients,
                         "timestamp": timestamp,
                     })

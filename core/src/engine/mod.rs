@@ -7,7 +7,7 @@
 
 use crate::access;
 use crate::auth::{self, ClientClaims};
-use crate::catalogue::Event;
+use crate::catalogue::FieldError;
 use crate::channel::{ChannelIndex, validate_channel_name};
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::http_api;
@@ -291,8 +291,9 @@ impl Engine {
 
     fn on_http(&mut self, now: Time, request: RequestId, http: HttpRequest) {
         let routed = http_api::route(&http, &self.config);
-        let access = access::check_host(&self.config, http.host.as_deref())
-            .and_then(|()| access::check_origin(&self.config, http.origin.as_deref()));
+        let access = access::check_host(&self.config, http.host.as_deref()).and_then(|()| {
+            access::check_origin(&self.config, http.origin.as_deref(), http.host.as_deref())
+        });
         let origin = match access {
             Ok(origin) => origin,
             Err(refusal) => return self.reply(request, Some(routed.route), refusal),
@@ -395,6 +396,11 @@ impl Engine {
             Command::Stats => Reply::json(200, self.status_json(now, false).to_string()),
             Command::Health => self.health(now),
             Command::Metrics => self.metrics(now),
+            Command::Catalogue => {
+                let body = json!({"success": true, "events": self.config.catalogue.events()});
+                Reply::json(200, body.to_string())
+            }
+            Command::Asset { asset } => asset.reply(),
         };
         self.reply(request, route, reply);
     }

@@ -13,8 +13,13 @@ impl Engine {
             .as_deref()
             .and_then(|id| id.parse::<ClientId>().ok())
             .and_then(|id| self.sessions.key_of(&id));
-        let access = access::check_host(&self.config, upgrade.host.as_deref())
-            .and_then(|()| access::check_origin(&self.config, upgrade.origin.as_deref()));
+        let access = access::check_host(&self.config, upgrade.host.as_deref()).and_then(|()| {
+            access::check_origin(
+                &self.config,
+                upgrade.origin.as_deref(),
+                upgrade.host.as_deref(),
+            )
+        });
         let refusal = if let Err(refusal) = access {
             Some(refusal)
         } else if self.shutting_down {
