@@ -64,6 +64,7 @@ impl EngineDriver {
     fn drain(&mut self) {
         loop {
             let mut inputs = Vec::new();
+            let mut ends = Vec::new();
             while let Some(output) = self.engine.poll_output() {
                 match output {
                     Output::Reply { request, reply } => {
@@ -93,15 +94,16 @@ impl EngineDriver {
                             .or_default()
                             .push_back(Item::Close(Some(code)));
                         if self.closed.insert(conn) {
-                            // The runtime reports the socket's end once it is gone.
-                            inputs.push(Input::WsClosed { conn, code: None });
+                            // The runtime reports the socket's end once it is gone, after
+                            // the frames it wrote before the close.
+                            ends.push(Input::WsClosed { conn, code: None });
                         }
                     }
                     Output::Session(_) => {}
                 }
             }
             for (conn, count) in &mut self.unacked {
-                if *count > 0 && !self.stalled.contains(conn) && !self.closed.contains(conn) {
+                if *count > 0 && !self.stalled.contains(conn) {
                     inputs.push(Input::WsWritten {
                         conn: *conn,
                         frames: *count,
@@ -109,6 +111,14 @@ impl EngineDriver {
                     *count = 0;
                 }
             }
+            for end in &ends {
+                if let Input::WsClosed { conn, .. } = end
+                    && self.stalled.contains(conn)
+                {
+                    self.lose_unwritten(*conn);
+                }
+            }
+            inputs.append(&mut ends);
             if inputs.is_empty() {
                 return;
             }
@@ -116,6 +126,23 @@ impl EngineDriver {
                 self.engine.handle_input(self.now, input);
             }
         }
+    }
+
+    /// A stalled socket that ends never writes what it held: its client never sees those
+    /// frames (the engine counts them as dropped).
+    fn lose_unwritten(&mut self, conn: ConnId) {
+        let mut unwritten = self.unacked.insert(conn, 0).unwrap_or(0);
+        let Some(queue) = self.queues.get_mut(&conn) else {
+            return;
+        };
+        let mut kept = VecDeque::with_capacity(queue.len());
+        while let Some(item) = queue.pop_back() {
+            match item {
+                Item::Frame(_) if unwritten > 0 => unwritten -= 1,
+                other => kept.push_front(other),
+            }
+        }
+        *queue = kept;
     }
 
     fn conn(&self, actor: &str) -> Result<ConnId, String> {
@@ -233,6 +260,9 @@ impl Driver for EngineDriver {
     fn ws_close(&mut self, actor: &str, code: Option<u16>) -> Result<(), String> {
         let conn = self.conn(actor)?;
         if self.closed.insert(conn) {
+            if self.stalled.contains(&conn) {
+                self.lose_unwritten(conn);
+            }
             self.input(Input::WsClosed { conn, code });
         }
         Ok(())

@@ -67,7 +67,9 @@ pub enum Input {
         /// How many frames were written.
         frames: usize,
     },
-    /// A WebSocket closed, by either side or by failure.
+    /// A WebSocket closed, by either side or by failure. Report every written frame with
+    /// [`Input::WsWritten`] first: frames handed out and never reported written are counted
+    /// as lost (dropped, and reported to the client if its session lives on).
     WsClosed {
         /// The connection.
         conn: ConnId,
@@ -78,6 +80,28 @@ pub enum Input {
     /// The server is stopping: close every WebSocket with 1001, answer every pending poll,
     /// refuse new requests with 503.
     Shutdown,
+    /// Something the runtime's transport layer did on its own, counted in the metrics.
+    Transport(TransportEvent),
+}
+
+/// What a runtime's transport layer did without the engine, for the engine's metrics (so that
+/// every runtime's refusals and faults show up the same way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TransportEvent {
+    /// A request answered by the transport before it reached the engine (a malformed or
+    /// oversized head, a head that did not arrive in time): counted in
+    /// `livebridge_http_requests_total` under the route `unparsed`.
+    RequestRefused {
+        /// The status it was answered with.
+        status: u16,
+    },
+    /// A connection sent nothing (or not a whole request head) in time and was closed.
+    IdleConnectionClosed,
+    /// Accepting a connection failed (out of file descriptors, say).
+    AcceptFailed,
+    /// A connection's task panicked: a bug, contained to that connection.
+    ConnectionPanicked,
 }
 
 /// The parts of an HTTP request the protocol looks at.

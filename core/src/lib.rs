@@ -75,7 +75,7 @@ pub use events::{
     ResourceWarning, SessionCompleted, SessionCreated, SessionUpdated, SystemStatus,
 };
 pub use ids::{ClientId, ConnId, IdSource, RequestId, SeededIds};
-pub use input::{Command, HttpRequest, Initiator, Input, RequestBody};
+pub use input::{Command, HttpRequest, Initiator, Input, RequestBody, TransportEvent};
 pub use output::{
     CloseReason, ContentType, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };

@@ -42,7 +42,10 @@ pub enum Output {
         /// The connection.
         conn: ConnId,
     },
-    /// Send a close frame with this code and reason, then drop the connection.
+    /// Send a close frame with this code and reason, then drop the connection. Write what
+    /// can still be written of the frames handed out before it (within the close timeout)
+    /// and report them with [`crate::Input::WsWritten`], then report
+    /// [`crate::Input::WsClosed`]: frames never reported written are counted as lost.
     WsClose {
         /// The connection.
         conn: ConnId,
@@ -50,6 +53,11 @@ pub enum Output {
         code: u16,
         /// Human-readable reason.
         reason: String,
+        /// Drop the frames not yet handed to the socket instead of writing them, so the close
+        /// frame goes out as soon as the socket has room (a slow consumer: those frames are
+        /// counted and reported to the client as dropped).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        abandon_unwritten: bool,
     },
     /// Something worth a log line happened to a session.
     Session(SessionEvent),
@@ -151,6 +159,14 @@ pub enum SessionEvent {
         undelivered: usize,
         /// Messages dropped from the full queue that the client was never told about.
         unreported_drops: u64,
+    },
+    /// The WebSocket of a session that had already ended stopped before writing its last
+    /// frames: they never reached the client (also counted as undelivered).
+    UnwrittenAfterEnd {
+        /// The session.
+        client_id: ClientId,
+        /// Frames handed to the socket and never written.
+        frames: usize,
     },
 }
 

@@ -59,6 +59,12 @@ impl MessageQueue {
     pub(crate) fn unreported_drops(&self) -> u64 {
         self.unreported_drops
     }
+
+    /// Counts messages lost outside the queue (in a socket that died), to be reported with
+    /// the queue's own drops.
+    pub(crate) fn add_unreported_drops(&mut self, count: u64) {
+        self.unreported_drops += count;
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,14 @@ pub(crate) struct Counters {
     pub(crate) evictions: u64,
     pub(crate) sessions_opened: u64,
     pub(crate) sessions_resumed: u64,
-    /// HTTP requests answered, by route and status.
+    /// HTTP requests answered, by route and status (WebSocket upgrades under `/ws`).
     pub(crate) http_requests: BTreeMap<(&'static str, u16), u64>,
+    /// Connections closed for sending nothing in time.
+    pub(crate) idle_connections_closed: u64,
+    /// Failed accepts.
+    pub(crate) accept_errors: u64,
+    /// Connection tasks that panicked.
+    pub(crate) connection_panics: u64,
 }
 
 /// Gauges read off the session table when metrics are rendered.
@@ -107,6 +113,21 @@ pub(crate) fn render_prometheus(counters: &Counters, gauges: &Gauges) -> String 
             "livebridge_sessions_resumed_total",
             "Sessions resumed by client_id.",
             counters.sessions_resumed,
+        ),
+        (
+            "livebridge_idle_connections_closed_total",
+            "Connections closed for sending no request (or not a whole head) in time.",
+            counters.idle_connections_closed,
+        ),
+        (
+            "livebridge_accept_errors_total",
+            "Connections that could not be accepted (out of file descriptors...).",
+            counters.accept_errors,
+        ),
+        (
+            "livebridge_connection_panics_total",
+            "Connection tasks that panicked (a bug, contained to one connection).",
+            counters.connection_panics,
         ),
     ] {
         scalar(&mut out, name, "counter", help, value.to_string());

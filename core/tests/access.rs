@@ -300,7 +300,9 @@ fn a_page_of_the_hubs_own_origin_on_loopback_may_use_it_and_other_ports_may_not(
     let refused = send(&mut h, 2, dev_server);
     assert_eq!(refused.status, 403);
     assert!(
-        refused.body.contains("--allowed-origin http://localhost:3000"),
+        refused
+            .body
+            .contains("--allowed-origin http://localhost:3000"),
         "the refusal names the flag: {}",
         refused.body
     );

@@ -3,7 +3,7 @@
 
 mod support;
 
-use livebridge_core::{Catalogue, Config, Input, Output, SlowConsumerPolicy, close_code};
+use livebridge_core::{Catalogue, Config, Output, SlowConsumerPolicy, close_code};
 use serde_json::{Value, json};
 use support::{Harness, job_progress, types};
 
@@ -60,7 +60,11 @@ fn every_catalogue_event_reaches_only_its_channel_with_type_and_millisecond_time
         for (subscribed, id) in &clients {
             let messages = h.poll(*id)["messages"].clone();
             if subscribed == channel {
-                assert_eq!(types(&messages), [name.clone()], "{name} on {channel}");
+                assert_eq!(
+                    types(&messages),
+                    std::slice::from_ref(name),
+                    "{name} on {channel}"
+                );
                 let message = &messages[0];
                 let timestamp = message["timestamp"].as_str().unwrap();
                 assert_eq!(
@@ -341,9 +345,9 @@ fn with_the_disconnect_policy_a_slow_websocket_is_closed_and_can_resume() {
         h.publish(job_progress(progress));
     }
     assert_eq!(h.closed[&conn].0, close_code::SLOW_CONSUMER);
-    h.input(Input::WsClosed { conn, code: None });
+    // The closed socket had not written 1; 2 was pushed out of the queue by 4.
     let session = h.engine.session(&id).expect("the session stays resumable");
-    assert_eq!((session.queued, session.unreported_drops), (2, 1));
+    assert_eq!((session.queued, session.unreported_drops), (2, 2));
     let (conn2, _) = h.ws_open();
     h.ws_send(
         conn2,
@@ -360,5 +364,5 @@ fn with_the_disconnect_policy_a_slow_websocket_is_closed_and_can_resume() {
         ]
     );
     assert_eq!(frames[0]["resumed"], true);
-    assert_eq!(frames[1]["dropped"], 1);
+    assert_eq!(frames[1]["dropped"], 2);
 }

@@ -139,19 +139,13 @@ fn operator_disconnect_closes_the_websocket() {
 fn a_normal_close_ends_the_session_any_other_keeps_it_resumable() {
     let mut h = Harness::default();
     let (conn, id) = h.ws_open();
-    h.input(Input::WsClosed {
-        conn,
-        code: Some(1000),
-    });
+    h.client_closes(conn, Some(1000));
     assert!(h.engine.session(&id).is_none());
     let (conn, id) = h.ws_open();
-    h.input(Input::WsClosed {
-        conn,
-        code: Some(1001),
-    });
+    h.client_closes(conn, Some(1001));
     assert!(h.engine.session(&id).is_some());
     let (conn, id) = h.ws_open();
-    h.input(Input::WsClosed { conn, code: None });
+    h.client_closes(conn, None);
     assert!(h.engine.session(&id).is_some());
 }
 
@@ -161,7 +155,7 @@ fn a_websocket_resumes_a_session_with_its_backlog_and_subscriptions() {
     let (conn, id) = h.ws_open();
     h.ws_send(conn, json!({"type": "subscribe", "channels": ["jobs"]}));
     h.take_frames(conn);
-    h.input(Input::WsClosed { conn, code: None });
+    h.client_closes(conn, None);
     h.publish(job_progress(1));
     h.publish(job_progress(2));
     let (conn2, fresh) = h.ws_open();
@@ -325,7 +319,7 @@ fn a_websocket_resumes_at_open_with_client_id_in_the_url_even_at_the_client_limi
     let (conn, id) = h.ws_open();
     h.ws_send(conn, json!({"type": "subscribe", "channels": ["jobs"]}));
     h.take_frames(conn);
-    h.input(Input::WsClosed { conn, code: None });
+    h.client_closes(conn, None);
     h.publish(job_progress(9));
     // A fresh socket is refused at the limit...
     h.input(Input::WsOpen {

@@ -201,10 +201,7 @@ fn the_catalogue_is_served_as_json_and_describes_what_the_engine_accepts() {
     assert_eq!(status, 200);
     let events = reply["events"].as_array().unwrap();
     assert_eq!(events.len(), 22);
-    let progress = events
-        .iter()
-        .find(|e| e["type"] == "job_progress")
-        .unwrap();
+    let progress = events.iter().find(|e| e["type"] == "job_progress").unwrap();
     assert_eq!(progress["channel"], "jobs");
     assert_eq!(
         progress["fields"][2],

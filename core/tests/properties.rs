@@ -144,11 +144,8 @@ impl World {
                     if new != id {
                         self.clients.push(new);
                     }
-                    for (conn, owner) in self.conn_owner.clone() {
-                        if owner == id {
-                            self.conn_owner.remove(&conn);
-                        }
-                    }
+                    // A socket the resume took over keeps its owner: the frames it wrote
+                    // before it closed are still to be collected.
                 }
             }
             Op::Poll { client, wait_secs } => {
@@ -253,7 +250,7 @@ impl World {
                     && self.open_conns.remove(&conn)
                 {
                     let code = if normal { Some(1000) } else { None };
-                    h.input(Input::WsClosed { conn, code });
+                    h.client_closes(conn, code);
                 }
             }
             Op::WsStall(conn) => {
@@ -345,7 +342,9 @@ impl World {
             }
         }
         h.replies.clear();
-        for (conn, frames) in std::mem::take(&mut h.frames) {
+        h.frames.clear();
+        // What reached the clients: frames their socket wrote, not merely handed out.
+        for (conn, frames) in std::mem::take(&mut h.received) {
             for frame in frames {
                 let message = parse(&frame);
                 if message["type"] == "registered" && message["resumed"] == true {
@@ -357,16 +356,21 @@ impl World {
             }
         }
         for (_, output) in &h.log[self.log_seen..] {
-            if let Output::Session(SessionEvent::Closed {
-                client_id,
-                undelivered,
-                unreported_drops,
-                ..
-            }) = output
-            {
-                self.ended.insert(*client_id);
-                *self.undelivered.entry(*client_id).or_default() +=
-                    *undelivered as u64 + unreported_drops;
+            match output {
+                Output::Session(SessionEvent::Closed {
+                    client_id,
+                    undelivered,
+                    unreported_drops,
+                    ..
+                }) => {
+                    self.ended.insert(*client_id);
+                    *self.undelivered.entry(*client_id).or_default() +=
+                        *undelivered as u64 + unreported_drops;
+                }
+                Output::Session(SessionEvent::UnwrittenAfterEnd { client_id, frames }) => {
+                    *self.undelivered.entry(*client_id).or_default() += *frames as u64;
+                }
+                _ => {}
             }
         }
         self.log_seen = h.log.len();
@@ -431,6 +435,8 @@ impl World {
             let missing = addressed.difference(&received).count() as u64;
             let explained = self.drops_reported.get(client).copied().unwrap_or(0)
                 + self.undelivered.get(client).copied().unwrap_or(0);
+            // Undelivered counts every queued message, probes or not, so this bound is one-sided;
+            // `slow_consumers.rs` checks the exact balance where every message is a probe.
             assert!(
                 missing <= explained,
                 "{client}: {missing} messages missing but only {explained} reported dropped or undelivered"

@@ -44,10 +44,7 @@ fn resume_over_http_and_over_websocket() {
         json!({"type": "register", "client_type": "gui", "client_name": "Desktop"}),
     );
     h.ws_send(conn, json!({"type": "subscribe", "channels": ["jobs"]}));
-    h.input(Input::WsClosed {
-        conn,
-        code: Some(1006),
-    });
+    h.client_closes(conn, Some(1006));
     h.advance(Duration::from_secs(5));
     h.publish(job_progress(1));
     let body = format!(r#"{{"client_type":"gui","client_id":"{id}"}}"#);

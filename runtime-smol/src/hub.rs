@@ -257,8 +257,18 @@ fn dispatch(state: &mut HubState, output: Output) {
             send_to_conn(state, conn, ConnCommand::Text(text))
         }
         Output::WsPing { conn } => send_to_conn(state, conn, ConnCommand::Ping),
-        Output::WsClose { conn, code, reason } => {
-            send_to_conn(state, conn, ConnCommand::Close { code, reason });
+        Output::WsClose {
+            conn,
+            code,
+            reason,
+            abandon_unwritten,
+        } => {
+            let close = ConnCommand::Close {
+                code,
+                reason,
+                abandon_unwritten,
+            };
+            send_to_conn(state, conn, close);
             if let Some(outbox) = state.conns.remove(&conn) {
                 state.to_wake.extend(outbox.detach());
             }
@@ -293,6 +303,9 @@ fn log_session_event(event: &SessionEvent) {
             undelivered,
             unreported_drops,
         } => info!(%client_id, ?reason, undelivered, unreported_drops, "session closed"),
+        SessionEvent::UnwrittenAfterEnd { client_id, frames } => {
+            info!(%client_id, frames, "frames unwritten when the ended session's socket closed")
+        }
     }
 }
 

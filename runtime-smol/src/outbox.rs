@@ -52,6 +52,16 @@ impl Outbox {
             return None;
         }
         let closes = matches!(command, ConnCommand::Close { .. });
+        if let ConnCommand::Close {
+            abandon_unwritten: true,
+            ..
+        } = command
+        {
+            // Never written, never reported written: the engine counts them as dropped.
+            state
+                .commands
+                .retain(|queued| !matches!(queued, ConnCommand::Text(_) | ConnCommand::Binary(_)));
+        }
         state.commands.push_back(command);
         let waiting = state.waiting.take();
         if closes {
@@ -155,6 +165,25 @@ mod tests {
     }
 
     #[test]
+    fn a_close_that_abandons_unwritten_frames_goes_out_first() {
+        let outbox = Outbox::new();
+        let _ = outbox.push(text("a"));
+        let _ = outbox.push(ConnCommand::Ping);
+        let _ = outbox.push(text("b"));
+        let _ = outbox.push(ConnCommand::Close {
+            code: 1008,
+            reason: "slow".to_string(),
+            abandon_unwritten: true,
+        });
+        assert!(matches!(outbox.try_next(), Some(ConnCommand::Ping)));
+        assert!(matches!(
+            outbox.try_next(),
+            Some(ConnCommand::Close { code: 1008, .. })
+        ));
+        assert!(outbox.try_next().is_none());
+    }
+
+    #[test]
     fn detach_drains_the_queue_then_ends_and_refuses_later_commands() {
         let outbox = Outbox::new();
         let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
@@ -180,6 +209,7 @@ mod tests {
         let close = ConnCommand::Close {
             code: 1000,
             reason: String::new(),
+            abandon_unwritten: false,
         };
         assert!(outbox.push(close).is_some(), "a close wakes it");
         assert!(

@@ -38,6 +38,9 @@ pub enum ConnCommand {
         code: u16,
         /// Reason text.
         reason: String,
+        /// Drop the frames queued before it instead of writing them (see
+        /// `livebridge_core::Output::WsClose`).
+        abandon_unwritten: bool,
     },
 }
 
@@ -57,7 +60,7 @@ impl ConnCommand {
             ConnCommand::Text(text) => Outgoing::Data(Message::Text(text)),
             ConnCommand::Binary(bytes) => Outgoing::Data(Message::binary(bytes)),
             ConnCommand::Ping => Outgoing::Ping,
-            ConnCommand::Close { code, reason } => Outgoing::Close(CloseFrame {
+            ConnCommand::Close { code, reason, .. } => Outgoing::Close(CloseFrame {
                 code: CloseCode::from(code),
                 reason: reason.into(),
             }),

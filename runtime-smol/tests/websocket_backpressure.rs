@@ -188,6 +188,7 @@ fn a_server_close_ends_the_connection_even_if_the_client_never_reads_again() {
     let (connection, outbox, peer, _) = connection(usize::MAX);
     let _ = outbox.push(large_frame());
     let _ = outbox.push(ConnCommand::Close {
+        abandon_unwritten: false,
         code: 1008,
         reason: "pong timeout".to_string(),
     });
@@ -209,6 +210,7 @@ fn a_close_that_arrives_while_the_socket_is_full_wakes_the_connection_and_ends_i
     poll_once(&mut connection);
     // The hub closes the connection now, as after a missed pong or a full queue.
     let woken = outbox.push(ConnCommand::Close {
+        abandon_unwritten: false,
         code: 1008,
         reason: "client too slow".to_string(),
     });

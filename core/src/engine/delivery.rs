@@ -219,9 +219,9 @@ impl Engine {
         };
         match &mut session.transport {
             Transport::WebSocket { conn, in_flight }
-                if *in_flight < window && session.queue.is_empty() =>
+                if in_flight.frames < window && session.queue.is_empty() =>
             {
-                *in_flight += 1;
+                in_flight.frames += 1;
                 self.counters.delivered += 1;
                 self.outputs
                     .push_back(Output::WsFrame { conn: *conn, frame });
@@ -242,7 +242,7 @@ impl Engine {
                     {
                         let conn = *conn;
                         let reason = "client too slow: outbound queue overflowed";
-                        self.close_websocket(key, conn, close_code::SLOW_CONSUMER, reason);
+                        self.close_websocket(key, conn, close_code::SLOW_CONSUMER, reason, true);
                     }
                     _ => {}
                 }

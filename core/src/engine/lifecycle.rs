@@ -165,27 +165,98 @@ impl Engine {
             }
             Some(Transport::WebSocket { conn, .. }) => {
                 let conn = *conn;
-                self.close_websocket(key, conn, code, reason);
+                self.close_websocket(key, conn, code, reason, false);
             }
             _ => {}
         }
     }
 
-    /// Closes a session's WebSocket and leaves the session detached.
+    /// Closes a session's WebSocket and leaves the session detached. With
+    /// `abandon_unwritten`, the runtime drops the frames it has not written yet so the close
+    /// frame goes out first.
     pub(super) fn close_websocket(
         &mut self,
         key: SessionKey,
         conn: ConnId,
         code: u16,
         reason: &str,
+        abandon_unwritten: bool,
     ) {
-        self.sessions.detach(key);
+        if let Transport::WebSocket { in_flight, .. } = self.sessions.detach(key) {
+            self.await_websocket_end(key, conn, in_flight);
+        }
         self.set_timer(key, TimerKind::Ping, None);
         self.outputs.push_back(Output::WsClose {
             conn,
             code,
             reason: reason.to_string(),
+            abandon_unwritten,
         });
+    }
+
+    /// Remembers a WebSocket the engine let go of until the runtime reports its end, with the
+    /// frames handed to it that were not reported written yet: those it never writes are lost.
+    fn await_websocket_end(&mut self, key: SessionKey, conn: ConnId, in_flight: InFlight) {
+        if in_flight.frames > 0
+            && let Some(session) = self.sessions.get(key)
+        {
+            self.closing.insert(conn, (key, session.id, in_flight));
+        }
+    }
+
+    /// The runtime reported the end of a WebSocket the engine had closed.
+    pub(super) fn on_closed_websocket_ended(&mut self, now: Time, conn: ConnId) {
+        if let Some((key, client_id, unwritten)) = self.closing.remove(&conn) {
+            self.count_unwritten(now, key, client_id, unwritten);
+        }
+    }
+
+    /// A WebSocket ended with `unwritten` frames never written: each session that lost some
+    /// is told (or, when it has ended, they are logged and counted undelivered).
+    pub(super) fn count_unwritten(
+        &mut self,
+        now: Time,
+        key: SessionKey,
+        client_id: ClientId,
+        unwritten: InFlight,
+    ) {
+        let (own, inherited) = unwritten.lost();
+        let live = self.sessions.get(key).is_some().then_some(key);
+        let mut losers = vec![(client_id, live, own)];
+        for (owner, frames) in inherited {
+            losers.push((owner, self.sessions.key_of(&owner), frames));
+        }
+        for (owner, live, frames) in losers {
+            match live {
+                Some(key) => self.count_lost_frames(now, key, frames),
+                None if frames > 0 => {
+                    self.counters.undelivered += frames as u64;
+                    self.outputs
+                        .push_back(Output::Session(SessionEvent::UnwrittenAfterEnd {
+                            client_id: owner,
+                            frames,
+                        }));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Frames handed to a WebSocket that ended before writing them are lost: counted as
+    /// dropped and, while the session lives, reported to its client (`messages_dropped` or
+    /// `dropped`) like any other drop; counted as undelivered when the session has ended.
+    pub(super) fn count_lost_frames(&mut self, now: Time, key: SessionKey, frames: usize) {
+        if frames == 0 {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        session.queue.add_unreported_drops(frames as u64);
+        self.counters.dropped += frames as u64;
+        if session.websocket().is_some() {
+            self.flush_websocket(now, key);
+        }
     }
 
     /// Ends a session: its transport is closed (or its poll answered 410), its timers and
@@ -198,7 +269,8 @@ impl Engine {
                     Reply::error(410, &format!("the session ended ({})", reason_text(reason)));
                 self.reply(request, http.then_some("/ws/poll"), reply);
             }
-            Transport::WebSocket { conn, .. } => {
+            Transport::WebSocket { conn, in_flight } => {
+                self.await_websocket_end(key, conn, in_flight);
                 let code = match reason {
                     CloseReason::ClientDisconnect | CloseReason::WebSocketClosed => {
                         close_code::NORMAL
@@ -210,6 +282,7 @@ impl Engine {
                     conn,
                     code,
                     reason: reason_text(reason).to_string(),
+                    abandon_unwritten: false,
                 });
             }
             Transport::Detached => {}

@@ -12,12 +12,12 @@ use crate::channel::{ChannelIndex, validate_channel_name};
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::http_api;
 use crate::ids::{ClientId, ConnId, IdSource, RequestId};
-use crate::input::{Command, HttpRequest, Initiator, Input};
+use crate::input::{Command, HttpRequest, Initiator, Input, TransportEvent};
 use crate::output::{
     CloseReason, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };
 use crate::rate::KeyedBuckets;
-use crate::session::{Session, SessionKey, SessionTable, Transport};
+use crate::session::{InFlight, Session, SessionKey, SessionTable, Transport};
 use crate::stats::{Counters, Gauges, render_prometheus};
 use crate::time::{Time, WallClock};
 use crate::timer_queue::TimerQueue;
@@ -102,6 +102,9 @@ pub struct Engine {
     shutting_down: bool,
     /// Reused recipient list, so a publish does not allocate once warmed up.
     recipients: Vec<SessionKey>,
+    /// WebSockets the engine closed whose end the runtime has not reported yet: the session
+    /// they served and the frames handed to them not yet reported written.
+    closing: BTreeMap<ConnId, (SessionKey, ClientId, InFlight)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -135,6 +138,7 @@ impl Engine {
             counters: Counters::default(),
             shutting_down: false,
             recipients: Vec::new(),
+            closing: BTreeMap::new(),
         }
     }
 
@@ -173,13 +177,17 @@ impl Engine {
                     self.touch(now, key);
                 }
             }
-            Input::WsWritten { conn, frames } => {
-                if let Some(key) = self.sessions.key_of_conn(conn) {
-                    self.on_ws_written(now, key, frames);
+            Input::WsWritten { conn, frames } => match self.sessions.key_of_conn(conn) {
+                Some(key) => self.on_ws_written(now, key, frames),
+                None => {
+                    if let Some((_, _, in_flight)) = self.closing.get_mut(&conn) {
+                        in_flight.written(frames);
+                    }
                 }
-            }
+            },
             Input::WsClosed { conn, code } => self.on_ws_closed(now, conn, code),
             Input::Shutdown => self.shutdown(now),
+            Input::Transport(event) => self.count_transport_event(event),
         }
         if !self.ready_polls.is_empty() {
             self.answer_ready_polls(now);
@@ -278,6 +286,21 @@ impl Engine {
             "rate limit: at most {} messages per second (bursts of {}); message dropped",
             limit.per_second, limit.burst
         ))
+    }
+
+    fn count_transport_event(&mut self, event: TransportEvent) {
+        match event {
+            TransportEvent::RequestRefused { status } => {
+                *self
+                    .counters
+                    .http_requests
+                    .entry(("unparsed", status))
+                    .or_default() += 1;
+            }
+            TransportEvent::IdleConnectionClosed => self.counters.idle_connections_closed += 1,
+            TransportEvent::AcceptFailed => self.counters.accept_errors += 1,
+            TransportEvent::ConnectionPanicked => self.counters.connection_panics += 1,
+        }
     }
 
     fn advance(&mut self, now: Time) -> Time {

@@ -70,16 +70,19 @@ impl Engine {
         let claims = match claims {
             Ok(claims) => claims,
             Err(reply) => {
+                self.count_upgrade(reply.status);
                 self.outputs.push_back(Output::WsReject { conn, reply });
                 return;
             }
         };
+        self.count_upgrade(101);
         self.outputs.push_back(Output::WsAccept { conn });
         if let Some(target) = resume {
             return self.resume_at_open(now, conn, target, claims);
         }
         let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
-        self.sessions.attach_websocket(key, conn, 0);
+        self.sessions
+            .attach_websocket(key, conn, InFlight::default());
         self.touch(now, key);
         if let Some(client_type) = claims.as_ref().and_then(|c| c.client_type.clone()) {
             self.sessions.get_mut(key).expect("new session").client_type = client_type;
@@ -89,6 +92,15 @@ impl Engine {
         }
         let welcome = self.connection_established(now, key, requested.as_deref());
         self.deliver(key, welcome);
+    }
+
+    /// Counts an upgrade request with the HTTP requests, under the `/ws` route.
+    fn count_upgrade(&mut self, status: u16) {
+        *self
+            .counters
+            .http_requests
+            .entry((http_api::WEBSOCKET_PATH, status))
+            .or_default() += 1;
     }
 
     /// Attaches a new WebSocket to a live session named in its URL: the session's previous
@@ -103,7 +115,8 @@ impl Engine {
     ) {
         let reason = "session resumed on another connection";
         self.release_transport(now, target, true, close_code::SESSION_TAKEN_OVER, reason);
-        self.sessions.attach_websocket(target, conn, 0);
+        self.sessions
+            .attach_websocket(target, conn, InFlight::default());
         if claims.is_some() {
             self.install_claims(target, claims);
         }
@@ -141,7 +154,7 @@ impl Engine {
         if text.len() > self.config.max_frame_bytes {
             // The same answer the WebSocket layer gives when it enforces the limit itself.
             let reason = "message too large";
-            return self.close_websocket(key, conn, close_code::MESSAGE_TOO_BIG, reason);
+            return self.close_websocket(key, conn, close_code::MESSAGE_TOO_BIG, reason, false);
         }
         if let Err(problem) =
             http_api::check_json_depth(text.as_bytes(), self.config.max_json_depth)
@@ -202,9 +215,13 @@ impl Engine {
         }
         let reason = "session resumed on another connection";
         self.release_transport(now, target, true, close_code::SESSION_TAKEN_OVER, reason);
+        // Frames already handed out on this socket are the fresh session's.
+        let fresh_id = self.sessions.get(fresh).expect("fresh session").id;
         let in_flight = match self.sessions.get(fresh).map(|s| &s.transport) {
-            Some(Transport::WebSocket { in_flight, .. }) => *in_flight,
-            _ => 0,
+            Some(Transport::WebSocket { in_flight, .. }) => {
+                InFlight::inherited_from(in_flight.clone(), fresh_id)
+            }
+            _ => InFlight::default(),
         };
         let carried: Vec<String> = self
             .sessions
@@ -256,7 +273,7 @@ impl Engine {
             ..
         }) = self.sessions.get_mut(key)
         {
-            *in_flight = in_flight.saturating_sub(frames);
+            in_flight.written(frames);
             // The common case, an acknowledgement with nothing waiting behind the window, is
             // done here; it is as frequent as deliveries.
             if queue.is_empty() && queue.unreported_drops() == 0 {
@@ -274,10 +291,10 @@ impl Engine {
             let Some(session) = self.sessions.get_mut(key) else {
                 return;
             };
-            let Transport::WebSocket { in_flight, .. } = session.transport else {
+            let Transport::WebSocket { ref in_flight, .. } = session.transport else {
                 return;
             };
-            if in_flight >= window {
+            if in_flight.frames >= window {
                 return;
             }
             let frame: Arc<str> = if session.queue.unreported_drops() > 0 {
@@ -300,7 +317,7 @@ impl Engine {
     pub(super) fn emit_frame(&mut self, key: SessionKey, frame: Arc<str>) {
         let session = self.sessions.get_mut(key).expect("live session");
         if let Transport::WebSocket { conn, in_flight } = &mut session.transport {
-            *in_flight += 1;
+            in_flight.frames += 1;
             self.counters.delivered += 1;
             self.outputs
                 .push_back(Output::WsFrame { conn: *conn, frame });
@@ -309,9 +326,13 @@ impl Engine {
 
     pub(super) fn on_ws_closed(&mut self, now: Time, conn: ConnId, code: Option<u16>) {
         let Some(key) = self.sessions.key_of_conn(conn) else {
-            return;
+            return self.on_closed_websocket_ended(now, conn);
         };
-        self.sessions.detach(key);
+        if let Transport::WebSocket { in_flight, .. } = self.sessions.detach(key) {
+            // Whatever the socket had not written when it died never reached the client.
+            let client_id = self.sessions.get(key).expect("live session").id;
+            self.count_unwritten(now, key, client_id, in_flight);
+        }
         self.set_timer(key, TimerKind::Ping, None);
         if code == Some(close_code::NORMAL) {
             return self.end_session(key, CloseReason::WebSocketClosed);

@@ -1,6 +1,10 @@
 //! Test driver for the engine, in the style of quinn's `Pair`: virtual time, a writer that
 //! acknowledges WebSocket frames unless told to stall, and `step()` jumping to the next
 //! deadline. Every output is kept in `log` so tests can assert exact sequences.
+//!
+//! Like a runtime, after the engine closes a WebSocket the harness writes what it can (all
+//! frames of a reading client, none of a stalled one) and then reports the connection's end;
+//! frames never written are lost, and `received` shows what really reached each client.
 
 #![allow(dead_code)]
 
@@ -8,7 +12,7 @@ use livebridge_core::{
     ClientId, Config, ConnId, Engine, HttpRequest, Input, Output, Reply, RequestId, SeededIds, Time,
 };
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// 2026-11-25T12:00:00.000Z, the wall-clock time at `Time::ZERO` in every test.
@@ -23,8 +27,15 @@ pub struct Harness {
     pub log: Vec<(Time, Output)>,
     /// Replies not yet taken by a test.
     pub replies: BTreeMap<RequestId, Reply>,
-    /// Frames not yet taken, per connection.
+    /// Frames handed out and not yet taken, per connection (written or not).
     pub frames: BTreeMap<ConnId, Vec<String>>,
+    /// Frames written to the client (acknowledged), not yet taken, per connection: what the
+    /// client really received. Frames of a connection that ended unwritten never get here.
+    pub received: BTreeMap<ConnId, Vec<String>>,
+    /// Frames handed out and not written yet, per connection, oldest first.
+    unwritten: BTreeMap<ConnId, VecDeque<String>>,
+    /// Connections whose end was reported to the engine.
+    ended: BTreeSet<ConnId>,
     /// Connections whose frames are not acknowledged (a client that does not read).
     pub stalled: BTreeSet<ConnId>,
     /// Frames handed out and not acknowledged yet, per connection.
@@ -45,6 +56,9 @@ impl Harness {
             log: Vec::new(),
             replies: BTreeMap::new(),
             frames: BTreeMap::new(),
+            received: BTreeMap::new(),
+            unwritten: BTreeMap::new(),
+            ended: BTreeSet::new(),
             stalled: BTreeSet::new(),
             unacked: BTreeMap::new(),
             closed: BTreeMap::new(),
@@ -67,6 +81,7 @@ impl Harness {
     fn drain(&mut self) {
         loop {
             let mut acks: Vec<(ConnId, usize)> = Vec::new();
+            let mut server_closed: Vec<ConnId> = Vec::new();
             while let Some(output) = self.engine.poll_output() {
                 match &output {
                     Output::Reply { request, reply } => {
@@ -76,14 +91,22 @@ impl Harness {
                         );
                     }
                     Output::WsFrame { conn, frame } => {
+                        assert!(!self.ended.contains(conn), "frame on ended {conn}");
                         self.frames
                             .entry(*conn)
                             .or_default()
                             .push(frame.to_string());
+                        self.unwritten
+                            .entry(*conn)
+                            .or_default()
+                            .push_back(frame.to_string());
                         *self.unacked.entry(*conn).or_default() += 1;
                     }
-                    Output::WsClose { conn, code, reason } => {
+                    Output::WsClose {
+                        conn, code, reason, ..
+                    } => {
                         self.closed.insert(*conn, (*code, reason.clone()));
+                        server_closed.push(*conn);
                     }
                     Output::WsPing { conn } => *self.pings.entry(*conn).or_default() += 1,
                     _ => {}
@@ -92,19 +115,59 @@ impl Harness {
                 self.log.push((self.now, output));
             }
             for (conn, count) in &self.unacked {
-                if *count > 0 && !self.stalled.contains(conn) && !self.closed.contains_key(conn) {
+                if *count > 0 && !self.stalled.contains(conn) && !self.ended.contains(conn) {
                     acks.push((*conn, *count));
                 }
             }
-            if acks.is_empty() {
+            let mut ends = Vec::new();
+            for conn in server_closed {
+                if self.ended.insert(conn) {
+                    ends.push(conn);
+                }
+            }
+            if acks.is_empty() && ends.is_empty() {
                 return;
             }
             for (conn, frames) in acks {
-                self.unacked.insert(conn, 0);
+                self.write(conn, frames);
                 self.engine
                     .handle_input(self.now, Input::WsWritten { conn, frames });
             }
+            // The runtime reports a closed connection's end after its last writes.
+            for conn in ends {
+                self.lose_unwritten(conn);
+                let code = self.closed.get(&conn).map(|(code, _)| *code);
+                self.engine
+                    .handle_input(self.now, Input::WsClosed { conn, code });
+            }
         }
+    }
+
+    /// `frames` of the connection's unwritten frames reach the client.
+    fn write(&mut self, conn: ConnId, frames: usize) {
+        self.unacked.insert(conn, 0);
+        let pending = self.unwritten.entry(conn).or_default();
+        let written: Vec<String> = pending.drain(..frames.min(pending.len())).collect();
+        self.received.entry(conn).or_default().extend(written);
+    }
+
+    /// The connection ended: what it had not written is lost.
+    fn lose_unwritten(&mut self, conn: ConnId) {
+        self.unwritten.remove(&conn);
+        self.unacked.insert(conn, 0);
+    }
+
+    /// The client closes its WebSocket (`code`: its close frame's code, `None` for a drop);
+    /// frames not written yet are lost.
+    pub fn client_closes(&mut self, conn: ConnId, code: Option<u16>) {
+        self.lose_unwritten(conn);
+        self.ended.insert(conn);
+        self.input(Input::WsClosed { conn, code });
+    }
+
+    /// Frames the client of `conn` received since the last call, as text.
+    pub fn take_received(&mut self, conn: ConnId) -> Vec<String> {
+        self.received.remove(&conn).unwrap_or_default()
     }
 
     fn record(&mut self, line: String) {
@@ -120,7 +183,11 @@ impl Harness {
     /// Acknowledges every frame of a stalled connection and lets it read again.
     pub fn unstall(&mut self, conn: ConnId) {
         self.stalled.remove(&conn);
-        let frames = self.unacked.insert(conn, 0).unwrap_or(0);
+        if self.ended.contains(&conn) {
+            return;
+        }
+        let frames = self.unacked.get(&conn).copied().unwrap_or(0);
+        self.write(conn, frames);
         self.input(Input::WsWritten { conn, frames });
     }
 
