@@ -82,6 +82,8 @@ impl Backend for Echo {
         self.conns.lock().unwrap().insert(conn, Arc::clone(&outbox));
         Ok((conn, outbox))
     }
+
+    fn transport_event(&self, _event: livebridge_core::TransportEvent) {}
 }
 
 fn main() -> std::io::Result<()> {

@@ -172,6 +172,13 @@ pub struct ServeArgs {
     /// frames before the socket is dropped.
     #[arg(long, env = "LIVEBRIDGE_CLOSE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub close_timeout: Duration,
+    /// How long a client may take to send a whole request, from its first byte (or from
+    /// connecting, for the first request); slower clients get 408 and are disconnected.
+    #[arg(long, env = "LIVEBRIDGE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a connection may stay idle between requests before it is closed.
+    #[arg(long, env = "LIVEBRIDGE_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
     /// Log level or filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
     #[arg(long, env = "LIVEBRIDGE_LOG", default_value = "info")]
     pub log: String,
@@ -245,6 +252,8 @@ impl ServeArgs {
             threads: self.threads.unwrap_or(defaults.threads),
             shutdown_grace: self.shutdown_grace,
             close_timeout: self.close_timeout,
+            header_timeout: self.header_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
         })
     }
 }
@@ -304,6 +313,8 @@ mod tests {
         assert_eq!(config.max_head_bytes, server.max_head_bytes);
         assert_eq!(config.shutdown_grace, server.shutdown_grace);
         assert_eq!(config.close_timeout, server.close_timeout);
+        assert_eq!(config.header_timeout, server.header_timeout);
+        assert_eq!(config.keep_alive_timeout, server.keep_alive_timeout);
     }
 
     #[test]

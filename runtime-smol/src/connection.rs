@@ -12,11 +12,12 @@ use futures_lite::AsyncWriteExt;
 use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
 use http_types::{Response, StatusCode};
-use livebridge_core::{ConnId, HttpRequest, Reply, RequestBody};
+use livebridge_core::{ConnId, HttpRequest, Reply, RequestBody, TransportEvent};
 use smol::net::TcpStream;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::debug;
 
 /// A boxed future, as the [`Backend`] trait returns them.
@@ -34,6 +35,10 @@ pub trait Backend: WsPeer + Send + Sync + 'static {
     /// Accepts or refuses a WebSocket upgrade; an accepted connection gets its id and the
     /// outbox its commands arrive in.
     fn open_websocket(&self, upgrade: HttpRequest) -> Result<(ConnId, Arc<Outbox>), Reply>;
+
+    /// Something the transport did on its own (a refusal, an idle close, a panic), for the
+    /// metrics.
+    fn transport_event(&self, event: TransportEvent);
 }
 
 /// Limits of one connection.
@@ -56,8 +61,24 @@ pub fn serve_connection<B: Backend>(
     backend: Arc<B>,
     limits: ConnectionLimits,
 ) -> impl Future<Output = ()> + Send + 'static {
+    serve_connection_watched(stream, backend, limits, None)
+}
+
+/// [`serve_connection`], setting `upgraded` once the connection has become a WebSocket (so
+/// whoever watches it knows an HTTP answer can no longer be written on it).
+pub fn serve_connection_watched<B: Backend>(
+    stream: TcpStream,
+    backend: Arc<B>,
+    limits: ConnectionLimits,
+    upgraded: Option<Arc<AtomicBool>>,
+) -> impl Future<Output = ()> + Send + 'static {
     Box::pin(http_phase(stream, backend, limits))
-        .then(OptionFuture::from)
+        .then(move |websocket| {
+            if let (Some(upgraded), Some(_)) = (upgraded, &websocket) {
+                upgraded.store(true, Ordering::SeqCst);
+            }
+            OptionFuture::from(websocket)
+        })
         .map(|_| ())
 }
 
@@ -76,22 +97,47 @@ async fn http_phase<B: Backend>(
     let peer = stream.peer_addr().ok().map(|addr| addr.ip().to_string());
     let (served, stop, buffered) = serve_http(&stream, backend, limits.http, &peer).await;
     let mut stream = stream;
-    if let Err(error) = served {
-        // async-h1 refused the request before answering it (or the socket failed, in which
-        // case this write fails too).
-        if !matches!(stop, Stop::Eof) || !buffered.is_empty() {
-            debug!(%error, "async-h1 refused a request");
-        }
-        let reply = Reply::error(400, &format!("malformed request: {error}"));
-        write_reply(&mut stream, &reply).await;
-        return None;
-    }
-    match stop {
-        Stop::Eof => {}
-        Stop::Malformed(status, text) => {
+    match (stop, served) {
+        // The framer's own refusals come first: async-h1 fails too when the framer stopped
+        // it in the middle of a request.
+        (Stop::Malformed(status, text), _) => {
             debug!(status, %text, "refused a malformed request");
-            write_reply(&mut stream, &Reply::error(status, &text)).await
+            backend.transport_event(TransportEvent::RequestRefused { status });
+            write_reply(&mut stream, &Reply::error(status, &text)).await;
+            None
         }
+        (Stop::Idle, _) => {
+            debug!("closed an idle connection");
+            backend.transport_event(TransportEvent::IdleConnectionClosed);
+            None
+        }
+        (stop, Err(error)) => {
+            // async-h1 refused the request before answering it (or the socket failed, in
+            // which case this write fails too).
+            if !matches!(stop, Stop::Eof) || !buffered.is_empty() {
+                debug!(%error, "async-h1 refused a request");
+                backend.transport_event(TransportEvent::RequestRefused { status: 400 });
+            }
+            let reply = Reply::error(400, &format!("malformed request: {error}"));
+            write_reply(&mut stream, &reply).await;
+            None
+        }
+        (stop, Ok(())) => after_http(stream, stop, buffered, peer, backend, limits).await,
+    }
+}
+
+/// What follows the HTTP requests of a connection: nothing, the answer to a body the framer
+/// refused, or the WebSocket an upgrade asked for.
+async fn after_http<B: Backend>(
+    mut stream: TcpStream,
+    stop: Stop,
+    buffered: Vec<u8>,
+    peer: Option<String>,
+    backend: &Arc<B>,
+    limits: ConnectionLimits,
+) -> Option<WebSocketConnection<TcpStream>> {
+    match stop {
+        Stop::Eof | Stop::Idle | Stop::Malformed(..) => {}
         Stop::BodyRefused(head, declared) => {
             let body = match declared {
                 Some(declared) => RequestBody::TooLarge { declared },
@@ -114,13 +160,18 @@ async fn http_phase<B: Backend>(
 }
 
 /// Serves HTTP requests until the connection closes or stops being HTTP; returns how it
-/// stopped and the bytes the framer still held.
-async fn serve_http<B: Backend>(
-    stream: &TcpStream,
+/// stopped and the bytes the framer still held. `S` is the connection's stream; cloning it
+/// must share the connection (a TCP stream, or a stream in memory when fuzzing).
+pub(crate) async fn serve_http<B, S>(
+    stream: &S,
     backend: &Arc<B>,
     limits: HttpLimits,
     peer: &Option<String>,
-) -> (http_types::Result<()>, Stop, Vec<u8>) {
+) -> (http_types::Result<()>, Stop, Vec<u8>)
+where
+    B: Backend,
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+{
     let io = FramedIo::new(stream.clone(), limits);
     let endpoint = {
         let backend = backend.clone();
@@ -133,9 +184,41 @@ async fn serve_http<B: Backend>(
             async move { answer(request, &*backend, &io, peer).await }
         }
     };
-    let served = async_h1::accept(io.clone(), endpoint).await;
+    let served = serve_requests(io.clone(), endpoint).await;
     let (stop, buffered) = io.finish();
     (served, stop, buffered)
+}
+
+/// async-h1's request loop (`async_h1::accept`) without its header timeout: that timer runs
+/// on async-io 1's reactor, which async-h1 starts on a thread of its own at the first request
+/// — a second reactor beside smol's, and one that panics if it is first needed when the
+/// process is out of file descriptors. The framer enforces the timeouts instead. Upgrades
+/// never reach here (the framer stops at them).
+async fn serve_requests<IO, F, Fut>(io: IO, endpoint: F) -> http_types::Result<()>
+where
+    IO: futures_lite::AsyncRead + futures_lite::AsyncWrite + Clone + Send + Sync + Unpin + 'static,
+    F: Fn(http_types::Request) -> Fut,
+    Fut: Future<Output = http_types::Result<Response>>,
+{
+    let is_close = |value: Option<&http_types::headers::HeaderValues>| {
+        value.is_some_and(|v| v.as_str().eq_ignore_ascii_case("close"))
+    };
+    loop {
+        let Some((request, mut body)) = async_h1::server::decode(io.clone()).await? else {
+            return Ok(());
+        };
+        let mut close = is_close(request.header("connection"));
+        let method = request.method();
+        let response = endpoint(request).await?;
+        close |= is_close(response.header("connection"));
+        let mut encoder = async_h1::server::Encoder::new(response, method);
+        futures_lite::io::copy(&mut encoder, &mut io.clone()).await?;
+        // A body the endpoint did not read must not be taken for the next request.
+        futures_lite::io::copy(&mut body, &mut futures_lite::io::sink()).await?;
+        if close {
+            return Ok(());
+        }
+    }
 }
 
 /// The upgrade handshake: the engine's decision, then the `101` response, then the
@@ -222,12 +305,16 @@ pub(crate) fn to_request(head: Head, body: RequestBody, peer: Option<String>) ->
 }
 
 /// The async-h1 endpoint: hands the request to the backend and converts the reply.
-async fn answer<B: Backend>(
+async fn answer<B, S>(
     mut request: http_types::Request,
     backend: &B,
-    io: &FramedIo,
+    io: &FramedIo<S>,
     peer: Option<String>,
-) -> http_types::Result<Response> {
+) -> http_types::Result<Response>
+where
+    B: Backend,
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Clone + Unpin + Send + Sync,
+{
     let url = request.url();
     let target = match url.query() {
         Some(query) => format!("{}?{}", url.path(), query),

@@ -12,15 +12,19 @@
 //!   connection after the answer, as HTTP/1.0 expects;
 //! - answers `Expect: 100-continue` itself and hides the header, so async-h1 does not start
 //!   its global executor to do it;
-//! - stops at bodies it will not read (chunked, or over the size limit) and at malformed or
-//!   oversized heads, so the caller answers them and closes.
+//! - stops at bodies it will not read (chunked, or over the size limit), at malformed or
+//!   oversized heads, and at header values that are not visible ASCII (which http-types, under
+//!   async-h1, would panic on), so the caller answers them and closes;
+//! - closes a connection that sends nothing for the keep-alive timeout, or takes longer than
+//!   the header timeout to send a whole request, so idle sockets cannot pile up.
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use smol::net::TcpStream;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 /// Limits of the HTTP layer.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +33,11 @@ pub struct HttpLimits {
     pub max_head_bytes: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Longest time from a request's first byte (or from the connection's start, for the
+    /// first request) to its last: a slower client gets 408 and is disconnected.
+    pub header_timeout: Duration,
+    /// Longest time a connection may sit idle between requests before it is closed.
+    pub keep_alive_timeout: Duration,
 }
 
 /// The head of a request, as far as the caller needs it.
@@ -57,14 +66,17 @@ pub enum Stop {
     Upgrade(Head),
     /// A body that is chunked (`None`) or larger than the limit (`Some(length)`).
     BodyRefused(Head, Option<u64>),
-    /// A request that cannot be handed to async-h1; answer 400 (or 431) with this text.
+    /// A request that cannot be handed to async-h1; answer 400 (or 408, 431) with this text.
     Malformed(u16, String),
+    /// The connection sat idle past the keep-alive timeout (or sent nothing at all within the
+    /// header timeout): close it without an answer.
+    Idle,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-struct Framer {
-    stream: TcpStream,
+struct Framer<S> {
+    stream: S,
     limits: HttpLimits,
     buf: Vec<u8>,
     /// Start of the bytes not yet handed out.
@@ -76,19 +88,37 @@ struct Framer {
     stop: Option<Stop>,
     /// A `100 Continue` to send before handing out the body.
     pending_write: &'static [u8],
+    /// When the current request's deadline runs out, and why.
+    deadline: Option<(Instant, Wait)>,
+    timer: Option<smol::Timer>,
+    /// Requests handed out so far.
+    served: u64,
+}
+
+/// What a connection is waiting for when its deadline runs out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// The next request, with nothing of it received yet.
+    Idle,
+    /// The rest of a request whose first bytes arrived.
+    Request,
 }
 
 /// The connection as async-h1 sees it: reads go through the framer, writes straight to the
-/// socket. Cloning shares the framer.
+/// socket. Cloning shares the framer. `S` is a TCP stream (or, for fuzzing, a stream in
+/// memory); cloning it must share the connection.
 #[derive(Clone)]
-pub struct FramedIo {
-    framer: Arc<Mutex<Framer>>,
-    stream: TcpStream,
+pub struct FramedIo<S> {
+    framer: Arc<Mutex<Framer<S>>>,
+    stream: S,
 }
 
-impl FramedIo {
+impl<S> FramedIo<S>
+where
+    S: AsyncRead + AsyncWrite + Clone + Unpin,
+{
     /// Wraps a freshly accepted connection.
-    pub fn new(stream: TcpStream, limits: HttpLimits) -> Self {
+    pub fn new(stream: S, limits: HttpLimits) -> Self {
         FramedIo {
             framer: Arc::new(Mutex::new(Framer {
                 stream: stream.clone(),
@@ -99,12 +129,15 @@ impl FramedIo {
                 last_request: false,
                 stop: None,
                 pending_write: &[],
+                deadline: None,
+                timer: None,
+                served: 0,
             })),
             stream,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Framer> {
+    fn lock(&self) -> MutexGuard<'_, Framer<S>> {
         self.framer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -124,7 +157,7 @@ impl FramedIo {
     }
 }
 
-impl Framer {
+impl<S: AsyncRead + AsyncWrite + Unpin> Framer<S> {
     fn poll_peer_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if matches!(self.stop, Some(Stop::Eof)) {
@@ -176,22 +209,29 @@ impl Framer {
                     let n = want.min(buffered);
                     out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
                     self.start += n;
-                    self.remaining -= n as u64;
+                    self.handed_out(n);
                     return Poll::Ready(Ok(n));
                 }
                 // Nothing buffered: read the body straight into async-h1's buffer.
+                if let Poll::Ready(stop) = self.poll_deadline(cx) {
+                    self.stop = Some(stop);
+                    return Poll::Ready(Ok(0));
+                }
                 let n = ready!(Pin::new(&mut self.stream).poll_read(cx, &mut out[..want]))?;
                 if n == 0 {
                     self.stop = Some(Stop::Eof);
                 }
-                self.remaining -= n as u64;
+                self.handed_out(n);
                 return Poll::Ready(Ok(n));
             }
             if self.stop.is_some() || self.last_request {
                 return Poll::Ready(Ok(0));
             }
             match self.parse_head() {
-                Parsed::Request { length, .. } => self.remaining = length,
+                Parsed::Request { length, .. } => {
+                    self.remaining = length;
+                    self.served += 1;
+                }
                 Parsed::Stopped(stop) => {
                     self.stop = Some(stop);
                     return Poll::Ready(Ok(0));
@@ -203,6 +243,10 @@ impl Framer {
                             self.limits.max_head_bytes
                         );
                         self.stop = Some(Stop::Malformed(431, text));
+                        return Poll::Ready(Ok(0));
+                    }
+                    if let Poll::Ready(stop) = self.poll_deadline(cx) {
+                        self.stop = Some(stop);
                         return Poll::Ready(Ok(0));
                     }
                     match ready!(self.poll_fill(cx)) {
@@ -217,14 +261,66 @@ impl Framer {
         }
     }
 
+    /// `n` more bytes of the current request went to async-h1. Once all of it has, the wait
+    /// for the next request starts afresh.
+    fn handed_out(&mut self, n: usize) {
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            self.deadline = None;
+            self.timer = None;
+        }
+    }
+
+    /// Whether the wait for (the rest of) a request has outlasted its timeout; if not, the
+    /// task is woken when it does. An idle connection waits for `keep_alive_timeout`, a
+    /// request that has begun (or a new connection's first) for `header_timeout`.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Stop> {
+        let now = Instant::now();
+        let idle = self.start == self.buf.len() && self.remaining == 0 && self.served > 0;
+        let wait = if idle { Wait::Idle } else { Wait::Request };
+        let (at, _) = *self.deadline.get_or_insert_with(|| {
+            let limit = match wait {
+                Wait::Idle => self.limits.keep_alive_timeout,
+                Wait::Request => self.limits.header_timeout,
+            };
+            (now + limit, wait)
+        });
+        // An idle wait becomes a request wait when the first bytes arrive.
+        let at = match self.deadline {
+            Some((_, Wait::Idle)) if wait == Wait::Request => {
+                let at = now + self.limits.header_timeout;
+                self.deadline = Some((at, Wait::Request));
+                self.timer = None;
+                at
+            }
+            _ => at,
+        };
+        let timer = self.timer.get_or_insert_with(|| smol::Timer::at(at));
+        if Pin::new(timer).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.timer = None;
+        Poll::Ready(match self.deadline.take() {
+            Some((_, Wait::Request)) if self.start < self.buf.len() || self.remaining > 0 => {
+                Stop::Malformed(
+                    408,
+                    format!(
+                        "the request did not arrive within {}",
+                        humantime::format_duration(self.limits.header_timeout)
+                    ),
+                )
+            }
+            _ => Stop::Idle,
+        })
+    }
+
     /// Parses the head at the start of the buffer and decides what to do with the request.
     fn parse_head(&mut self) -> Parsed {
-        // Empty lines before a request are allowed (RFC 9112 §2.2).
-        while self.buf[self.start..].starts_with(b"\r\n") {
-            self.start += 2;
-        }
-        while self.buf[self.start..].starts_with(b"\n") {
-            self.start += 1;
+        // Empty lines before a request are allowed (RFC 9112 §2.2), in any mix of CRLF and LF.
+        while self.buf[self.start..].starts_with(b"\r\n")
+            || self.buf[self.start..].starts_with(b"\n")
+        {
+            self.start += if self.buf[self.start] == b'\r' { 2 } else { 1 };
         }
         let parsed = parse_head(&mut self.buf[self.start..], &self.limits);
         if let Parsed::Request {
@@ -276,6 +372,20 @@ pub fn parse_head(data: &mut [u8], limits: &HttpLimits) -> Parsed {
     let mut lengths: Vec<&[u8]> = Vec::new();
     for header in request.headers.iter() {
         let name = header.name;
+        // RFC 9110 §5.5: field values are visible ASCII, spaces and tabs; bytes beyond ASCII
+        // ("obs-text") are to be treated as opaque, but http-types panics on them, so they
+        // are refused here, before any of it runs.
+        if let Some(&bad) = header
+            .value
+            .iter()
+            .find(|&&b| !(b == b'\t' || (b' '..=b'~').contains(&b)))
+        {
+            let text = format!(
+                "header {name} has a value with byte 0x{bad:02x}: only visible ASCII, spaces \
+                 and tabs are accepted"
+            );
+            return Parsed::Stopped(Stop::Malformed(400, text));
+        }
         let value = String::from_utf8_lossy(header.value);
         if name.eq_ignore_ascii_case("host") {
             head.host = Some(value.trim().to_string());
@@ -307,7 +417,15 @@ pub fn parse_head(data: &mut [u8], limits: &HttpLimits) -> Parsed {
             expect_at = Some(name.as_ptr() as usize - view.as_ptr() as usize);
         }
     }
-    let request_line_end = view.iter().position(|&b| b == b'\n').unwrap_or(0);
+    // httparse skips empty lines before the request line itself; so does this.
+    let line_start = view
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(view.len());
+    let request_line_end = view[line_start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(line_start, |end| line_start + end);
     if head.host.is_none() {
         return Parsed::Stopped(Stop::Malformed(400, "missing Host header".to_string()));
     }
@@ -336,9 +454,12 @@ pub fn parse_head(data: &mut [u8], limits: &HttpLimits) -> Parsed {
     }
     // Edits in place, same length: the request async-h1 reads is otherwise unchanged.
     if http10 {
-        let line = &mut data[..request_line_end];
+        let line = &mut data[line_start..request_line_end];
         let line_length = line.strip_suffix(b"\r").map_or(line.len(), <[u8]>::len);
-        line[line_length - 1] = b'1';
+        // The line ends with "HTTP/1.0" (httparse checked it), so this is its last digit.
+        if let Some(digit) = line_length.checked_sub(1) {
+            line[digit] = b'1';
+        }
     }
     if let Some(offset) = expect_at {
         data[offset..offset + 6].copy_from_slice(b"X-Expt");
@@ -389,7 +510,7 @@ fn parse_content_length(values: &[&[u8]]) -> Result<Option<u64>, String> {
     Ok(length)
 }
 
-impl AsyncRead for FramedIo {
+impl<S: AsyncRead + AsyncWrite + Clone + Unpin> AsyncRead for FramedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -399,7 +520,7 @@ impl AsyncRead for FramedIo {
     }
 }
 
-impl AsyncWrite for FramedIo {
+impl<S: AsyncRead + AsyncWrite + Clone + Unpin> AsyncWrite for FramedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

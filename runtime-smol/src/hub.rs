@@ -14,6 +14,7 @@ use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use livebridge_core::{
     ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent, Time,
+    TransportEvent,
 };
 use rustc_hash::FxHashMap;
 use std::future::Future;
@@ -348,5 +349,9 @@ impl crate::connection::Backend for Hub {
 
     fn open_websocket(&self, upgrade: HttpRequest) -> Result<(ConnId, Arc<Outbox>), Reply> {
         Hub::open_websocket(self, upgrade)
+    }
+
+    fn transport_event(&self, event: TransportEvent) {
+        self.input(Input::Transport(event));
     }
 }

@@ -21,12 +21,13 @@ pub mod framer;
 pub mod fuzzing;
 pub mod hub;
 pub mod outbox;
+pub mod panics;
 pub mod websocket;
 
-use connection::{ConnectionLimits, serve_connection};
+use connection::{ConnectionLimits, serve_connection_watched};
 use framer::HttpLimits;
 use hub::Hub;
-use smol::net::TcpListener;
+use smol::net::{TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,12 @@ pub struct ServerConfig {
     /// How long a closing WebSocket may take to write what is left and exchange close frames
     /// before the socket is dropped. Default 2 s.
     pub close_timeout: Duration,
+    /// How long a client may take to send a whole request (from its first byte, or from the
+    /// connection's start for the first one); slower clients get 408. Default 10 s.
+    pub header_timeout: Duration,
+    /// How long a connection may stay idle between requests before it is closed. Default
+    /// 60 s.
+    pub keep_alive_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +69,8 @@ impl Default for ServerConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -74,6 +83,8 @@ impl ServerConfig {
             http: HttpLimits {
                 max_head_bytes: self.max_head_bytes,
                 max_body_bytes: self.engine.max_body_bytes,
+                header_timeout: self.header_timeout,
+                keep_alive_timeout: self.keep_alive_timeout,
             },
             ws: WsLimits {
                 max_message_bytes: self.engine.max_frame_bytes,
@@ -135,6 +146,53 @@ impl Drop for Server {
     }
 }
 
+/// Failed accepts in a row: logged once when they start and once when they end, with the
+/// count, so a server at its file descriptor limit does not log 20 lines a second.
+#[derive(Default)]
+struct AcceptFailures {
+    count: u64,
+    since: Option<Instant>,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, error: &io::Error) {
+        self.count += 1;
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            warn!(%error, "accept failed; retrying every 50 ms (logged again when it recovers)");
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            warn!(
+                failures = self.count,
+                seconds = since.elapsed().as_secs_f64(),
+                "accepting connections again"
+            );
+        }
+        self.count = 0;
+    }
+}
+
+/// Serves one connection; a panic in its task (a bug) ends that connection only: it is
+/// counted, logged (by the panic hook, rate-limited), and an HTTP client still waiting for an
+/// answer gets a 500 instead of a reset.
+async fn contain_panics(stream: TcpStream, hub: Arc<Hub>, limits: ConnectionLimits) {
+    let mut spare = stream.clone();
+    let upgraded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = serve_connection_watched(stream, hub.clone(), limits, Some(upgraded.clone()));
+    if panics::contain(served).await.is_err() {
+        hub.input(livebridge_core::Input::Transport(
+            livebridge_core::TransportEvent::ConnectionPanicked,
+        ));
+        if !upgraded.load(std::sync::atomic::Ordering::SeqCst) {
+            let reply = livebridge_core::Reply::error(500, "internal error; the hub is still up");
+            connection::write_reply(&mut spare, &reply).await;
+        }
+    }
+}
+
 fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Receiver<()>) {
     let executor = Arc::new(smol::Executor::new());
     let (workers_stop, workers_stopped) = async_channel::bounded::<()>(1);
@@ -153,6 +211,7 @@ fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Rece
         let hub = Hub::new(config.engine.clone());
         executor.spawn(hub.clone().run_timers()).detach();
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "livebridge listening");
+        let mut failing_accepts = AcceptFailures::default();
         loop {
             let accepted = futures_lite::future::or(
                 async { Some(listener.accept().await) },
@@ -164,14 +223,19 @@ fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Rece
             .await;
             match accepted {
                 Some(Ok((stream, peer))) => {
+                    failing_accepts.recovered();
                     debug!(%peer, "connection accepted");
                     executor
-                        .spawn(serve_connection(stream, hub.clone(), limits))
+                        .spawn(contain_panics(stream, hub.clone(), limits))
                         .detach();
                 }
                 Some(Err(error)) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(%error, "accept failed");
+                    // Out of file descriptors and the like: back off instead of spinning,
+                    // and say so once per episode rather than at every retry.
+                    hub.input(livebridge_core::Input::Transport(
+                        livebridge_core::TransportEvent::AcceptFailed,
+                    ));
+                    failing_accepts.failed(&error);
                     smol::Timer::after(Duration::from_millis(50)).await;
                 }
                 None => break,

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(&args.log);
+    livebridge_smol::panics::install_hook();
     let config = match args.server_config() {
         Ok(config) => config,
         Err(problem) => {

@@ -158,3 +158,67 @@ fn a_minted_token_opens_a_session_on_a_server_that_requires_tokens() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn at_the_file_descriptor_limit_accept_errors_are_logged_once_per_episode_and_counted() {
+    // A low descriptor limit for the server only; it prints its address on stdout.
+    let log = std::env::temp_dir().join(format!("livebridge-fd-{}.log", std::process::id()));
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 40 && exec "$0" serve --bind 127.0.0.1:0 --log info 2>"$1""#)
+        .arg(env!("CARGO_BIN_EXE_livebridge"))
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start livebridge");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("livebridge listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let held: Vec<_> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    drop(held);
+    // Once the held connections are gone the server accepts again.
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent();
+    let metrics = agent
+        .get(format!("http://{addr}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("livebridge_accept_errors_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let warned = text.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(
+        failures >= 5,
+        "{failures} failed accepts in 800 ms:\n{text}"
+    );
+    assert!(
+        (1..=2).contains(&warned),
+        "{warned} warnings for {failures} failures:\n{text}"
+    );
+    assert!(text.contains("accepting connections again"), "{text}");
+}

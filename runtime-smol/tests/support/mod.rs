@@ -154,8 +154,14 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(addr: SocketAddr) -> WsClient {
+        WsClient::connect_to(addr, "/ws").await.0
+    }
+
+    /// Opens a WebSocket on `path` (`/ws?client_id=…` to resume); returns the client and its
+    /// `connection_established` frame.
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> (WsClient, Value) {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        let url = format!("ws://{addr}/ws");
+        let url = format!("ws://{addr}{path}");
         let (ws, response) = async_tungstenite::client_async(url, stream)
             .await
             .expect("websocket handshake");
@@ -167,7 +173,7 @@ impl WsClient {
         let welcome = client.recv_async().await.expect("connection_established");
         assert_eq!(welcome["type"], "connection_established");
         client.client_id = welcome["client_id"].as_str().unwrap().to_string();
-        client
+        (client, welcome)
     }
 
     pub fn send(&mut self, message: Value) {
