@@ -146,6 +146,12 @@ class Publisher:
         finally:
             connection.close()
 
+    @property
+    def queued(self) -> int:
+        """Publishes waiting for a request (not counting the request in flight)."""
+        with self._cond:
+            return len(self._queue)
+
     def close(self, wait: bool = True) -> None:
         """Stops the flusher once the queue is empty and closes its connection. A later
         publish starts them again."""
