@@ -236,3 +236,119 @@ def server_has_history() -> bool:
         finally:
             hub.close()
     return _history_support[key]
+
+
+class Sink:
+    """A callback that records what it is given, and waits on what it has recorded."""
+
+    def __init__(self) -> None:
+        self.messages: List[Dict[str, Any]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, message: Dict[str, Any]) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def of_type(self, *types: str) -> List[Dict[str, Any]]:
+        with self._cond:
+            return [m for m in self.messages if m.get("type") in types]
+
+    def wait(self, condition: Callable[[List[Dict[str, Any]]], Any], timeout: float = 5.0, what: str = "messages") -> Any:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = condition(list(self.messages))
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out waiting for {what}; got {self.messages}")
+                self._cond.wait(remaining)
+
+    def wait_count(self, message_type: str, count: int, timeout: float = 5.0) -> List[Dict[str, Any]]:
+        return self.wait(
+            lambda ms: [m for m in ms if m.get("type") == message_type][:count]
+            if len([m for m in ms if m.get("type") == message_type]) >= count
+            else None,
+            timeout,
+            f"{count} {message_type!r}",
+        )
+
+
+class RefusingProxy:
+    """Forwards HTTP to a hub but refuses WebSocket upgrades (as some proxies do), to show
+    the client's fallback to long polling."""
+
+    def __init__(self, hub: Hub) -> None:
+        import socket
+
+        self._hub = hub
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.refused_upgrades = 0
+        self._sockets: List[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: Any) -> None:
+        import socket
+
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        if b"upgrade: websocket" in head.lower():
+            self.refused_upgrades += 1
+            client.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self._hub.port))
+        except OSError:  # the hub is gone (the test is ending)
+            client.close()
+            return
+        self._sockets.append(upstream)
+        upstream.sendall(head)
+
+        def pipe(source: Any, target: Any) -> None:
+            try:
+                while True:
+                    data = source.recv(65536)
+                    if not data:
+                        break
+                    target.sendall(data)
+            except OSError:
+                pass
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass

@@ -6,6 +6,7 @@
 - `livebridge.qt`: a PyQt6 `QObject` with a `message_received(dict)` signal.
 """
 
+from .client import Client
 from .errors import EventError, LivebridgeError, PublishError
 from .history import history
 from .publisher import Publisher

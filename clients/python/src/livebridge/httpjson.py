@@ -58,6 +58,7 @@ class HubConnection:
         self._timeout = timeout
         self._headers = {"Accept": "application/json", **(headers or {})}
         self._conn: Optional[http.client.HTTPConnection] = None
+        self._aborted = False  # set by abort(): the failure it causes is not retried
 
     def _open(self, timeout: float) -> http.client.HTTPConnection:
         if self._https:
@@ -80,11 +81,12 @@ class HubConnection:
             headers["Content-Type"] = "application/json"
         wait = self._timeout if timeout is None else timeout
         reused = self._conn is not None and self._conn.sock is not None
+        self._aborted = False
         try:
             return self._exchange(method, path, body, headers, wait)
         except _STALE_CONNECTION as err:
             self.close()
-            if not reused:
+            if not reused or self._aborted:
                 raise HubUnreachable(f"{method} {path}: {err or type(err).__name__}") from err
         except (OSError, http.client.HTTPException) as err:
             self.close()
@@ -125,6 +127,7 @@ class HubConnection:
         """Cuts the socket under a request in flight in another thread (that request then
         fails with `HubUnreachable`). Used to stop a long poll and to simulate a network
         failure in tests."""
+        self._aborted = True
         conn = self._conn
         sock = conn.sock if conn is not None else None
         if sock is not None:
