@@ -208,6 +208,9 @@ class Client:
         self._websocket_usable = transport != "polling"
         self._failures = 0  # consecutive failed connection attempts, for the log
         self._opened = False  # whether the current attempt got a session
+        self._subscribed = threading.Event()  # the current session's subscription is confirmed
+        # Sees every dispatched message first (livebridge.aio forwards them to its loop).
+        self._tap: Optional[Callback] = None
 
     # ----------------------------------------------------------------------------------
     # Public API
@@ -247,6 +250,11 @@ class Client:
     def off(self, message_type: str, callback: Callback) -> None:
         with self._callbacks_lock:
             self._callbacks[message_type] = [c for c in self._callbacks.get(message_type, []) if c is not callback]
+
+    def wait_subscribed(self, timeout: Optional[float] = None) -> bool:
+        """Waits until the current session's subscriptions are confirmed by the hub (events
+        published from then on are delivered); False after `timeout` seconds."""
+        return self._subscribed.wait(timeout)
 
     def start(self) -> "Client":
         """Connects in a background (daemon) thread and returns at once."""
@@ -395,6 +403,8 @@ class Client:
         if self._failures:
             logger.info("livebridge: connected to %s again", self.url)
         self._failures = 0
+        if not self._core.channels:
+            self._subscribed.set()  # nothing to subscribe to: ready as soon as connected
         self._set_state(state, client_id=self._core.client_id)
 
     def _run_websocket(self) -> str:
@@ -555,6 +565,7 @@ class Client:
             logger.debug("livebridge: subscription change not sent now: %s", err)
 
     def _detach(self, link: Any, reason: str) -> None:
+        self._subscribed.clear()
         with self._core_lock:
             if self._link is link:
                 self._link = None
@@ -577,6 +588,10 @@ class Client:
 
     def _dispatch(self, message: Dict[str, Any]) -> None:
         message_type = message.get("type")
+        if message_type == "subscribed":
+            self._subscribed.set()
+        if self._tap is not None:
+            self._tap(message)
         with self._callbacks_lock:
             callbacks = list(self._callbacks.get(str(message_type), []))
             if is_application_message(message):
