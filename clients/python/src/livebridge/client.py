@@ -27,11 +27,14 @@ broadcasts and direct messages) and `recovery_failed`.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import inspect
 import json
 import logging
 import socket
 import threading
+import weakref
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
@@ -86,14 +89,14 @@ class _WebSocketLink:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self._lock = threading.Lock()
-        self._pending: Deque[Tuple[Request, Optional[Future]]] = deque()
+        self._pending: Deque[Tuple[Request, Optional["Future[Dict[str, Any]]"]]] = deque()
 
-    def send(self, request: Request, waiter: Optional[Future] = None) -> None:
+    def send(self, request: Request, waiter: Optional["Future[Dict[str, Any]]"] = None) -> None:
         with self._lock:
             self._pending.append((request, waiter))
             self.ws.send(json.dumps(request.message))
 
-    def reply_arrived(self) -> Tuple[Optional[Request], Optional[Future]]:
+    def reply_arrived(self) -> Tuple[Optional[Request], Optional["Future[Dict[str, Any]]"]]:
         with self._lock:
             return self._pending.popleft() if self._pending else (None, None)
 
@@ -155,6 +158,17 @@ class _PollingLink:
         self.poller.close()
         with self._send_lock:  # stop() may be ending the session from another thread
             self.sender.close()
+
+
+_running_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_clients() -> None:
+    # An application that exits without stop() should not leave its session at the hub
+    # until it goes stale; the threads are daemons, so nothing else would stop them.
+    for client in list(_running_clients):
+        client.stop(timeout=1.0)
 
 
 class Client:
@@ -263,10 +277,12 @@ class Client:
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="livebridge-client", daemon=True)
         self._thread.start()
+        _running_clients.add(self)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ends the session at the hub and stops the thread (waiting up to `timeout`)."""
+        _running_clients.discard(self)
         self._stopping.set()
         self._reconnect_allowed.set()
         link = self._link
@@ -313,7 +329,7 @@ class Client:
         if threading.current_thread() is self._thread:
             link.send(Request(checked))
             return None
-        waiter: Future = Future()
+        waiter: "Future[Dict[str, Any]]" = Future()
         try:
             link.send(Request(checked), waiter)
         except Exception as err:  # noqa: BLE001 (the socket's own errors vary by version)
@@ -467,7 +483,7 @@ class Client:
         if not isinstance(message, dict):
             return
         request: Optional[Request] = None
-        waiter: Optional[Future] = None
+        waiter: Optional["Future[Dict[str, Any]]"] = None
         if message.get("type") in REPLY_TYPES:
             request, waiter = link.reply_arrived()
         with self._core_lock:
@@ -521,7 +537,7 @@ class Client:
                     self._polling_outcome(link, self._core_call(lambda: self._core.dropped(dropped)))
                 for message in answer.body.get("messages") or []:
                     if isinstance(message, dict):
-                        self._polling_outcome(link, self._core_call(lambda m=message: self._core.receive(m)))
+                        self._polling_outcome(link, self._core_call(functools.partial(self._core.receive, message)))
             return "stopped"
         finally:
             self._detach(link, "polling ended")

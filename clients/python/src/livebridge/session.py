@@ -155,5 +155,6 @@ def reconnect_delay(attempt: int, base: float, cap: float, rng: Optional[random.
     """Jittered exponential backoff: attempt 0 waits about `base`, each further attempt about
     twice as long, up to `cap`; the jitter (50-100 %) keeps many clients that lost the same
     hub from coming back in lockstep."""
-    ceiling = min(cap, base * (2 ** min(attempt, 30)))
-    return ceiling * (rng or random).uniform(0.5, 1.0)
+    ceiling = min(cap, base * 2.0 ** min(attempt, 30))
+    jitter = rng.uniform(0.5, 1.0) if rng is not None else random.uniform(0.5, 1.0)
+    return ceiling * jitter

@@ -9,7 +9,7 @@ import dataclasses
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
 DEFAULT_URL = "http://127.0.0.1:5100"
@@ -92,7 +92,7 @@ def configure(
     global _current
     base = current()
     environment = from_environment()
-    changes = {}
+    changes: Dict[str, Any] = {}
     if url is not _UNSET:
         changes["url"] = environment.url if url is None else url
     if admin_token is not _UNSET:
