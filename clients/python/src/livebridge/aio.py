@@ -26,7 +26,8 @@ from collections import deque
 from typing import Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Generator, Iterable, List, Optional, Tuple, Union
 
 from .catalogue import CHANNELS, validate_message
-from .client import TRANSPORTS, Client, _NOT_A_TRANSPORT_PROBLEM, websocket_url
+from .client import Client
+from .transports import NOT_A_TRANSPORT_PROBLEM, TRANSPORTS, websocket_url
 from .errors import EventError, PublishError
 from .session import REPLY_TYPES, Request, SessionCore, is_application_message, reconnect_delay
 from .settings import check_url, current
@@ -309,7 +310,7 @@ class AsyncClient:
             ws = await connect(websocket_url(self.url, self._core.client_id, None), **options)
         except InvalidStatus as err:
             status = err.response.status_code
-            if status in _NOT_A_TRANSPORT_PROBLEM:
+            if status in NOT_A_TRANSPORT_PROBLEM:
                 raise ConnectionError(f"WebSocket upgrade refused with HTTP {status}") from None
             raise _FallBack(f"WebSocket upgrade refused with HTTP {status}") from None
         except InvalidHandshake as err:

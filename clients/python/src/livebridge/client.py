@@ -32,31 +32,22 @@ import functools
 import inspect
 import json
 import logging
-import socket
 import threading
 import weakref
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
-from urllib.parse import quote, urlsplit, urlunsplit
-
-from collections import deque
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .catalogue import CHANNELS, validate_message
 from .errors import EventError, PublishError
-from .httpjson import HubConnection, HubUnreachable, Response
+from .httpjson import HubUnreachable
 from .session import PROTOCOL_VERSION, REPLY_TYPES, Outcome, Request, SessionCore, is_application_message, reconnect_delay
 from .settings import check_url, current
+from .transports import NOT_A_TRANSPORT_PROBLEM, TRANSPORTS, PollingLink, WebSocketLink, websocket_url
 
 logger = logging.getLogger("livebridge")
 
 Callback = Callable[[Dict[str, Any]], Any]
-
-TRANSPORTS = ("auto", "websocket", "polling")
-
-# Upgrade refusals that long polling would meet too (authentication, rate limits, a full or
-# stopping hub): they are failures to retry, not a reason to fall back.
-_NOT_A_TRANSPORT_PROBLEM = {401, 403, 429, 503}
 
 
 class _FallBack(Exception):
@@ -69,95 +60,6 @@ class _SessionEnded(Exception):
 
 class _Refused(Exception):
     """The hub answered, but not as the protocol says (a 5xx, a non-JSON answer...)."""
-
-
-def websocket_url(base_url: str, client_id: Optional[str], token: Optional[str]) -> str:
-    parts = urlsplit(base_url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    query = []
-    if client_id:
-        query.append("client_id=" + quote(client_id, safe=""))
-    if token:
-        query.append("token=" + quote(token, safe=""))
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "&".join(query), ""))
-
-
-class _WebSocketLink:
-    """An open WebSocket and the requests waiting for their replies (the hub answers each
-    client message with exactly one reply, in order)."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self._lock = threading.Lock()
-        self._pending: Deque[Tuple[Request, Optional["Future[Dict[str, Any]]"]]] = deque()
-
-    def send(self, request: Request, waiter: Optional["Future[Dict[str, Any]]"] = None) -> None:
-        with self._lock:
-            self._pending.append((request, waiter))
-            self.ws.send(json.dumps(request.message))
-
-    def reply_arrived(self) -> Tuple[Optional[Request], Optional["Future[Dict[str, Any]]"]]:
-        with self._lock:
-            return self._pending.popleft() if self._pending else (None, None)
-
-    def fail_waiters(self, reason: str) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, deque()
-        for _, waiter in pending:
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(PublishError(reason))
-
-    def end_session(self) -> None:
-        # 1000 ends the session at the hub at once (docs/protocol.md, close codes).
-        self.ws.close(1000)
-
-    def abort(self) -> None:
-        try:
-            self.ws.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-class _PollingLink:
-    """A long-polling session: one connection held by the poll, one for sends."""
-
-    def __init__(self, base_url: str, timeout: float, poll_wait: float, headers: Dict[str, str]) -> None:
-        self.client_id: Optional[str] = None
-        self.poll_wait = poll_wait
-        self.poller = HubConnection(base_url, poll_wait + timeout, headers)
-        self.sender = HubConnection(base_url, timeout, headers)
-        self._send_lock = threading.Lock()
-        self.aborted = False
-
-    def post(self, path: str, body: Dict[str, Any]) -> Response:
-        with self._send_lock:
-            return self.sender.request("POST", path, body)
-
-    def send(self, message: Dict[str, Any]) -> Response:
-        return self.post("/ws/send", {"client_id": self.client_id, "message": message})
-
-    def poll(self) -> Response:
-        if self.aborted:  # abort() came between two polls
-            raise HubUnreachable("the connection was cut")
-        path = f"/ws/poll?client_id={quote(self.client_id or '', safe='')}&wait={self.poll_wait:g}"
-        return self.poller.request("GET", path)
-
-    def end_session(self) -> None:
-        try:
-            self.post("/ws/disconnect", {"client_id": self.client_id})
-        except HubUnreachable:
-            pass
-        self.poller.abort()
-
-    def abort(self) -> None:
-        self.aborted = True
-        self.poller.abort()
-        self.sender.abort()
-
-    def close(self) -> None:
-        self.poller.close()
-        with self._send_lock:  # stop() may be ending the session from another thread
-            self.sender.close()
 
 
 _running_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
@@ -247,9 +149,9 @@ class Client:
     def transport_in_use(self) -> Optional[str]:
         """`"websocket"` or `"polling"` while connected, else None."""
         link = self._link
-        if isinstance(link, _WebSocketLink):
+        if isinstance(link, WebSocketLink):
             return "websocket"
-        if isinstance(link, _PollingLink):
+        if isinstance(link, PollingLink):
             return "polling"
         return None
 
@@ -314,7 +216,7 @@ class Client:
         link = self._link
         if link is None:
             raise PublishError(f"not connected to {self.url} (state {self._state})")
-        if isinstance(link, _PollingLink):
+        if isinstance(link, PollingLink):
             try:
                 answer = link.send(checked)
             except HubUnreachable as err:
@@ -441,13 +343,13 @@ class Client:
             connection = connect(url, **options)
         except InvalidStatus as err:
             status = err.response.status_code
-            if status in _NOT_A_TRANSPORT_PROBLEM:
+            if status in NOT_A_TRANSPORT_PROBLEM:
                 raise _Refused(f"WebSocket upgrade refused with HTTP {status}") from None
             raise _FallBack(f"WebSocket upgrade refused with HTTP {status}") from None
         except InvalidHandshake as err:
             raise _FallBack(f"WebSocket handshake failed: {err}") from None
         with connection as ws:
-            link = _WebSocketLink(ws)
+            link = WebSocketLink(ws)
             try:
                 first = json.loads(ws.recv(timeout=self._timeout))
                 if not isinstance(first, dict) or first.get("type") != "connection_established":
@@ -479,7 +381,7 @@ class Client:
             return "the WebSocket was cut"
         return f"the WebSocket closed with {code}"
 
-    def _websocket_message(self, link: _WebSocketLink, message: Any) -> None:
+    def _websocket_message(self, link: WebSocketLink, message: Any) -> None:
         if not isinstance(message, dict):
             return
         request: Optional[Request] = None
@@ -497,7 +399,7 @@ class Client:
     def _run_polling(self) -> str:
         """One long-polling session, until it fails (raises) or the client stops."""
         headers = {"User-Agent": "livebridge-python"}
-        link = _PollingLink(self.url, self._timeout, self._poll_wait, headers)
+        link = PollingLink(self.url, self._timeout, self._poll_wait, headers)
         self._set_state("connecting")
         try:
             handshake: Dict[str, Any] = {
@@ -547,14 +449,14 @@ class Client:
         with self._core_lock:
             return call()
 
-    def _polling_outcome(self, link: _PollingLink, outcome: Outcome) -> None:
+    def _polling_outcome(self, link: PollingLink, outcome: Outcome) -> None:
         # A recovery's subscribe is answered before the messages that came with the drop
         # are looked at, as over a WebSocket (where its reply precedes the replay).
         for request in outcome.send:
             self._send_polling(link, request)
         self._dispatch_all(outcome.deliver)
 
-    def _send_polling(self, link: _PollingLink, request: Request) -> None:
+    def _send_polling(self, link: PollingLink, request: Request) -> None:
         answer = link.send(request.message)
         if answer.status == 404:
             raise _SessionEnded("the hub no longer knows the session")
@@ -573,9 +475,9 @@ class Client:
         subscribe carries it."""
         link = self._link
         try:
-            if isinstance(link, _WebSocketLink):
+            if isinstance(link, WebSocketLink):
                 link.send(request)
-            elif isinstance(link, _PollingLink):
+            elif isinstance(link, PollingLink):
                 self._send_polling(link, request)
         except Exception as err:  # noqa: BLE001 (the next session subscribes anyway)
             logger.debug("livebridge: subscription change not sent now: %s", err)
@@ -586,7 +488,7 @@ class Client:
             if self._link is link:
                 self._link = None
             self._core.lost()
-        if isinstance(link, _WebSocketLink):
+        if isinstance(link, WebSocketLink):
             link.fail_waiters(reason)
 
     # ----------------------------------------------------------------------------------
