@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import urllib.error
 from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
 import livebridge
-from livebridge import events
+from livebridge import catalogue, events
 from support import Hub, RawSubscriber
 
 # The seeds' signatures (seed 003, "Event Categories"), parameter names in order.
@@ -339,3 +340,36 @@ def test_the_admin_token_from_the_environment_and_from_configure(
     finally:
         subscriber.close()
 
+
+
+HUB_FIELD_KINDS = {
+    "id": catalogue.Kind.ID,
+    "string": catalogue.Kind.TEXT,
+    "number": catalogue.Kind.NUMBER,
+    "count": catalogue.Kind.COUNT,
+    "string_or_object": catalogue.Kind.STATUS,
+    "any": catalogue.Kind.JSON,
+}
+
+
+def test_the_local_catalogue_matches_the_hubs(shared_hub: Hub) -> None:
+    try:
+        served = shared_hub.get("/api/catalogue")
+    except urllib.error.HTTPError as err:
+        if err.code != 404:
+            raise
+        pytest.skip("this hub does not serve /api/catalogue")
+    hub_events = {event["type"]: event for event in served["events"]}
+    assert set(hub_events) == set(catalogue.CATALOGUE)
+    for event_type, spec in catalogue.CATALOGUE.items():
+        served_event = hub_events[event_type]
+        assert served_event["channel"] == spec.channel, event_type
+        served_fields = [
+            (
+                f["name"],
+                catalogue.Kind.PERCENT if (f.get("min"), f.get("max")) == (0.0, 100.0) else HUB_FIELD_KINDS[f["type"]],
+                f["required"],
+            )
+            for f in served_event["fields"]
+        ]
+        assert served_fields == [(f.name, f.kind, f.required) for f in spec.fields], event_type

@@ -157,8 +157,7 @@ class Client:
 
     def on(self, message_type: str, callback: Callback) -> Callback:
         """Calls `callback(message)` for each message of `message_type` (`"*"`: every
-        application message). Returns the callback, so it can be used as a decorator via
-        `functools.partial(client.on, "job_progress")`."""
+        application message). Returns the callback."""
         with self._callbacks_lock:
             self._callbacks[message_type] = [*self._callbacks.get(message_type, []), callback]
         return callback
