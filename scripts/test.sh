@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the Rust workspace (engine, server, conformance, Lua client
-# against the real server), the Python client against the real server, and the Autobahn
-# WebSocket conformance run.
+# against the real server), the Python client against the real server, README's quick start,
+# and the Autobahn WebSocket conformance run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 cargo test --workspace --locked
 scripts/test-python.sh
+# README's quick start, run as printed against the release binary test-python.sh built.
+python3 scripts/check-readme.py
 if [ -x scripts/autobahn.sh ]; then
   scripts/autobahn.sh
 fi

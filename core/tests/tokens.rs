@@ -96,9 +96,28 @@ fn a_token_limits_subscriptions_to_its_channels() {
         id,
         json!({"type": "subscribe", "channels": ["jobs", "system"]}),
     );
-    assert_eq!(status, 400);
+    assert_eq!(
+        status, 403,
+        "what the token does not allow is a 403, as at the handshake"
+    );
     assert!(reply["error"].as_str().unwrap().contains("\"system\""));
     assert_eq!(h.engine.session(&id).unwrap().subscriptions, ["jobs"]);
+    let (status, reply) = h.send(id, json!({"type": "register", "client_type": "gui"}));
+    assert_eq!(
+        status, 200,
+        "no client type in the token: any is allowed ({reply})"
+    );
+}
+
+#[test]
+fn a_token_limits_the_client_type_at_register_too() {
+    let mut h = Harness::new(config());
+    let t = token("plugin", 60, None, Some("lightroom"));
+    let (_, reply) = handshake(&mut h, json!({"client_type": "lightroom", "token": t}));
+    let id = reply["client_id"].as_str().unwrap().parse().unwrap();
+    let (status, reply) = h.send(id, json!({"type": "register", "client_type": "gui"}));
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("\"lightroom\""));
 }
 
 #[test]

@@ -71,8 +71,9 @@ pub enum SlowConsumer {
 /// `B`, `KiB` or `MiB`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Keep it on loopback unless clients are remote.
-    #[arg(long, env = "LIVEBRIDGE_BIND", default_value = "127.0.0.1:5100")]
+    /// Address to listen on, `HOST:PORT` (an IP address or a name such as `localhost`). Keep it
+    /// on loopback unless clients are remote.
+    #[arg(long, env = "LIVEBRIDGE_BIND", default_value = "127.0.0.1:5100", value_parser = parse_bind)]
     pub bind: SocketAddr,
     /// Messages a client may have waiting; beyond it the oldest is dropped (and reported).
     #[arg(long, env = "LIVEBRIDGE_QUEUE_LIMIT", default_value = "100")]
@@ -273,6 +274,28 @@ fn load_catalogue(path: &std::path::Path) -> Result<Catalogue, String> {
         .map_err(|e| problem(e.to_string()))
 }
 
+/// `127.0.0.1:5100`, `[::1]:5100` or `localhost:5100`: a name is resolved, and its first IPv4
+/// address is used (its first address when it has no IPv4 one).
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!(
+            "{text:?} has no port; use HOST:PORT, e.g. 127.0.0.1:5100"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("cannot resolve {text:?}: {e} (use HOST:PORT, e.g. 127.0.0.1:5100)"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
 /// `250ms`, `3s`, `5m`, `1h 30m`...
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 250ms, 3s, 5m)"))
@@ -315,6 +338,22 @@ mod tests {
         assert_eq!(config.close_timeout, server.close_timeout);
         assert_eq!(config.header_timeout, server.header_timeout);
         assert_eq!(config.keep_alive_timeout, server.keep_alive_timeout);
+    }
+
+    #[test]
+    fn bind_takes_addresses_and_host_names() {
+        assert_eq!(
+            parse_bind("127.0.0.1:5100"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 5100)))
+        );
+        let named = parse_bind("localhost:5101").unwrap();
+        assert!(named.ip().is_loopback() && named.port() == 5101, "{named}");
+        assert!(parse_bind("localhost").unwrap_err().contains("no port"));
+        assert!(
+            parse_bind("no-such-host.invalid:1")
+                .unwrap_err()
+                .contains("resolve")
+        );
     }
 
     #[test]

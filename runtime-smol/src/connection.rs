@@ -246,6 +246,7 @@ async fn accept_upgrade<B: Backend>(
         match backend.open_websocket(to_request(head, RequestBody::default(), peer)) {
             Ok(accepted) => accepted,
             Err(reply) => {
+                debug!(status = reply.status, error = %reply.body, "WebSocket upgrade refused");
                 write_reply(&mut stream, &reply).await;
                 return None;
             }
@@ -343,6 +344,9 @@ where
             "client went away",
         ));
     };
+    if reply.status >= 400 {
+        debug!(status = reply.status, error = %reply.body, "request refused");
+    }
     let status = StatusCode::try_from(reply.status).unwrap_or(StatusCode::InternalServerError);
     let mut response = Response::new(status);
     response.set_body(reply.body);

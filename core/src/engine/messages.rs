@@ -22,6 +22,36 @@ pub(super) fn optional_str<'a>(
     }
 }
 
+/// Why a client message was refused. Over HTTP an invalid message is a 400 and one the
+/// client's token does not allow a 403 (the same rule as the handshake); over a WebSocket both
+/// are an `error` frame.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    Invalid(String),
+    Forbidden(String),
+}
+
+impl Refusal {
+    pub(super) fn status(&self) -> u16 {
+        match self {
+            Refusal::Invalid(_) => 400,
+            Refusal::Forbidden(_) => 403,
+        }
+    }
+
+    pub(super) fn text(&self) -> &str {
+        match self {
+            Refusal::Invalid(text) | Refusal::Forbidden(text) => text,
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(problem: String) -> Self {
+        Refusal::Invalid(problem)
+    }
+}
+
 /// Client types and similar labels: 1 to 64 printable characters.
 pub(super) fn validate_label(field: &str, value: &str) -> Result<(), String> {
     if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
@@ -55,12 +85,17 @@ impl Engine {
         key: SessionKey,
         message: Value,
         via: Via,
-    ) -> Result<String, String> {
+    ) -> Result<String, Refusal> {
+        let not_a_message = || {
+            Refusal::Invalid(
+                "a message must be a JSON object with a string field `type`".to_string(),
+            )
+        };
         let Value::Object(map) = message else {
-            return Err("a message must be a JSON object with a string field `type`".to_string());
+            return Err(not_a_message());
         };
         let Some(message_type) = map.get("type").and_then(Value::as_str) else {
-            return Err("a message must be a JSON object with a string field `type`".to_string());
+            return Err(not_a_message());
         };
         let timestamp = self.timestamp(now);
         match message_type {
@@ -95,11 +130,11 @@ impl Engine {
                     })
                     .to_string())
                 }
-                Ok(None) => Err(format!(
+                Ok(None) => Err(Refusal::Invalid(format!(
                     "unknown message type {other:?}: expected ping, register, subscribe, \
                      unsubscribe or an event of the catalogue"
-                )),
-                Err(problem) => Err(problem.to_string()),
+                ))),
+                Err(problem) => Err(Refusal::Invalid(problem.to_string())),
             },
         }
     }
@@ -112,7 +147,7 @@ impl Engine {
         key: SessionKey,
         map: &Map<String, Value>,
         via: Via,
-    ) -> Result<String, String> {
+    ) -> Result<String, Refusal> {
         let client_type = optional_str(map, "client_type")?;
         let client_name = optional_str(map, "client_name")?;
         let requested_id = optional_str(map, "client_id")?;
@@ -128,16 +163,16 @@ impl Engine {
                 .and_then(|c| c.client_type.as_deref()),
         ) && wanted != allowed
         {
-            return Err(format!(
+            return Err(Refusal::Forbidden(format!(
                 "the token allows client_type {allowed:?}, not {wanted:?}"
-            ));
+            )));
         }
         let own_id = session.id.to_string();
         if via == Via::Http && requested_id.is_some_and(|id| id != own_id) {
-            return Err(
+            return Err(Refusal::Invalid(
                 "to resume another session over HTTP, send its client_id to /ws/handshake"
                     .to_string(),
-            );
+            ));
         }
         if let Some(client_type) = client_type {
             session.client_type = client_type.to_string();
@@ -179,7 +214,7 @@ impl Engine {
         key: SessionKey,
         channels: &[String],
         subscribe: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         for channel in channels {
             validate_channel_name(channel, self.config.max_channel_name_bytes)?;
         }
@@ -188,7 +223,9 @@ impl Engine {
             && let Some(claims) = &session.claims
             && let Some(denied) = channels.iter().find(|c| !claims.allows_channel(c))
         {
-            return Err(format!("the token does not allow channel {denied:?}"));
+            return Err(Refusal::Forbidden(format!(
+                "the token does not allow channel {denied:?}"
+            )));
         }
         if subscribe {
             let added = channels
@@ -198,10 +235,10 @@ impl Engine {
                 .len();
             let total = session.subscriptions.len() + added;
             if total > self.config.max_subscriptions {
-                return Err(format!(
+                return Err(Refusal::Invalid(format!(
                     "subscribing would make {total} subscriptions; the limit is {}",
                     self.config.max_subscriptions
-                ));
+                )));
             }
             for channel in channels {
                 if session.subscriptions.insert(channel.clone()) {

@@ -240,7 +240,7 @@ impl Engine {
             Ok(response) => {
                 Reply::json(200, format!("{{\"success\":true,\"response\":{response}}}"))
             }
-            Err(problem) => Reply::error(400, &problem),
+            Err(refusal) => Reply::error(refusal.status(), refusal.text()),
         }
     }
 

@@ -170,7 +170,7 @@ impl Engine {
         }
         match self.client_message(now, key, message, Via::WebSocket) {
             Ok(reply) => self.deliver(key, reply.into()),
-            Err(problem) => self.send_error(now, key, &problem),
+            Err(refusal) => self.send_error(now, key, refusal.text()),
         }
     }
 
