@@ -100,6 +100,8 @@ impl EngineDriver {
                         }
                     }
                     Output::Session(_) => {}
+                    // A store that holds every batch at once (sessions with `durable`).
+                    Output::Persist { batch, .. } => inputs.push(Input::Persisted { batch }),
                 }
             }
             for (conn, count) in &mut self.unacked {

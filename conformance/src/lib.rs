@@ -150,16 +150,100 @@ pub fn run(transcript: &Transcript, backend: Backend) -> Result<(), Failure> {
                 },
             )?),
         };
-    let result = replay(transcript, driver.as_mut());
+    let mut transcript = transcript.clone();
+    let result = replay(&mut transcript, driver.as_mut(), false);
     driver.finish();
     result
 }
 
-fn replay(transcript: &Transcript, driver: &mut dyn Driver) -> Result<(), Failure> {
+/// Replays a transcript on the engine and, where an answer or frame has fields that the
+/// protocol has gained since the transcript was written (`channel`, `offset`, `epoch`,
+/// `positions`, `recovered`) and its pattern lacks, adds them to the pattern: offsets and
+/// channels as they are (the engine is deterministic), epochs as a `$epoch_<channel>`
+/// variable. Returns whether anything was added. See the `bless` binary.
+pub fn bless(transcript: &mut Transcript) -> Result<bool, Failure> {
+    let config = transcript.config().map_err(|message| Failure {
+        step: None,
+        message,
+    })?;
+    let before = serde_json::to_value(&*transcript).expect("transcripts serialise");
+    let mut driver = engine_backend::EngineDriver::new(config);
+    let result = replay(transcript, &mut driver, true);
+    driver.finish();
+    result?;
+    Ok(serde_json::to_value(&*transcript).expect("transcripts serialise") != before)
+}
+
+/// Fields the protocol added to existing messages, which [`bless`] adds to old patterns.
+const ADDED_FIELDS: [&str; 6] = [
+    "channel",
+    "offset",
+    "epoch",
+    "positions",
+    "recovered",
+    "dropped",
+];
+
+fn adopt_added_fields(pattern: &mut Value, actual: &Value) {
+    match (pattern, actual) {
+        (Value::Object(pattern), Value::Object(actual)) => {
+            if pattern.contains_key("...") {
+                return;
+            }
+            for key in ADDED_FIELDS {
+                if let (false, Some(value)) = (pattern.contains_key(key), actual.get(key)) {
+                    let blessed = match key {
+                        "epoch" => match actual.get("channel").and_then(Value::as_str) {
+                            Some(channel) => Value::from(format!("$epoch_{channel}")),
+                            None => Value::from("@string"),
+                        },
+                        "positions" => positions_pattern(value),
+                        _ => value.clone(),
+                    };
+                    pattern.insert(key.to_string(), blessed);
+                }
+            }
+            for (key, value) in pattern.iter_mut() {
+                if let Some(actual) = actual.get(key) {
+                    adopt_added_fields(value, actual);
+                }
+            }
+        }
+        (Value::Array(pattern), Value::Array(actual)) => {
+            for (pattern, actual) in pattern.iter_mut().zip(actual) {
+                adopt_added_fields(pattern, actual);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn positions_pattern(positions: &Value) -> Value {
+    let Value::Object(positions) = positions else {
+        return positions.clone();
+    };
+    let blessed = positions
+        .iter()
+        .map(|(channel, position)| {
+            let pattern = serde_json::json!({
+                "offset": position["offset"].clone(),
+                "epoch": format!("$epoch_{channel}"),
+            });
+            (channel.clone(), pattern)
+        })
+        .collect();
+    Value::Object(blessed)
+}
+
+fn replay(
+    transcript: &mut Transcript,
+    driver: &mut dyn Driver,
+    bless: bool,
+) -> Result<(), Failure> {
     let mut vars = Vars::new();
     let mut pending: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_at = 0;
-    for (index, step) in transcript.steps.iter().enumerate() {
+    for (index, step) in transcript.steps.iter_mut().enumerate() {
         if step.at < last_at {
             return Err(Failure {
                 step: Some(index),
@@ -179,7 +263,7 @@ fn replay(transcript: &Transcript, driver: &mut dyn Driver) -> Result<(), Failur
             _ => step.at,
         };
         driver.advance(at);
-        run_step(step, driver, &mut vars, &mut pending).map_err(|message| Failure {
+        run_step(step, driver, &mut vars, &mut pending, bless).map_err(|message| Failure {
             step: Some(index),
             message: format!("[{} at {at} ms] {message}", step.actor),
         })?;
@@ -204,10 +288,11 @@ fn clock(driver: &dyn Driver) -> Clock {
 }
 
 fn run_step(
-    step: &Step,
+    step: &mut Step,
     driver: &mut dyn Driver,
     vars: &mut Vars,
     pending: &mut BTreeMap<String, u64>,
+    bless: bool,
 ) -> Result<(), String> {
     let actor = step.actor.as_str();
     let mut answer: Option<Answer> = None;
@@ -291,8 +376,16 @@ fn run_step(
         };
         let expect = step
             .expect
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| format!("{what}: {} {} (no `expect`)", answer.status, answer.body))?;
+        if bless
+            && let (Some(pattern), Ok(actual)) = (
+                expect.body.as_mut(),
+                serde_json::from_str::<Value>(&answer.body),
+            )
+        {
+            adopt_added_fields(pattern, &actual);
+        }
         check_answer(expect, &answer, vars, clock(driver), driver.name())?;
     } else if step.expect.is_some() && (step.ws_open) {
         // Accepted as expected (status 101).
@@ -302,12 +395,15 @@ fn run_step(
         return Err("a pending request's `expect` belongs on its `await` step".to_string());
     }
 
-    if let Some(frames) = &step.frames {
-        for (i, pattern) in frames.iter().enumerate() {
+    if let Some(frames) = &mut step.frames {
+        for (i, pattern) in frames.iter_mut().enumerate() {
             match driver.ws_next(actor)? {
                 Some(Item::Frame(text)) => {
                     let actual: Value = serde_json::from_str(&text)
                         .map_err(|e| format!("frame {i} is not JSON ({e}): {text}"))?;
+                    if bless {
+                        adopt_added_fields(pattern, &actual);
+                    }
                     matcher::matches(pattern, &actual, vars, clock(driver))
                         .map_err(|e| format!("frame {i}: {e}\n  frame: {text}"))?;
                 }

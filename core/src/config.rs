@@ -73,6 +73,19 @@ pub struct Config {
     /// Host names accepted in `Host` besides `localhost`, `127.0.0.1` and `[::1]`; `*` allows
     /// any. Default: none.
     pub allowed_hosts: Vec<String>,
+    /// Events kept per channel for recovery and `GET /api/history`; 0 keeps none (offsets are
+    /// still given). Default 1 000.
+    pub history_size: usize,
+    /// Oldest event kept per channel; zero keeps none. Default 10 minutes.
+    #[serde(with = "crate::time::millis")]
+    pub history_ttl: Duration,
+    /// Most events one recovery replays; a client that missed more is told
+    /// `recovered: false`. Default 1 000.
+    pub recovery_max: usize,
+    /// Whether channel events are stored before they are delivered and acknowledged: the
+    /// engine emits [`crate::Output::Persist`] and waits for [`crate::Input::Persisted`]. The
+    /// runtime sets it when it has a store (`--data-dir`). Default: off.
+    pub durable: bool,
     /// The event types publishers may send. Default: the seeds' 22 events
     /// ([`Catalogue::builtin`]).
     #[serde(skip_serializing_if = "is_builtin")]
@@ -111,6 +124,10 @@ impl Default for Config {
             admin_token: None,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            history_size: 1_000,
+            history_ttl: Duration::from_secs(10 * 60),
+            recovery_max: 1_000,
+            durable: false,
             catalogue: Catalogue::builtin(),
         }
     }

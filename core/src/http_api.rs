@@ -93,8 +93,16 @@ const ROUTES: &[(&str, &str, Access, Handler)] = &[
     }),
 ];
 
-/// Routes whose last segment is a client id: (method, prefix, route label, access, handler).
+/// Routes whose last segment is a name (a client id, a channel): (method, prefix, route label,
+/// access, handler).
 const ID_ROUTES: &[(&str, &str, &str, Access, Handler)] = &[
+    (
+        "GET",
+        "/api/history/",
+        "/api/history/{channel}",
+        Admin,
+        history,
+    ),
     ("POST", "/ws/send/", "/ws/send/{client_id}", Admin, send_to),
     (
         "POST",
@@ -353,6 +361,7 @@ fn handshake(http: &HttpRequest, _: &str, config: &Config) -> Result<Command, Re
                 .and_then(crate::auth::bearer)
                 .map(str::to_string),
         },
+        since: crate::history::parse_since(body.get("since"), None).map_err(bad_request)?,
     })
 }
 
@@ -484,6 +493,36 @@ fn cleanup(http: &HttpRequest, _: &str, config: &Config) -> Result<Command, Repl
             .ok_or_else(|| bad_request("`timeout_minutes` is too large"))?,
     };
     Ok(Command::Cleanup { idle_for })
+}
+
+/// Most events one history request returns.
+pub const HISTORY_LIMIT_MAX: usize = 1_000;
+
+fn history(http: &HttpRequest, channel: &str, _: &Config) -> Result<Command, Reply> {
+    let (_, query) = split_target(&http.target);
+    let mut since = 0;
+    let mut limit = 100;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| bad_request(format!("`{key}` must be a whole number ≥ 0")))
+        };
+        match key.as_ref() {
+            "since" => since = number()?,
+            "limit" => limit = usize::try_from(number()?).unwrap_or(usize::MAX),
+            _ => {}
+        }
+    }
+    let channel = form_urlencoded::parse(format!("c={channel}").as_bytes())
+        .next()
+        .map(|(_, name)| name.into_owned())
+        .unwrap_or_default();
+    Ok(Command::History {
+        channel,
+        since,
+        limit: limit.min(HISTORY_LIMIT_MAX),
+    })
 }
 
 fn publish_events(http: &HttpRequest, _: &str, config: &Config) -> Result<Command, Reply> {

@@ -2,9 +2,12 @@
 //! WebSocket events and shutdown. Inputs serialise, so sessions can be recorded, replayed and
 //! fuzzed.
 
+use crate::history::Position;
 use crate::ids::{ClientId, ConnId, RequestId};
+use crate::storage::{BatchId, StoreError, StoredChannel};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One input to [`crate::Engine::handle_input`].
@@ -82,6 +85,27 @@ pub enum Input {
     Shutdown,
     /// Something the runtime's transport layer did on its own, counted in the metrics.
     Transport(TransportEvent),
+    /// The store holds the batch durably: its events are delivered and acknowledged now.
+    Persisted {
+        /// The batch of a [`crate::Output::Persist`].
+        batch: BatchId,
+    },
+    /// The store could not hold the batch: it and every batch after it are refused (their
+    /// publishers get 507 or 503), and their offsets are given again.
+    PersistFailed {
+        /// The batch of a [`crate::Output::Persist`].
+        batch: BatchId,
+        /// Why.
+        error: StoreError,
+    },
+    /// What a store kept, handed back at start-up before any other input: every channel's
+    /// epoch, latest offset and retained events, and the epoch new channels get.
+    HistoryLoaded {
+        /// The epoch new channels get; `None` keeps the engine's own.
+        epoch: Option<String>,
+        /// The stored channels.
+        channels: Vec<StoredChannel>,
+    },
 }
 
 /// What a runtime's transport layer did without the engine, for the engine's metrics (so that
@@ -219,6 +243,10 @@ pub enum Command {
         /// A client token, when the server requires one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// On a resume, the positions the client saw, per channel: what it missed after them
+        /// is replayed (see [`crate::Position`]).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        since: BTreeMap<String, Position>,
     },
     /// Take the queued messages; with `wait`, hold the request until one arrives.
     Poll {
@@ -287,6 +315,16 @@ pub enum Command {
     Metrics,
     /// The event catalogue as JSON (`GET /api/catalogue`).
     Catalogue,
+    /// A channel's retained events after an offset (`GET /api/history/<channel>`).
+    History {
+        /// The channel.
+        channel: String,
+        /// Events after this offset (0: from the oldest retained).
+        #[serde(default)]
+        since: u64,
+        /// At most this many.
+        limit: usize,
+    },
     /// A file compiled into the hub: the admin page or the browser client.
     Asset {
         /// Which one.

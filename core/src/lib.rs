@@ -50,6 +50,7 @@ mod engine;
 mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+mod history;
 pub mod http_api;
 mod ids;
 mod input;
@@ -58,6 +59,7 @@ mod queue;
 mod rate;
 mod session;
 mod stats;
+mod storage;
 mod time;
 mod timer_queue;
 
@@ -74,10 +76,12 @@ pub use events::{
     PhotoImported, PhotoRejected, PhotoSelected, Priority, PriorityChanged, QueueStatus,
     ResourceWarning, SessionCompleted, SessionCreated, SessionUpdated, SystemStatus,
 };
+pub use history::Position;
 pub use ids::{ClientId, ConnId, IdSource, RequestId, SeededIds};
 pub use input::{Command, HttpRequest, Initiator, Input, RequestBody, TransportEvent};
 pub use output::{
     CloseReason, ContentType, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };
 pub use rate::RateLimit;
+pub use storage::{BatchId, StoreError, StoreErrorKind, StoredChannel, StoredEvent};
 pub use time::{Time, format_unix_millis};

@@ -26,6 +26,11 @@ pub(crate) struct Counters {
     pub(crate) accept_errors: u64,
     /// Connection tasks that panicked.
     pub(crate) connection_panics: u64,
+    /// Channels recovered (everything missed replayed), and refused (`recovered: false`).
+    pub(crate) recoveries: u64,
+    pub(crate) recoveries_failed: u64,
+    /// Events sent again from history by recoveries.
+    pub(crate) replayed: u64,
 }
 
 /// Gauges read off the session table when metrics are rendered.
@@ -33,6 +38,10 @@ pub(crate) struct Gauges {
     /// (transport, client type) → sessions.
     pub(crate) sessions: BTreeMap<(&'static str, String), usize>,
     pub(crate) queued_messages: usize,
+    /// Events retained in channel history.
+    pub(crate) history_events: usize,
+    /// Publishes waiting for the store.
+    pub(crate) publishes_awaiting_store: usize,
     pub(crate) channels: usize,
     pub(crate) uptime_seconds: f64,
 }
@@ -63,6 +72,20 @@ pub(crate) fn render_prometheus(counters: &Counters, gauges: &Gauges) -> String 
         "gauge",
         "Messages waiting in session queues.",
         gauges.queued_messages.to_string(),
+    );
+    scalar(
+        &mut out,
+        "livebridge_history_events",
+        "gauge",
+        "Events retained in channel history (for recovery and /api/history).",
+        gauges.history_events.to_string(),
+    );
+    scalar(
+        &mut out,
+        "livebridge_publishes_awaiting_store",
+        "gauge",
+        "Publishes of channel events waiting for the store to hold them (durable history).",
+        gauges.publishes_awaiting_store.to_string(),
     );
     scalar(
         &mut out,
@@ -113,6 +136,21 @@ pub(crate) fn render_prometheus(counters: &Counters, gauges: &Gauges) -> String 
             "livebridge_sessions_resumed_total",
             "Sessions resumed by client_id.",
             counters.sessions_resumed,
+        ),
+        (
+            "livebridge_recoveries_total",
+            "Channels a client recovered: everything it missed was replayed.",
+            counters.recoveries,
+        ),
+        (
+            "livebridge_recoveries_failed_total",
+            "Channels a client could not recover (recovered: false: history too short, epoch changed).",
+            counters.recoveries_failed,
+        ),
+        (
+            "livebridge_messages_replayed_total",
+            "Events sent again from history by recoveries.",
+            counters.replayed,
         ),
         (
             "livebridge_idle_connections_closed_total",

@@ -158,6 +158,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_hosts: Vec<String>,
+    /// Events kept per channel for recovery and `GET /api/history` (0 keeps none).
+    #[arg(long, env = "LIVEBRIDGE_HISTORY_SIZE", default_value = "1000")]
+    pub history_size: usize,
+    /// Oldest event kept per channel (0 keeps none).
+    #[arg(long, env = "LIVEBRIDGE_HISTORY_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub history_ttl: Duration,
+    /// Most events one recovery replays; a client that missed more is told `recovered: false`.
+    #[arg(long, env = "LIVEBRIDGE_RECOVERY_MAX", default_value = "1000")]
+    pub recovery_max: usize,
     /// A JSON file of event types to add to the built-in catalogue, or to replace ones of
     /// the same type: `{"events": [{"type", "channel", "fields": [{"name", "type",
     /// "required"}]}]}` (see docs/protocol.md, "Event catalogue").
@@ -247,6 +256,10 @@ impl ServeArgs {
                 admin_token: self.admin_token.clone(),
                 allowed_origins: self.allowed_origins.clone(),
                 allowed_hosts: self.allowed_hosts.clone(),
+                history_size: self.history_size,
+                history_ttl: self.history_ttl,
+                recovery_max: self.recovery_max,
+                durable: false,
                 catalogue,
             },
             max_head_bytes: self.max_head,

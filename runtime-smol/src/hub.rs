@@ -275,6 +275,10 @@ fn dispatch(state: &mut HubState, output: Output) {
             }
         }
         Output::Session(event) => log_session_event(&event),
+        Output::Persist { batch, .. } => {
+            // The engine asks for storage only when a store was configured (durable).
+            tracing::error!(%batch, "the engine asked to store a batch, but there is no store");
+        }
     }
 }
 

@@ -58,7 +58,8 @@ impl Engine {
                     "last_poll": s.last_poll.map(|t| self.timestamp(t)),
                     "idle_seconds": now.saturating_since(s.last_activity).as_secs_f64(),
                     "subscriptions": s.subscriptions,
-                    "queued": s.queue.len(),
+                    "queued": s.queue.messages(),
+                    "dropped": s.queue.dropped_total(),
                 })
             })
             .collect();
@@ -76,6 +77,16 @@ impl Engine {
             *by_transport.entry(session.kind.as_str()).or_default() += 1;
         }
         let channels: BTreeMap<&str, usize> = self.channels.counts().collect();
+        let history: BTreeMap<&str, Value> = self
+            .history
+            .positions()
+            .map(|(name, offset, epoch, retained)| {
+                (
+                    name,
+                    json!({"offset": offset, "epoch": epoch, "retained": retained}),
+                )
+            })
+            .collect();
         let mut status = json!({
             "success": true,
             "enabled": true,
@@ -86,6 +97,8 @@ impl Engine {
             "clients_by_type": by_type,
             "clients_by_transport": by_transport,
             "channels": channels,
+            "history": history,
+            "publishes_awaiting_store": self.durability.pending(),
             "messages_published": self.counters.published,
             "messages_delivered": self.counters.delivered,
             "messages_dropped": self.counters.dropped,
@@ -99,6 +112,10 @@ impl Engine {
                 "long_poll_max_seconds": self.config.long_poll_max.as_secs_f64(),
                 "ping_interval_seconds": self.config.ping_interval.as_secs_f64(),
                 "max_clients": self.config.max_clients,
+                "history_size": self.config.history_size,
+                "history_ttl_seconds": self.config.history_ttl.as_secs_f64(),
+                "recovery_max": self.config.recovery_max,
+                "durable": self.config.durable,
             });
         }
         status
@@ -127,10 +144,16 @@ impl Engine {
             *sessions
                 .entry((session.kind.as_str(), session.client_type.clone()))
                 .or_default() += 1;
-            queued += session.queue.len();
+            queued += session.queue.messages() as usize;
         }
         let gauges = Gauges {
             sessions,
+            history_events: self
+                .history
+                .positions()
+                .map(|(_, _, _, retained)| retained)
+                .sum(),
+            publishes_awaiting_store: self.durability.pending(),
             queued_messages: queued,
             channels: self.channels.counts().count(),
             uptime_seconds: now.saturating_since(self.started_at).as_secs_f64(),

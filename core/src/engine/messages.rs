@@ -3,6 +3,7 @@
 
 use super::lifecycle;
 use super::*;
+use crate::history::parse_since;
 
 /// How a client message arrived, which decides how its reply travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,23 @@ impl From<String> for Refusal {
     }
 }
 
+/// What a client message gets: its reply now (none for an event, answered once delivered),
+/// and the replays of a recovery, started after the reply.
+#[derive(Default)]
+pub(super) struct Answer {
+    pub(super) reply: Option<String>,
+    pub(super) replays: Vec<crate::queue::Replay>,
+}
+
+impl Answer {
+    fn reply(reply: String) -> Answer {
+        Answer {
+            reply: Some(reply),
+            replays: Vec::new(),
+        }
+    }
+}
+
 /// Client types and similar labels: 1 to 64 printable characters.
 pub(super) fn validate_label(field: &str, value: &str) -> Result<(), String> {
     if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
@@ -78,14 +96,16 @@ pub(super) fn channel_list(map: &Map<String, Value>) -> Result<Vec<String>, Stri
 }
 
 impl Engine {
-    /// Handles one message from a client; returns the JSON of the reply, or the problem.
+    /// Handles one message from a client: its reply, to send now (an event's `published`
+    /// reply comes once it is delivered), and the replays a recovery starts after the reply.
     pub(super) fn client_message(
         &mut self,
         now: Time,
         key: SessionKey,
         message: Value,
         via: Via,
-    ) -> Result<String, Refusal> {
+        request: Option<(RequestId, Option<&'static str>)>,
+    ) -> Result<Answer, Refusal> {
         let not_a_message = || {
             Refusal::Invalid(
                 "a message must be a JSON object with a string field `type`".to_string(),
@@ -99,43 +119,49 @@ impl Engine {
         };
         let timestamp = self.timestamp(now);
         match message_type {
-            "ping" => Ok(json!({"type": "pong", "timestamp": timestamp}).to_string()),
-            "register" => self.register(now, key, &map, via),
-            "subscribe" | "unsubscribe" => {
-                let subscribe = message_type == "subscribe";
+            "ping" => Ok(Answer::reply(
+                json!({"type": "pong", "timestamp": timestamp}).to_string(),
+            )),
+            "register" => self.register(now, key, &map, via).map(Answer::reply),
+            "subscribe" => {
                 let channels = channel_list(&map)?;
-                self.change_subscriptions(key, &channels, subscribe)?;
+                let since = parse_since(map.get("since"), Some(&channels))?;
+                self.change_subscriptions(key, &channels, true)?;
+                let recovery = self.plan_recovery(now, &since);
                 let session = self.sessions.get(key).expect("live session");
-                Ok(json!({
-                    "type": if subscribe { "subscribed" } else { "unsubscribed" },
+                let mut reply = json!({
+                    "type": "subscribed",
                     "channels": channels,
                     "subscriptions": session.subscriptions,
-                    "timestamp": timestamp,
+                    "positions": self.positions_json(channels.iter().cloned()),
+                });
+                if !since.is_empty() {
+                    reply["recovered"] = json!(recovery.recovered);
+                }
+                reply["timestamp"] = Value::from(timestamp);
+                Ok(Answer {
+                    reply: Some(reply.to_string()),
+                    replays: recovery.replays,
                 })
-                .to_string())
             }
-            other => match self.encode_event(&map, &timestamp) {
-                Ok(Some(event)) => {
-                    let audience = Audience::Channel {
-                        channel: &event.channel,
-                        client_type: None,
-                    };
-                    let recipients = self.publish(audience, event.json.into(), Some(key));
-                    Ok(json!({
-                        "type": "published",
-                        "event": event.name,
-                        "channel": event.channel,
-                        "recipients": recipients,
+            "unsubscribe" => {
+                let channels = channel_list(&map)?;
+                self.change_subscriptions(key, &channels, false)?;
+                let session = self.sessions.get(key).expect("live session");
+                Ok(Answer::reply(
+                    json!({
+                        "type": "unsubscribed",
+                        "channels": channels,
+                        "subscriptions": session.subscriptions,
                         "timestamp": timestamp,
                     })
-                    .to_string())
-                }
-                Ok(None) => Err(Refusal::Invalid(format!(
-                    "unknown message type {other:?}: expected ping, register, subscribe, \
-                     unsubscribe or an event of the catalogue"
-                ))),
-                Err(problem) => Err(Refusal::Invalid(problem.to_string())),
-            },
+                    .to_string(),
+                ))
+            }
+            _ => {
+                self.client_event_message(now, key, &map, via, request)?;
+                Ok(Answer::default())
+            }
         }
     }
 
@@ -181,7 +207,7 @@ impl Engine {
             session.client_name = Some(client_name.to_string());
         }
         let refused = requested_id.filter(|id| *id != own_id);
-        Ok(self.registered_json(now, key, false, refused))
+        Ok(self.registered_json(now, key, false, refused).to_string())
     }
 
     /// The `registered` reply. `refused_resume` is the id the client asked to resume when that
@@ -192,7 +218,7 @@ impl Engine {
         key: SessionKey,
         resumed: bool,
         refused_resume: Option<&str>,
-    ) -> String {
+    ) -> Value {
         let session = self.sessions.get(key).expect("live session");
         let mut registered = json!({
             "type": "registered",
@@ -206,7 +232,7 @@ impl Engine {
             registered["reason"] = Value::from(lifecycle::resume_refusal(requested));
         }
         registered["timestamp"] = Value::from(self.timestamp(now));
-        registered.to_string()
+        registered
     }
 
     pub(super) fn change_subscriptions(

@@ -10,6 +10,7 @@ use crate::auth::{self, ClientClaims};
 use crate::catalogue::FieldError;
 use crate::channel::{ChannelIndex, validate_channel_name};
 use crate::config::{Config, SlowConsumerPolicy};
+use crate::history::History;
 use crate::http_api;
 use crate::ids::{ClientId, ConnId, IdSource, RequestId};
 use crate::input::{Command, HttpRequest, Initiator, Input, TransportEvent};
@@ -31,9 +32,10 @@ mod lifecycle;
 mod management;
 mod messages;
 mod polling;
+mod publishing;
+mod recovery;
 mod websocket;
 
-use delivery::Audience;
 use messages::Via;
 
 /// The protocol version this engine speaks; handshakes must ask for `1.x`.
@@ -102,6 +104,10 @@ pub struct Engine {
     shutting_down: bool,
     /// Reused recipient list, so a publish does not allocate once warmed up.
     recipients: Vec<SessionKey>,
+    /// Channel offsets and retained events.
+    history: History,
+    /// Publishes waiting for the store, when history is durable.
+    durability: publishing::Durability,
     /// WebSockets the engine closed whose end the runtime has not reported yet: the session
     /// they served and the frames handed to them not yet reported written.
     closing: BTreeMap<ConnId, (SessionKey, ClientId, InFlight)>,
@@ -120,8 +126,16 @@ impl Engine {
     /// A new engine. `now` is the caller's current [`Time`] and `unix_millis` the wall-clock
     /// time at that instant (milliseconds since the Unix epoch); timestamps are derived from
     /// the pair. `ids` supplies the bytes of client ids.
-    pub fn new(config: Config, ids: impl IdSource + 'static, now: Time, unix_millis: u64) -> Self {
+    pub fn new(
+        config: Config,
+        mut ids: impl IdSource + 'static,
+        now: Time,
+        unix_millis: u64,
+    ) -> Self {
+        let history = History::new(new_epoch(&mut ids), config.history_size, config.history_ttl);
         Engine {
+            history,
+            durability: publishing::Durability::default(),
             config,
             ids: Box::new(ids),
             clock: WallClock::new(now, unix_millis),
@@ -188,6 +202,11 @@ impl Engine {
             Input::WsClosed { conn, code } => self.on_ws_closed(now, conn, code),
             Input::Shutdown => self.shutdown(now),
             Input::Transport(event) => self.count_transport_event(event),
+            Input::Persisted { batch } => self.on_persisted(now, batch),
+            Input::PersistFailed { batch, error } => self.on_persist_failed(now, batch, &error),
+            Input::HistoryLoaded { epoch, channels } => {
+                self.on_history_loaded(now, epoch, channels)
+            }
         }
         if !self.ready_polls.is_empty() {
             self.answer_ready_polls(now);
@@ -387,13 +406,17 @@ impl Engine {
                 client_id,
                 client_name,
                 token,
+                since,
             } => self.handshake(
                 now,
-                client_type,
-                &protocol_version,
-                client_id.as_deref(),
-                client_name,
-                token.as_deref(),
+                polling::Handshake {
+                    client_type,
+                    protocol_version,
+                    client_id,
+                    client_name,
+                    token,
+                    since,
+                },
             ),
             Command::Poll { client_id, wait } => {
                 match self.poll(now, request, route.is_some(), client_id, wait) {
@@ -401,7 +424,12 @@ impl Engine {
                     None => return,
                 }
             }
-            Command::Send { client_id, message } => self.http_send(now, client_id, message),
+            Command::Send { client_id, message } => {
+                match self.http_send(now, request, route, client_id, message) {
+                    Some(reply) => reply,
+                    None => return,
+                }
+            }
             Command::Disconnect {
                 client_id,
                 initiator,
@@ -410,9 +438,23 @@ impl Engine {
                 message,
                 channel,
                 client_type,
-            } => self.broadcast(now, message, channel.as_deref(), client_type.as_deref()),
+            } => {
+                let (channel, client_type) = (channel.as_deref(), client_type.as_deref());
+                match self.broadcast(now, request, route, message, channel, client_type) {
+                    Some(reply) => reply,
+                    None => return,
+                }
+            }
             Command::SendTo { client_id, message } => self.send_to(now, client_id, message),
-            Command::Publish { events } => self.publish_events(now, events),
+            Command::Publish { events } => match self.publish_events(now, request, route, events) {
+                Some(reply) => reply,
+                None => return,
+            },
+            Command::History {
+                channel,
+                since,
+                limit,
+            } => self.read_history(now, &channel, since, limit),
             Command::Cleanup { idle_for } => self.cleanup(now, idle_for),
             Command::ListClients => self.list_clients(now),
             Command::Status => Reply::json(200, self.status_json(now, true).to_string()),
@@ -427,6 +469,14 @@ impl Engine {
         };
         self.reply(request, route, reply);
     }
+}
+
+/// A fresh epoch: eight random bytes (from the id source), as 16 hex digits.
+fn new_epoch(ids: &mut impl IdSource) -> String {
+    ids.next_id_bytes()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn view(session: &Session) -> SessionView {

@@ -4,17 +4,29 @@
 use super::lifecycle;
 use super::messages::validate_label;
 use super::*;
+use crate::history::Since;
+
+/// A handshake's fields (those of [`Command::Handshake`]).
+pub(super) struct Handshake {
+    pub(super) client_type: String,
+    pub(super) protocol_version: String,
+    pub(super) client_id: Option<String>,
+    pub(super) client_name: Option<String>,
+    pub(super) token: Option<String>,
+    pub(super) since: Since,
+}
 
 impl Engine {
-    pub(super) fn handshake(
-        &mut self,
-        now: Time,
-        client_type: String,
-        protocol_version: &str,
-        client_id: Option<&str>,
-        client_name: Option<String>,
-        token: Option<&str>,
-    ) -> Reply {
+    pub(super) fn handshake(&mut self, now: Time, handshake: Handshake) -> Reply {
+        let Handshake {
+            client_type,
+            protocol_version,
+            client_id,
+            client_name,
+            token,
+            since,
+        } = handshake;
+        let (client_id, token, since) = (client_id.as_deref(), token.as_deref(), &since);
         if protocol_version != "1" && !protocol_version.starts_with("1.") {
             return Reply::error(
                 400,
@@ -68,7 +80,7 @@ impl Engine {
                 }
                 let key = self.open_session(now, client_type, TransportKind::Polling);
                 let welcome = self.connection_established(now, key, None);
-                self.deliver(key, welcome);
+                self.deliver(key, welcome, None);
                 (key, false)
             }
         };
@@ -76,6 +88,10 @@ impl Engine {
         if self.config.client_token_secret.is_some() {
             self.install_claims(key, claims);
         }
+        let recovery = match resumed {
+            true => self.plan_recovery(now, since),
+            false => Default::default(),
+        };
         let session = self.sessions.get_mut(key).expect("live session");
         if client_name.is_some() {
             session.client_name = client_name;
@@ -86,11 +102,18 @@ impl Engine {
             "protocol_version": PROTOCOL_VERSION,
             "server_time": self.clock.timestamp(now),
             "resumed": resumed,
-            "queued": session.queue.len(),
         });
         if let (false, Some(requested)) = (resumed, client_id) {
             body["reason"] = Value::from(lifecycle::resume_refusal(requested));
         }
+        if resumed && !since.is_empty() {
+            let subscriptions = session.subscriptions.clone();
+            body["recovered"] = json!(recovery.recovered);
+            body["positions"] = self.positions_json(subscriptions);
+        }
+        self.start_replays(now, key, recovery.replays);
+        let session = self.sessions.get(key).expect("live session");
+        body["queued"] = Value::from(session.queue.messages());
         Reply::json(200, body.to_string())
     }
 
@@ -191,17 +214,23 @@ impl Engine {
     pub(super) fn take_poll_reply(&mut self, now: Time, key: SessionKey) -> Reply {
         let timestamp = self.timestamp(now);
         let session = self.sessions.get_mut(key).expect("polling session");
-        let dropped = session.queue.take_unreported_drops();
         let mut body = String::with_capacity(64 + session.queue.len() * 160);
         body.push_str("{\"success\":true,\"messages\":[");
         let mut count = 0u64;
-        for (index, message) in session.queue.drain().enumerate() {
-            if index > 0 {
+        while let Some(message) = recovery::next_message(
+            &mut session.queue,
+            &mut self.history,
+            &mut self.counters,
+            now,
+        ) {
+            if count > 0 {
                 body.push(',');
             }
             body.push_str(&message);
             count += 1;
         }
+        // Read after the queue: a replay that found events trimmed counts them as dropped.
+        let dropped = session.queue.take_unreported_drops();
         body.push_str("],\"dropped\":");
         body.push_str(&dropped.to_string());
         body.push_str(",\"timestamp\":\"");
@@ -228,19 +257,32 @@ impl Engine {
         }
     }
 
-    pub(super) fn http_send(&mut self, now: Time, client_id: ClientId, message: Value) -> Reply {
+    /// `/ws/send`: the reply to the client's message, or `None` when it comes later (an
+    /// event is answered once delivered).
+    pub(super) fn http_send(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        route: Option<&'static str>,
+        client_id: ClientId,
+        message: Value,
+    ) -> Option<Reply> {
         let Some(key) = self.sessions.key_of(&client_id) else {
-            return Self::unknown_client(client_id);
+            return Some(Self::unknown_client(client_id));
         };
         self.touch(now, key);
         if let Err(problem) = self.spend_message_budget(now, key) {
-            return Reply::error(429, &problem);
+            return Some(Reply::error(429, &problem));
         }
-        match self.client_message(now, key, message, Via::Http) {
-            Ok(response) => {
-                Reply::json(200, format!("{{\"success\":true,\"response\":{response}}}"))
+        match self.client_message(now, key, message, Via::Http, Some((request, route))) {
+            Ok(answer) => {
+                let reply = answer.reply.map(|response| {
+                    Reply::json(200, format!("{{\"success\":true,\"response\":{response}}}"))
+                });
+                self.start_replays(now, key, answer.replays);
+                reply
             }
-            Err(refusal) => Reply::error(refusal.status(), refusal.text()),
+            Err(refusal) => Some(Reply::error(refusal.status(), refusal.text())),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::messages::{optional_str, validate_label};
 use super::*;
+use crate::history::{Since, parse_since};
 
 impl Engine {
     pub(super) fn on_ws_open(&mut self, now: Time, conn: ConnId, upgrade: &HttpRequest) {
@@ -13,6 +14,13 @@ impl Engine {
             .as_deref()
             .and_then(|id| id.parse::<ClientId>().ok())
             .and_then(|id| self.sessions.key_of(&id));
+        // `&since=` (JSON) with the resume: what the client saw per channel.
+        let since = match query_param(upgrade, "since") {
+            None => Ok(Since::new()),
+            Some(text) => serde_json::from_str::<Value>(&text)
+                .map_err(|e| format!("`since` is not valid JSON: {e}"))
+                .and_then(|value| parse_since(Some(&value), None)),
+        };
         let access = access::check_host(&self.config, upgrade.host.as_deref()).and_then(|()| {
             access::check_origin(
                 &self.config,
@@ -31,6 +39,8 @@ impl Engine {
             ))
         } else if self.sessions.key_of_conn(conn).is_some() {
             Some(Reply::error(409, &format!("{conn} is already open")))
+        } else if let Err(problem) = &since {
+            Some(Reply::error(400, problem))
         } else if resume.is_none() && self.sessions.len() >= self.config.max_clients {
             Some(self.server_full())
         } else {
@@ -78,7 +88,8 @@ impl Engine {
         self.count_upgrade(101);
         self.outputs.push_back(Output::WsAccept { conn });
         if let Some(target) = resume {
-            return self.resume_at_open(now, conn, target, claims);
+            let since = since.unwrap_or_default();
+            return self.resume_at_open(now, conn, target, claims, &since);
         }
         let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
         self.sessions
@@ -91,7 +102,7 @@ impl Engine {
             self.install_claims(key, claims);
         }
         let welcome = self.connection_established(now, key, requested.as_deref());
-        self.deliver(key, welcome);
+        self.deliver(key, welcome, None);
     }
 
     /// Counts an upgrade request with the HTTP requests, under the `/ws` route.
@@ -112,6 +123,7 @@ impl Engine {
         conn: ConnId,
         target: SessionKey,
         claims: Option<ClientClaims>,
+        since: &Since,
     ) {
         let reason = "session resumed on another connection";
         self.release_transport(now, target, true, close_code::SESSION_TAKEN_OVER, reason);
@@ -121,18 +133,23 @@ impl Engine {
             self.install_claims(target, claims);
         }
         self.touch(now, target);
+        let recovery = self.plan_recovery(now, since);
         let session = self.sessions.get(target).expect("resumed session");
         let client_id = session.id;
         let timestamp = self.timestamp(now);
-        let welcome = json!({
+        let mut welcome = json!({
             "type": "connection_established",
             "client_id": client_id,
             "protocol_version": PROTOCOL_VERSION,
             "server_time": timestamp,
             "resumed": true,
             "subscriptions": session.subscriptions,
-            "timestamp": timestamp,
         });
+        if !since.is_empty() {
+            welcome["recovered"] = json!(recovery.recovered);
+            welcome["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+        }
+        welcome["timestamp"] = Value::from(timestamp);
         self.counters.sessions_resumed += 1;
         self.outputs
             .push_back(Output::Session(SessionEvent::Resumed {
@@ -140,6 +157,7 @@ impl Engine {
                 transport: TransportKind::Websocket,
             }));
         self.emit_frame(target, welcome.to_string().into());
+        self.start_replays(now, target, recovery.replays);
         self.flush_websocket(now, target);
     }
 
@@ -168,8 +186,13 @@ impl Engine {
         if let Some(target) = self.resume_target(key, &message) {
             return self.resume_over_websocket(now, key, conn, target, &message);
         }
-        match self.client_message(now, key, message, Via::WebSocket) {
-            Ok(reply) => self.deliver(key, reply.into()),
+        match self.client_message(now, key, message, Via::WebSocket, None) {
+            Ok(answer) => {
+                if let Some(reply) = answer.reply {
+                    self.deliver(key, reply.into(), None);
+                }
+                self.start_replays(now, key, answer.replays);
+            }
             Err(refusal) => self.send_error(now, key, refusal.text()),
         }
     }
@@ -206,6 +229,10 @@ impl Engine {
         {
             return self.send_error(now, fresh, &problem);
         }
+        let since = match parse_since(map.get("since"), None) {
+            Ok(since) => since,
+            Err(problem) => return self.send_error(now, fresh, &problem),
+        };
         let fresh_claims = self.sessions.get(fresh).and_then(|s| s.claims.clone());
         let owner = self.sessions.get(target).and_then(|s| s.claims.as_ref());
         if let (Some(new), Some(old)) = (&fresh_claims, owner)
@@ -261,8 +288,15 @@ impl Engine {
             }));
         self.touch(now, target);
         // The reply goes out ahead of the backlog so the client knows what follows.
-        let registered = self.registered_json(now, target, true, None);
-        self.emit_frame(target, registered.into());
+        let recovery = self.plan_recovery(now, &since);
+        let mut registered = self.registered_json(now, target, true, None);
+        if !since.is_empty() {
+            let session = self.sessions.get(target).expect("resume target");
+            registered["recovered"] = json!(recovery.recovered);
+            registered["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+        }
+        self.emit_frame(target, registered.to_string().into());
+        self.start_replays(now, target, recovery.replays);
         self.flush_websocket(now, target);
     }
 
@@ -304,8 +338,16 @@ impl Engine {
                 .to_string()
                 .into()
             } else {
-                match session.queue.pop() {
+                let next = recovery::next_message(
+                    &mut session.queue,
+                    &mut self.history,
+                    &mut self.counters,
+                    now,
+                );
+                match next {
                     Some(frame) => frame,
+                    // A replay that found nothing left to send may have dropped some.
+                    None if session.queue.unreported_drops() > 0 => continue,
                     None => return,
                 }
             };
@@ -345,7 +387,7 @@ impl Engine {
 
     pub(super) fn send_error(&mut self, now: Time, key: SessionKey, problem: &str) {
         let frame = json!({"type": "error", "error": problem, "timestamp": self.timestamp(now)});
-        self.deliver(key, frame.to_string().into());
+        self.deliver(key, frame.to_string().into(), None);
     }
 }
 
