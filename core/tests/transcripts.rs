@@ -87,3 +87,45 @@ fn errors_on_both_transports() {
     );
     insta::assert_snapshot!(h.transcript_text());
 }
+
+#[test]
+fn a_recovery_after_a_dropped_socket() {
+    let mut h = Harness::default();
+    let (conn, id) = h.ws_open();
+    h.ws_send(conn, json!({"type": "subscribe", "channels": ["jobs"]}));
+    h.publish(job_progress(1));
+    let epoch = h.take_frames(conn)[1]["epoch"].clone();
+    h.client_closes(conn, None);
+    h.advance(Duration::from_secs(1));
+    h.publish(job_progress(2));
+    h.publish(job_progress(3));
+    let (conn, _) = h.ws_open();
+    h.ws_send(
+        conn,
+        json!({"type": "register", "client_id": id.to_string(),
+               "since": {"jobs": {"offset": 1, "epoch": epoch}}}),
+    );
+    h.publish(job_progress(4));
+    insta::assert_snapshot!(h.transcript_text());
+}
+
+#[test]
+fn a_recovery_refused_because_history_no_longer_reaches_back() {
+    let mut h = Harness::new(Config {
+        history_size: 2,
+        ..Config::default()
+    });
+    let (conn, _) = h.ws_open();
+    h.ws_send(conn, json!({"type": "subscribe", "channels": ["jobs"]}));
+    for progress in 1..=4 {
+        h.publish(job_progress(progress));
+    }
+    let epoch = h.take_frames(conn)[1]["epoch"].clone();
+    h.ws_send(
+        conn,
+        json!({"type": "subscribe", "channels": ["jobs"],
+               "since": {"jobs": {"offset": 1, "epoch": epoch}}}),
+    );
+    h.publish(job_progress(5));
+    insta::assert_snapshot!(h.transcript_text());
+}

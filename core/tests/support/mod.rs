@@ -9,7 +9,8 @@
 #![allow(dead_code)]
 
 use livebridge_core::{
-    ClientId, Config, ConnId, Engine, HttpRequest, Input, Output, Reply, RequestId, SeededIds, Time,
+    BatchId, ClientId, Config, ConnId, Engine, HttpRequest, Input, Output, Reply, RequestId,
+    SeededIds, Time,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -44,6 +45,11 @@ pub struct Harness {
     pub pings: BTreeMap<ConnId, usize>,
     /// Inputs and outputs as readable lines, for snapshot tests (write acks left out).
     pub transcript: Vec<String>,
+    /// Batches the engine asked to store (durable history) and that were not acknowledged:
+    /// with `store_instantly`, none stay here.
+    pub unstored: Vec<BatchId>,
+    /// Acknowledge every batch to store at once, as a store that never fails.
+    pub store_instantly: bool,
 }
 
 impl Harness {
@@ -64,6 +70,8 @@ impl Harness {
             closed: BTreeMap::new(),
             pings: BTreeMap::new(),
             transcript: Vec::new(),
+            unstored: Vec::new(),
+            store_instantly: true,
         }
     }
 
@@ -82,6 +90,7 @@ impl Harness {
         loop {
             let mut acks: Vec<(ConnId, usize)> = Vec::new();
             let mut server_closed: Vec<ConnId> = Vec::new();
+            let mut stored: Vec<BatchId> = Vec::new();
             while let Some(output) = self.engine.poll_output() {
                 match &output {
                     Output::Reply { request, reply } => {
@@ -109,6 +118,8 @@ impl Harness {
                         server_closed.push(*conn);
                     }
                     Output::WsPing { conn } => *self.pings.entry(*conn).or_default() += 1,
+                    Output::Persist { batch, .. } if self.store_instantly => stored.push(*batch),
+                    Output::Persist { batch, .. } => self.unstored.push(*batch),
                     _ => {}
                 }
                 self.record(format!("<- {}", serde_json::to_string(&output).unwrap()));
@@ -125,8 +136,12 @@ impl Harness {
                     ends.push(conn);
                 }
             }
-            if acks.is_empty() && ends.is_empty() {
+            if acks.is_empty() && ends.is_empty() && stored.is_empty() {
                 return;
+            }
+            for batch in stored {
+                self.engine
+                    .handle_input(self.now, Input::Persisted { batch });
             }
             for (conn, frames) in acks {
                 self.write(conn, frames);
