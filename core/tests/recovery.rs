@@ -403,7 +403,10 @@ fn durable() -> Harness {
     h
 }
 
-fn persisted(h: &Harness) -> Vec<(livebridge_core::BatchId, Vec<u64>, Vec<(String, u64)>)> {
+/// A batch the engine asked to store: its offsets and what the store may trim.
+type StoreRequest = (livebridge_core::BatchId, Vec<u64>, Vec<(String, u64)>);
+
+fn persisted(h: &Harness) -> Vec<StoreRequest> {
     h.log
         .iter()
         .filter_map(|(_, output)| match output {
