@@ -46,6 +46,9 @@ const DEFAULT_OPTIONS = {
   recoveryTimeout: 10000,
 };
 
+// After falling back to polling, the first attempt to upgrade back comes this soon (ms).
+const FIRST_UPGRADE_DELAY = 2000;
+
 // Replies: each client message gets exactly one, in order, on the connection it was sent on.
 const REPLY_TYPES = new Set(['pong', 'registered', 'subscribed', 'unsubscribed', 'published', 'error']);
 
@@ -267,7 +270,7 @@ export class LivebridgeClient {
       // Sockets failed where HTTP works: something between us and the hub blocks them. Poll
       // straight away on later reconnections; the upgrade timer keeps trying sockets.
       if (socketFailure) this.#preferPolling = true;
-      return this.#adopt(polling, handshake);
+      return this.#adopt(polling, handshake, { socketFailed: Boolean(socketFailure) });
     } catch (error) {
       if (stale()) return;
       if (isFatal(error) && typeof this.#options.token !== 'function') {
@@ -327,7 +330,7 @@ export class LivebridgeClient {
   }
 
   /** Makes `connection` the one in use and sets the session up on it. */
-  async #adopt(connection, welcome) {
+  async #adopt(connection, welcome, { socketFailed = false } = {}) {
     const generation = this.#generation;
     const resumed = welcome.resumed === true && welcome.client_id === this.#clientId;
     this.#connection = connection;
@@ -356,7 +359,9 @@ export class LivebridgeClient {
     for (const item of this.#outbox.splice(0)) {
       connection.request(item.message).then(item.resolve, item.reject);
     }
-    if (connection.kind === 'polling') this.#scheduleUpgrade();
+    // A socket that failed during a reconnection may only have met a hub that was still
+    // starting: the first upgrade attempt comes soon.
+    if (connection.kind === 'polling') this.#scheduleUpgrade(socketFailed ? FIRST_UPGRADE_DELAY : undefined);
   }
 
   /** Register (new WebSocket sessions), subscribe with recovery positions, drop extras. */
@@ -413,21 +418,17 @@ export class LivebridgeClient {
     clearTimeout(this.#reconnectTimer);
     const attempt = ++this.#attempts;
     const delay = detail.immediate && attempt === 1 ? 0 : backoffDelay(attempt, this.#options);
-    this.#setState(this.#state === 'connecting' ? 'connecting' : 'reconnecting', {
-      ...detail,
-      attempt,
-      delay,
-    });
+    this.#setState('reconnecting', { ...detail, attempt, delay });
     this.#reconnectTimer = setTimeout(() => this.#attempt(), delay);
   }
 
   // --- upgrading from polling to a WebSocket --------------------------------------------
 
-  #scheduleUpgrade() {
+  #scheduleUpgrade(soon) {
     clearTimeout(this.#upgradeTimer);
     const interval = this.#options.upgradeInterval;
     if (!interval || !this.#WebSocket || this.#options.transport === 'polling') return;
-    this.#upgradeTimer = setTimeout(() => this.#upgrade(), interval);
+    this.#upgradeTimer = setTimeout(() => this.#upgrade(), Math.min(interval, soon ?? interval));
   }
 
   /**
@@ -499,14 +500,13 @@ export class LivebridgeClient {
   #whenReady(fn) {
     if (this.#state === 'closed') return Promise.reject(new LivebridgeError('the client is closed'));
     if (this.#ready) return fn();
-    // The setup after connecting subscribes to every wanted channel; callers only wait for it.
-    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject })).then(() => ({
-      type: 'subscribed',
-      subscriptions: [...this.#serverSubscriptions],
-    }));
+    // The setup may already have been computed without what the caller just added, so the
+    // request itself waits (repeating a subscription the setup made is harmless).
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject })).then(fn);
   }
 
   #setState(state, detail = {}) {
+    // Every reconnection attempt is reported (with its number and delay).
     if (state === this.#state && state !== 'reconnecting') return;
     this.#state = state;
     this.#emit('state', state, { ...detail, state });
