@@ -100,6 +100,7 @@ export class LivebridgeClient {
   constructor(url: string, options?: ConnectOptions);
   readonly state: ConnectionState;
   readonly clientId: string | null;
+  /** The transport in use while connected (`open`: websocket, `polling`: polling), else null. */
   readonly transport: TransportKind | null;
   /** The channels this client wants (re-subscribed after every reconnection). */
   readonly channels: string[];

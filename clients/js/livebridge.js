@@ -89,6 +89,7 @@ export class LivebridgeClient {
   #state = 'connecting';
   #clientId = null;
   #connection = null; // the WebSocketConnection or PollingConnection in use
+  #transport = null; // its kind once set up: changes together with the state
   #generation = 0; // bumped by every attempt, so a stale attempt's result is ignored
   #attempts = 0; // reconnection attempts since the last success
   #reconnectTimer = null;
@@ -132,7 +133,7 @@ export class LivebridgeClient {
 
   /** `"websocket"` or `"polling"` while connected, else `null`. */
   get transport() {
-    return this.#connection?.kind ?? null;
+    return this.#transport;
   }
 
   /** The channels this client wants (the ones it re-subscribes to after reconnecting). */
@@ -228,6 +229,7 @@ export class LivebridgeClient {
     this.#positions.reset();
     const connection = this.#connection;
     this.#connection = null;
+    this.#transport = null;
     this.#ready = false;
     this.#setState('closed', { reason: 'closed by the app' });
     const closed = new LivebridgeError('the client is closed');
@@ -350,6 +352,7 @@ export class LivebridgeClient {
     }
     if (generation !== this.#generation || this.#connection !== connection) return;
     this.#ready = true;
+    this.#transport = connection.kind;
     this.#setState(connection.kind === 'websocket' ? 'open' : 'polling', {
       clientId: this.#clientId,
       resumed,
@@ -413,6 +416,7 @@ export class LivebridgeClient {
   #retryLater(detail = {}) {
     if (this.#state === 'closed') return;
     this.#connection = null;
+    this.#transport = null;
     this.#ready = false;
     this.#positions.reset();
     clearTimeout(this.#reconnectTimer);
