@@ -19,7 +19,7 @@ const clients = [
 const browser = await launchBrowser();
 try {
   await waitFor(() => clients.every((c) => c.state === 'open' || c.state === 'polling'), { what: 'clients' });
-  const page = await browser.newPage({ viewport: { width: 1440, height: 1100 }, colorScheme: 'light' });
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1280 }, colorScheme: 'light' });
   await page.goto(`${hub.url}/`);
   await page.locator('#live-status').filter({ hasText: /live via/ }).waitFor();
   // A photo session being processed: jobs progress, photos get analysed and approved.
@@ -41,6 +41,7 @@ try {
   await page.fill('#field-progress', '75');
   await page.click('#publish-button');
   await page.locator('#publish-result.ok').waitFor();
+  await page.evaluate(() => window.scrollTo(0, 0)); // clicking Publish scrolled the form into view
   await page.screenshot({ path: output, fullPage: false });
   console.log(`wrote ${output}`);
 } finally {

@@ -69,8 +69,13 @@ test('a polling and a WebSocket client appear in the table within 1 s; disconnec
       [poller, /long poll|polling/, 'jobs'],
       [socket, /WebSocket/, 'photossystem'],
     ]) {
+      // Listed, with the subscriptions the client made before it said it was connected.
+      await page.waitForFunction(
+        ({ id, subscriptions }) => document.querySelector(`#clients-body tr[data-client-id="${id}"] td.subs`)?.textContent === subscriptions,
+        { id: client.clientId, subscriptions },
+        { timeout: 1000 },
+      );
       const row = page.locator(`#clients-body tr[data-client-id="${client.clientId}"]`);
-      await row.waitFor({ timeout: 1000 });
       const cells = await row.locator('td').allTextContents();
       assert.equal(cells[1], 'node');
       assert.match(cells[2], /node (poller|socket)/);
