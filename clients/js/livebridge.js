@@ -49,6 +49,10 @@ const DEFAULT_OPTIONS = {
 // After falling back to polling, the first attempt to upgrade back comes this soon (ms).
 const FIRST_UPGRADE_DELAY = 2000;
 
+// The close code of a socket the client gives up on without ending its session: the hub
+// ends a session at once only on 1000; any other code leaves it resumable.
+const ABANDON_CODE = 4100;
+
 // Replies: each client message gets exactly one, in order, on the connection it was sent on.
 const REPLY_TYPES = new Set(['pong', 'registered', 'subscribed', 'unsubscribed', 'published', 'error']);
 
@@ -235,7 +239,12 @@ export class LivebridgeClient {
     const closed = new LivebridgeError('the client is closed');
     for (const { reject } of this.#outbox.splice(0)) reject(closed);
     for (const { reject } of this.#readyWaiters.splice(0)) reject(closed);
-    await connection?.end();
+    if (connection) {
+      await connection.end();
+    } else if (this.#clientId) {
+      // Between connections: the hub still holds the session until it goes stale.
+      await this.#newPolling().endSession(this.#clientId);
+    }
   }
 
   // --- connecting -----------------------------------------------------------------------
@@ -453,13 +462,16 @@ export class LivebridgeClient {
       socket.holdMessages();
       const welcome = await socket.open();
       if (generation !== this.#generation || this.#connection !== polling) {
+        // Closed by the app (end the session) or reconnecting (which resumes it).
         polling.releasePolls();
-        socket.end();
+        if (this.#state === 'closed') socket.end();
+        else socket.abandon();
         return;
       }
       await polling.stop();
       if (generation !== this.#generation || this.#state === 'closed') {
-        socket.end();
+        if (this.#state === 'closed') socket.end();
+        else socket.abandon();
         return;
       }
       this.#preferPolling = false;
@@ -469,7 +481,7 @@ export class LivebridgeClient {
     } catch {
       // Sockets still do not get through: keep polling, try again later.
       polling.releasePolls();
-      socket?.end();
+      socket?.abandon();
       if (this.#connection === polling) this.#scheduleUpgrade();
     } finally {
       this.#upgrading = false;
@@ -746,7 +758,8 @@ class WebSocketConnection {
       this.#socket = socket;
       const timer = setTimeout(() => {
         fail(new LivebridgeError('the WebSocket did not open in time'));
-        this.end();
+        // A late welcome may still resume the session at the hub: leave it resumable.
+        this.abandon();
       }, this.#options.openTimeout);
       const fail = (error) => {
         clearTimeout(timer);
@@ -828,10 +841,19 @@ class WebSocketConnection {
 
   /** Closes with 1000: the hub ends the session at once. */
   async end() {
+    this.#close(1000, 'client closed');
+  }
+
+  /** Closes without ending the session (the client goes on with another connection). */
+  abandon() {
+    this.#close(ABANDON_CODE, 'abandoned');
+  }
+
+  #close(code, reason) {
     this.#ended = true;
     clearInterval(this.#heartbeat);
     try {
-      this.#socket?.close(1000, 'client closed');
+      this.#socket?.close(code, reason);
     } catch {
       // Already closed.
     }
@@ -848,16 +870,10 @@ class WebSocketConnection {
     else this.#options.onMessage(message);
   }
 
-  /** Gives up on a socket that stopped answering; 4000 keeps the session resumable. */
+  /** Gives up on a socket that stopped answering, keeping the session resumable. */
   #drop(reason) {
     if (this.#ended) return;
-    this.#ended = true;
-    clearInterval(this.#heartbeat);
-    try {
-      this.#socket.close(4000, reason);
-    } catch {
-      // Already closed.
-    }
+    this.#close(ABANDON_CODE, reason);
     this.#options.onLost({ reason });
   }
 }
@@ -926,13 +942,17 @@ class PollingConnection {
     await this.#loop;
   }
 
-  /** Ends the session at the hub. */
+  /** Stops polling and ends the session at the hub. */
   async end() {
     this.#stopped = true;
     for (const controller of this.#inFlight) controller.abort();
-    if (!this.#clientId) return;
+    if (this.#clientId) await this.endSession(this.#clientId);
+  }
+
+  /** `POST /ws/disconnect`: the hub ends the session (whatever transport it has). */
+  async endSession(clientId) {
     try {
-      await this.#http('POST', '/ws/disconnect', { client_id: this.#clientId });
+      await this.#http('POST', '/ws/disconnect', { client_id: clientId });
     } catch {
       // The hub is gone or forgot us already: either way the session is over.
     }
