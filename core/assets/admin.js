@@ -7,6 +7,9 @@ import { connect } from '/client.js';
 const REFRESH_MS = 500;
 const SPARK_SECONDS = 60;
 const STREAM_LIMIT = 300;
+// The hub refuses a subscribe beyond its max_subscriptions (64 by default) as a whole, which
+// would leave the page with no live events at all: it watches at most this many channels.
+const MAX_WATCHED = 60;
 const ADMIN_TOKEN_KEY = 'livebridge.adminToken';
 const CLIENT_TOKEN_KEY = 'livebridge.clientToken';
 
@@ -308,7 +311,8 @@ $('client-token-form').addEventListener('submit', (event) => {
 
 /** Subscribes the page's client to channels it does not watch yet. */
 function watchChannels(channels) {
-  const fresh = channels.filter((channel) => !watched.has(channel));
+  const room = Math.max(0, MAX_WATCHED - watched.size);
+  const fresh = channels.filter((channel) => !watched.has(channel)).slice(0, room);
   if (fresh.length === 0) return;
   for (const channel of fresh) watched.add(channel);
   client?.subscribe(fresh).catch(() => {
