@@ -893,6 +893,7 @@ class PollingConnection {
   #sendChain = Promise.resolve();
   #gate = null; // while an upgrade is being tried, the next poll waits for this promise
   #openGate = null;
+  #upgradesTried = 0; // a poll superseded while one was tried was superseded by our own socket
 
   constructor(options) {
     this.#options = options;
@@ -925,6 +926,7 @@ class PollingConnection {
    * session over, a new poll would be refused (409) or would supersede the socket.
    */
   holdPolls() {
+    this.#upgradesTried++;
     this.#gate = new Promise((resolve) => {
       this.#openGate = resolve;
     });
@@ -964,6 +966,7 @@ class PollingConnection {
       if (this.#gate) await this.#gate;
       if (this.#stopped) return;
       const startedAt = Date.now();
+      const upgradesTried = this.#upgradesTried;
       let reply;
       try {
         reply = await this.#http(
@@ -989,14 +992,15 @@ class PollingConnection {
         this.#options.onMessage({ type: 'messages_dropped', dropped: reply.dropped, timestamp: reply.timestamp });
       }
       for (const message of reply.messages ?? []) this.#options.onMessage(message);
-      if (reply.superseded && !this.#gate && !this.#stopped) {
+      const ownUpgrade = this.#upgradesTried !== upgradesTried;
+      if (reply.superseded && !ownUpgrade && !this.#stopped) {
         // Someone else polled or opened a socket with our id.
         this.#stopped = true;
         this.#options.onLost({ reason: 'the poll was superseded by another connection', takenOver: true });
         return;
       }
       const empty = (reply.messages ?? []).length === 0;
-      if (empty && Date.now() - startedAt < 500 && !this.#gate) {
+      if (empty && Date.now() - startedAt < 500 && !ownUpgrade) {
         // Answered at once with nothing (a hub without long polls): do not spin.
         await sleep(1000);
       }

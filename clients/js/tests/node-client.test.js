@@ -136,6 +136,24 @@ test('a polling client whose requests fail for a while resumes its session', asy
   }
 });
 
+test('a polling session resumed by another connection is left to it: the client starts a new session', async () => {
+  const client = collecting(hub.url, { clientType: 'node', channels: ['jobs'], reconnectDelay: 20 });
+  try {
+    await waitFor(() => client.state === 'polling', { what: 'polling' });
+    const id = client.clientId;
+    // Wait until its long poll is pending, then take the session over from elsewhere.
+    await waitFor(async () => (await hub.clients()).find((c) => c.id === id)?.attached, { what: 'poll pending' });
+    const takeover = await hub.api('POST', '/ws/handshake', { client_type: 'other', client_id: id });
+    assert.equal(takeover.resumed, true);
+    await waitFor(() => client.state === 'polling' && client.clientId !== id, { what: 'a new session' });
+    const listed = await hub.clients();
+    assert.deepEqual(listed.find((c) => c.id === client.clientId)?.subscriptions, ['jobs']);
+    assert.ok(listed.some((c) => c.id === id), 'the taken-over session is left alone');
+  } finally {
+    await client.close();
+  }
+});
+
 test('after the hub restarts, both transports reconnect to a new session and re-subscribe', async () => {
   const restartHub = await Hub.start();
   const poller = collecting(restartHub.url, { clientType: 'node', channels: ['jobs'], reconnectDelay: 100 });
