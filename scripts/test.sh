@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the Rust workspace (engine, server, conformance, Lua client
 # against the real server), the Python client against the real server, README's quick start,
-# and the Autobahn WebSocket conformance run.
+# the Autobahn WebSocket conformance run, and the JavaScript client and admin page in Node and
+# headless Chromium (scripts/test-browser.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
@@ -12,3 +13,4 @@ python3 scripts/check-readme.py
 if [ -x scripts/autobahn.sh ]; then
   scripts/autobahn.sh
 fi
+scripts/test-browser.sh
