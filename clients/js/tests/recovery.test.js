@@ -1,35 +1,10 @@
-// Recovery of missed channel events against the real hub, once it has channel history
-// (`channel`/`offset`/`epoch` on events, `since` on subscribe, GET /api/history/<channel>).
-// Until then every test here skips through serverHasHistory(): delete that helper and its
-// calls when the hub supports history. The client's side is also tested frame by frame,
-// without a hub, in recovery-protocol.test.js.
+// Recovery of missed channel events against the real hub (`channel`/`offset`/`epoch` on
+// events, `since` on subscribe, GET /api/history/<channel>). The client's side is also tested
+// frame by frame, without a hub, in recovery-protocol.test.js.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from '../livebridge.js';
 import { Hub, waitFor } from './support/hub.js';
-
-/**
- * THE skip: whether this hub stamps channel events with an offset (channel history). Decided
- * by delivering one event to a polling session, so it follows the binary under test.
- */
-async function serverHasHistory(hub) {
-  const { client_id: id } = await hub.api('POST', '/ws/handshake', { client_type: 'probe' });
-  await hub.api('POST', '/ws/send', { client_id: id, message: { type: 'subscribe', channels: ['history-probe'] } });
-  await hub.api('POST', '/ws/broadcast', { channel: 'history-probe', message: { type: 'probe' } });
-  const { messages } = await hub.api('GET', `/ws/poll?client_id=${id}`);
-  await hub.api('POST', '/ws/disconnect', { client_id: id });
-  return messages.some((m) => m.type === 'probe' && Number.isSafeInteger(m.offset));
-}
-
-async function hubWithHistory(t, args = []) {
-  const hub = await Hub.start(args);
-  if (!(await serverHasHistory(hub))) {
-    await hub.stop();
-    t.skip('this hub has no channel history yet (events carry no offset)');
-    return null;
-  }
-  return hub;
-}
 
 function collecting(url, options) {
   const client = connect(url, { clientType: 'node', channels: ['jobs'], ...options });
@@ -44,8 +19,7 @@ const jobs = (from, to) => Array.from({ length: to - from }, (_, i) => ({ type: 
 const range = (from, to) => Array.from({ length: to - from }, (_, i) => from + i);
 
 test('history: GET /api/history/<channel> answers the documented shape', async (t) => {
-  const hub = await hubWithHistory(t);
-  if (!hub) return;
+  const hub = await Hub.start();
   try {
     await hub.publish(jobs(0, 3));
     const history = await hub.api('GET', '/api/history/jobs?since=1&limit=10');
@@ -60,8 +34,7 @@ test('history: GET /api/history/<channel> answers the documented shape', async (
 });
 
 test('history: a polling client whose queue overflowed gets every event back, in order, once', async (t) => {
-  const hub = await hubWithHistory(t, ['--queue-limit', '3']);
-  if (!hub) return;
+  const hub = await Hub.start(['--queue-limit', '3']);
   let paused = false;
   let resume;
   // Holding the client's polls lets the hub's queue for it overflow.
@@ -88,8 +61,7 @@ test('history: a polling client whose queue overflowed gets every event back, in
 });
 
 test('history: a session evicted during an outage recovers what was published meanwhile', async (t) => {
-  const hub = await hubWithHistory(t, ['--stale-after', '1s']);
-  if (!hub) return;
+  const hub = await Hub.start(['--stale-after', '1s']);
   let offline = false;
   const flakyFetch = (url, init) => (offline ? Promise.reject(new TypeError('offline')) : fetch(url, init));
   const client = collecting(hub.url, { fetch: flakyFetch, pollWait: 0.5, reconnectDelay: 200, maxReconnectDelay: 400 });
@@ -112,8 +84,7 @@ test('history: a session evicted during an outage recovers what was published me
 });
 
 test('history: after a restart that lost the history, the app is told (recovery_failed)', async (t) => {
-  const hub = await hubWithHistory(t);
-  if (!hub) return;
+  const hub = await Hub.start();
   const client = collecting(hub.url, { reconnectDelay: 100 });
   try {
     await waitFor(() => client.state === 'polling' || client.state === 'open');

@@ -218,26 +218,6 @@ class RawSubscriber:
         self._connection.__exit__(None, None, None)
 
 
-_history_support: Dict[str, bool] = {}
-
-
-def server_has_history() -> bool:
-    """Whether the server under test delivers channel events with an `offset` (the recovery
-    protocol). The recovery tests skip until it does; delete this helper and the skip in
-    tests/test_recovery.py once the server has it."""
-    key = str(hub_binary())
-    if key not in _history_support:
-        hub = Hub().start()
-        try:
-            subscriber = RawSubscriber(hub, ["jobs"])
-            hub.post("/api/events", {"type": "job_started", "job_id": 1, "photo_id": 1})
-            _history_support[key] = "offset" in subscriber.next_event()
-            subscriber.close()
-        finally:
-            hub.close()
-    return _history_support[key]
-
-
 class Sink:
     """A callback that records what it is given, and waits on what it has recorded."""
 

@@ -178,7 +178,14 @@ def channel_subscribers(shared_hub: Hub) -> Iterator[Dict[str, RawSubscriber]]:
 
 
 def without_timestamp(event: Dict[str, Any]) -> Dict[str, Any]:
+    """The event's own fields: what the hub adds (its time and, on a channel, its place there:
+    channel, offset, epoch) is checked and taken out."""
     assert isinstance(event.pop("timestamp"), str)
+    if "offset" in event:
+        assert isinstance(event.pop("channel"), str)
+        offset = event.pop("offset")
+        assert isinstance(offset, int) and offset > 0
+        assert isinstance(event.pop("epoch"), str)
     return event
 
 

@@ -2,9 +2,6 @@
 events carry `channel`, `offset`, `epoch`; `subscribe` takes `since`; the reply says
 `recovered` and is followed by the replay). The client side is in livebridge.positions and
 livebridge.session (unit-tested in test_session.py).
-
-Skipped while the server under test does not stamp offsets: `server_has_history()` in
-support.py decides. Once the server has it, delete that helper and the fixture below.
 """
 
 from __future__ import annotations
@@ -15,15 +12,9 @@ import pytest
 
 import livebridge
 from livebridge import events
-from support import Hub, Sink, server_has_history, wait_for
+from support import Hub, Sink, wait_for
 
 TRANSPORTS = ["websocket", "polling"]
-
-
-@pytest.fixture(autouse=True)
-def _requires_history() -> None:
-    if not server_has_history():
-        pytest.skip("the livebridge server does not send channel offsets yet (server_has_history() in tests/support.py)")
 
 
 @pytest.fixture
@@ -39,7 +30,8 @@ def started_client(hub: Hub, clients: List[livebridge.Client], transport: str, s
         hub.url, channels=["jobs"], transport=transport, reconnect_delay=0.05, max_reconnect_delay=0.5, poll_wait=5
     )
     clients.append(client)
-    for message_type in ("*", "subscribed", "state", "messages_dropped", "recovery_failed"):
+    # "*" has the events and recovery_failed; the others are protocol messages.
+    for message_type in ("*", "subscribed", "state", "messages_dropped"):
         client.on(message_type, sink)
     client.start()
     sink.wait(lambda ms: any(m["type"] == "subscribed" for m in ms), what="subscribed")

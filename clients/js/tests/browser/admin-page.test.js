@@ -144,7 +144,11 @@ test('the publish form delivers a catalogue event to a connected client, and sho
     await page.locator('#publish-result.ok').filter({ hasText: /Published job_progress on jobs to [1-9]/ }).waitFor({ timeout: 2000 });
     await waitFor(() => listener.received.some((m) => m.type === 'job_progress'), { what: 'delivery' });
     const event = listener.received.find((m) => m.type === 'job_progress');
-    assert.deepEqual({ ...event, timestamp: undefined }, { type: 'job_progress', job_id: 123, stage: 'export', progress: 62.5, message: 'half way', timestamp: undefined });
+    assert.deepEqual(
+      { ...event, timestamp: undefined, epoch: undefined },
+      { type: 'job_progress', job_id: 123, stage: 'export', progress: 62.5, message: 'half way', timestamp: undefined, channel: 'jobs', offset: event.offset, epoch: undefined },
+    );
+    assert.ok(Number.isSafeInteger(event.offset) && event.offset > 0, `an offset: ${event.offset}`);
 
     await page.fill('#field-progress', 'sixty');
     await page.click('#publish-button');
