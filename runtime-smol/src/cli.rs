@@ -167,6 +167,15 @@ pub struct ServeArgs {
     /// Most events one recovery replays; a client that missed more is told `recovered: false`.
     #[arg(long, env = "LIVEBRIDGE_RECOVERY_MAX", default_value = "1000")]
     pub recovery_max: usize,
+    /// Store channel history in this directory (created if missing), so it survives restarts
+    /// and crashes: a publish is acknowledged only once it is on disk. Default: in memory
+    /// only.
+    #[arg(long, env = "LIVEBRIDGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest the data dir's database may grow (`512MiB`); beyond it publishes fail with 507,
+    /// as on a full disk. Default: the disk is the limit.
+    #[arg(long, env = "LIVEBRIDGE_DATA_MAX_SIZE", value_parser = parse_size)]
+    pub data_max_size: Option<usize>,
     /// A JSON file of event types to add to the built-in catalogue, or to replace ones of
     /// the same type: `{"events": [{"type", "channel", "fields": [{"name", "type",
     /// "required"}]}]}` (see docs/protocol.md, "Event catalogue").
@@ -268,6 +277,8 @@ impl ServeArgs {
             close_timeout: self.close_timeout,
             header_timeout: self.header_timeout,
             keep_alive_timeout: self.keep_alive_timeout,
+            data_dir: self.data_dir.clone(),
+            data_max_bytes: self.data_max_size.map(|size| size as u64),
         })
     }
 }
@@ -328,6 +339,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
         other => return Err(format!("unknown size unit {other:?} (use B, KiB or MiB)")),
     };
     number

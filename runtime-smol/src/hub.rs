@@ -9,6 +9,7 @@
 
 use crate::clock::Clock;
 use crate::outbox::Outbox;
+use crate::store::{Batch, StoreHandle};
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
@@ -50,6 +51,8 @@ struct HubState {
     next_conn: u64,
     /// The deadline the timer task sleeps until.
     armed: Option<Time>,
+    /// Where channel events go to be stored, when history is durable.
+    store: Option<StoreHandle>,
 }
 
 /// The engine shared by every connection.
@@ -80,6 +83,7 @@ impl Hub {
                 next_request: 0,
                 next_conn: 0,
                 armed: None,
+                store: None,
             }),
             clock,
             timer_kick,
@@ -194,6 +198,16 @@ impl Hub {
         .map(|conn| (conn, outbox))
     }
 
+    /// Hands channel events to `store` from now on (the engine must be durable).
+    pub fn use_store(&self, store: StoreHandle) {
+        self.lock().store = Some(store);
+    }
+
+    /// Lets go of the store, so its writer stops once it has stored what is queued.
+    pub fn take_store(&self) -> Option<StoreHandle> {
+        self.lock().store.take()
+    }
+
     /// Stops the engine: WebSockets get a 1001 close, pending polls their answer.
     pub fn shutdown(&self) {
         self.input(Input::Shutdown);
@@ -275,10 +289,12 @@ fn dispatch(state: &mut HubState, output: Output) {
             }
         }
         Output::Session(event) => log_session_event(&event),
-        Output::Persist { batch, .. } => {
-            // The engine asks for storage only when a store was configured (durable).
-            tracing::error!(%batch, "the engine asked to store a batch, but there is no store");
-        }
+        output @ Output::Persist { .. } => match (&state.store, Batch::from_output(output)) {
+            (Some(store), Some(batch)) => store.store(batch),
+            // The engine asks only when it was told history is durable, which is when a
+            // store was opened.
+            _ => tracing::error!("the engine asked to store a batch, but there is no store"),
+        },
     }
 }
 

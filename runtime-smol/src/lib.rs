@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod hub;
 pub mod outbox;
 pub mod panics;
+pub mod store;
 pub mod websocket;
 
 use connection::{ConnectionLimits, serve_connection_watched};
@@ -58,6 +59,12 @@ pub struct ServerConfig {
     /// How long a connection may stay idle between requests before it is closed. Default
     /// 60 s.
     pub keep_alive_timeout: Duration,
+    /// Where channel history is stored durably; `None` keeps it in memory only (lost at
+    /// restart). Default: none.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Largest the store may grow; beyond it publishes fail with 507 as on a full disk.
+    /// Default: none (the disk is the limit).
+    pub data_max_bytes: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +78,8 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(2),
             header_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),
+            data_dir: None,
+            data_max_bytes: None,
         }
     }
 }
@@ -102,14 +111,34 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.bind` and starts serving on background threads.
-    pub fn start(config: ServerConfig) -> io::Result<Server> {
-        let listener = smol::block_on(TcpListener::bind(config.bind))?;
+    /// Opens the store (with `data_dir`), binds `config.bind` and starts serving on
+    /// background threads. Errors say what failed: the data dir (naming its path) or the
+    /// address.
+    pub fn start(mut config: ServerConfig) -> io::Result<Server> {
+        config.engine.durable = config.data_dir.is_some();
+        let opened = match &config.data_dir {
+            Some(dir) => Some(
+                store::open(store::StoreSettings {
+                    dir: dir.clone(),
+                    history_size: config.engine.history_size,
+                    history_ttl: config.engine.history_ttl,
+                    max_bytes: config.data_max_bytes,
+                })
+                .map_err(io::Error::other)?,
+            ),
+            None => None,
+        };
+        let listener = smol::block_on(TcpListener::bind(config.bind)).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot listen on {}: {error}", config.bind),
+            )
+        })?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("livebridge".to_string())
-            .spawn(move || run(listener, config, stopped))?;
+            .spawn(move || run(listener, config, opened, stopped))?;
         Ok(Server {
             addr,
             stop,
@@ -193,7 +222,12 @@ async fn contain_panics(stream: TcpStream, hub: Arc<Hub>, limits: ConnectionLimi
     }
 }
 
-fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Receiver<()>) {
+fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    opened: Option<store::Opened>,
+    stopped: async_channel::Receiver<()>,
+) {
     let executor = Arc::new(smol::Executor::new());
     let (workers_stop, workers_stopped) = async_channel::bounded::<()>(1);
     let workers: Vec<_> = (1..config.threads.max(1))
@@ -207,8 +241,28 @@ fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Rece
         })
         .collect();
     let limits = config.limits();
+    let hub = Hub::new(config.engine.clone());
+    let writer = opened.and_then(|opened| {
+        // What the store holds is the engine's first input.
+        hub.input(opened.loaded);
+        let hub_for_writer = Arc::downgrade(&hub);
+        let report = move |input| {
+            if let Some(hub) = hub_for_writer.upgrade() {
+                hub.input(input);
+            }
+        };
+        match store::spawn_writer(opened.log, report) {
+            Ok((handle, thread)) => {
+                hub.use_store(handle);
+                Some(thread)
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot start the store's writer thread");
+                None
+            }
+        }
+    });
     smol::block_on(executor.run(async {
-        let hub = Hub::new(config.engine.clone());
         executor.spawn(hub.clone().run_timers()).detach();
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "livebridge listening");
         let mut failing_accepts = AcceptFailures::default();
@@ -258,5 +312,10 @@ fn run(listener: TcpListener, config: ServerConfig, stopped: async_channel::Rece
     drop(workers_stop);
     for worker in workers {
         let _ = worker.join();
+    }
+    // The writer stores what is queued, then stops: no acknowledged publish is left behind.
+    drop(hub.take_store());
+    if let Some(writer) = writer {
+        let _ = writer.join();
     }
 }

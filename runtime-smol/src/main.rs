@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let server = match Server::start(config.clone()) {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("livebridge: cannot listen on {}: {error}", config.bind);
+            eprintln!("livebridge: {error}");
             return ExitCode::FAILURE;
         }
     };
