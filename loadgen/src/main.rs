@@ -82,6 +82,11 @@ struct Args {
     /// No progress bar or progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Instead of a load run, measure recovery: publish this many events on the channel, then
+    /// 20 times open a WebSocket that subscribes with `since` its start and time until the last
+    /// replayed event arrives (needs `--history-size` and `--recovery-max` at least as large).
+    #[arg(long)]
+    recover: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -179,6 +184,8 @@ impl SubState {
 struct Shared {
     epoch: Instant,
     latency: Histogram,
+    /// Publish request → its acknowledgement (the 200), microseconds.
+    ack_latency: Histogram,
     delivered: AtomicU64,
     /// Events published (acknowledged by the server) per publisher.
     published: Vec<AtomicU64>,
@@ -539,6 +546,9 @@ async fn publisher(
         http.write_request(&mut request, "POST", "/api/events", &body);
         let (status, _) = http.exchange(&request).await?;
         if status == 200 {
+            shared
+                .ack_latency
+                .record(shared.now_micros().saturating_sub(sent));
             shared.published[index].store(seq, Relaxed);
         } else {
             if shared.publish_errors.fetch_add(1, Relaxed) < 3 {
@@ -681,6 +691,15 @@ fn main() {
         ),
     };
     let pid = child.as_ref().map(Child::id).or(args.server_pid);
+    if let Some(events) = args.recover {
+        let result = smol::block_on(measure_recovery(addr, &args.channel, events));
+        if let Some(child) = child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        println!("{}", result.expect("recovery measurement"));
+        return;
+    }
     let ex = Arc::new(smol::Executor::new());
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let threads: Vec<_> = (0..args.threads.max(1))
@@ -702,6 +721,69 @@ fn main() {
     println!("{result}");
 }
 
+/// `--recover N`: the time from a `subscribe` with `since` to the last of N replayed events.
+async fn measure_recovery(
+    addr: SocketAddr,
+    channel: &str,
+    events: u64,
+) -> std::io::Result<serde_json::Value> {
+    let mut http = Http::connect(addr).await?;
+    let mut request = Vec::new();
+    let mut published = 0;
+    while published < events {
+        let batch = (events - published).min(200);
+        let body: Vec<String> = (0..batch)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"job_progress","job_id":{},"stage":"s","progress":1}}"#,
+                    published + i
+                )
+            })
+            .collect();
+        http.write_request(&mut request, "POST", "/api/events", format!("[{}]", body.join(",")).as_bytes());
+        let (status, _) = http.exchange(&request).await?;
+        assert_eq!(status, 200, "publishing for --recover");
+        published += batch;
+    }
+    http.write_request(&mut request, "GET", &format!("/api/history/{channel}?limit=0"), b"");
+    let (_, range) = http.exchange(&request).await?;
+    let history: serde_json::Value =
+        serde_json::from_slice(&http.buf[range]).map_err(std::io::Error::other)?;
+    let (latest, epoch) = (history["offset"].as_u64().unwrap_or(0), history["epoch"].clone());
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (mut ws, _) = async_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+            .await
+            .map_err(std::io::Error::other)?;
+        let since = serde_json::json!({"type": "subscribe", "channels": [channel],
+            "since": {channel: {"offset": latest - events, "epoch": epoch}}});
+        let started = Instant::now();
+        ws.send(Message::text(since.to_string()))
+            .await
+            .map_err(std::io::Error::other)?;
+        let needle = format!("\"offset\":{latest},");
+        while let Some(message) = ws.next().await {
+            if let Ok(Message::Text(text)) = message
+                && text.as_str().contains(&needle)
+                && text.as_str().starts_with(r#"{"type":"job_progress""#)
+            {
+                break;
+            }
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "recovered_events": events,
+        "runs": times.len(),
+        "ms_p50": times[times.len() / 2],
+        "ms_p95": times[times.len() * 95 / 100],
+        "ms_max": times[times.len() - 1],
+    }))
+}
+
 async fn run(
     ex: &Arc<smol::Executor<'static>>,
     args: &Args,
@@ -712,6 +794,7 @@ async fn run(
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
         latency: Histogram::new(),
+        ack_latency: Histogram::new(),
         delivered: AtomicU64::new(0),
         published: (0..args.publishers).map(|_| AtomicU64::new(0)).collect(),
         publish_errors: AtomicU64::new(0),
@@ -926,6 +1009,10 @@ async fn run(
         "latency_us": {
             "p50": lat.quantile(0.5), "p90": lat.quantile(0.9), "p99": lat.quantile(0.99),
             "p999": lat.quantile(0.999), "max": lat.max.load(Relaxed), "count": lat.count.load(Relaxed),
+        },
+        "ack_latency_us": {
+            "p50": shared.ack_latency.quantile(0.5), "p99": shared.ack_latency.quantile(0.99),
+            "max": shared.ack_latency.max.load(Relaxed), "count": shared.ack_latency.count.load(Relaxed),
         },
         "gaps": gaps,
         "missing_tail": tail,

@@ -15,6 +15,7 @@ use livebridge_core::{
     BatchId, Input, Output, StoreError, StoreErrorKind, StoredChannel, StoredEvent,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -229,6 +230,8 @@ impl EventLog {
             let mut first_live = tx.prepare_cached(
                 "SELECT seq FROM events WHERE channel = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1",
             )?;
+            // Per channel touched: its epoch, latest offset, and the first offset to keep.
+            let mut touched: BTreeMap<&str, (&str, u64, u64)> = BTreeMap::new();
             for batch in batches {
                 for event in &batch.events {
                     insert.execute(params![
@@ -237,22 +240,26 @@ impl EventLog {
                         sql_int(event.unix_millis),
                         &*event.frame
                     ])?;
-                    head.execute(params![
-                        &*event.channel,
-                        &*event.epoch,
-                        sql_int(event.offset)
-                    ])?;
+                    let entry = touched
+                        .entry(&event.channel)
+                        .or_insert((&event.epoch, 0, 0));
+                    entry.0 = &event.epoch;
+                    entry.1 = entry.1.max(event.offset);
+                }
+                for (channel, keep_from) in &batch.keep_from {
+                    if let Some(entry) = touched.get_mut(&**channel) {
+                        entry.2 = entry.2.max(*keep_from);
+                    }
                 }
             }
-            for batch in batches {
-                for (channel, keep_from) in &batch.keep_from {
-                    // Events older than the age limit go too (timestamps grow with offsets).
-                    let live: Option<i64> = first_live
-                        .query_row(params![&**channel, sql_int(cutoff)], |r| r.get(0))
-                        .optional()?;
-                    let from = live.map_or(*keep_from, |first| (first as u64).max(*keep_from));
-                    trim.execute(params![&**channel, sql_int(from)])?;
-                }
+            for (channel, (epoch, latest, keep_from)) in touched {
+                head.execute(params![channel, epoch, sql_int(latest)])?;
+                // Events older than the age limit go too (timestamps grow with offsets).
+                let live: Option<i64> = first_live
+                    .query_row(params![channel, sql_int(cutoff)], |r| r.get(0))
+                    .optional()?;
+                let from = live.map_or(keep_from, |first| (first as u64).max(keep_from));
+                trim.execute(params![channel, sql_int(from)])?;
             }
         }
         tx.commit()?;
