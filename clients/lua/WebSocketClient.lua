@@ -23,6 +23,11 @@
   Nothing here raises into the caller: transport calls, JSON, listeners and handlers run
   under pcall and failures are logged with their reason.
 
+  Channel events reach the application once and in order: the client keeps its position per
+  channel and, after a reconnection, a drop or a gap, asks the hub to replay what it missed
+  (`since`); when the hub no longer can, it emits `recovery_failed` (see "Channel positions"
+  below and README.md, Recovery).
+
   Module-level API (one client per plugin, as the seeds describe):
 
     local WebSocketClient = require 'WebSocketClient'
