@@ -639,6 +639,20 @@ test('recovery: the published reply of its own event advances the position past 
   eq(c:getPositions().jobs.offset, 5)
 end)
 
+test('recovery: its own events in a replay (the hub replays them) are not dispatched', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  c:addEventListener('job_progress', function(e) seen[#seen + 1] = 'own:' .. e.progress end)
+  f.publish('jobs', job(1)) -- queued, then lost
+  c:sendJobProgress('own', 'processing', 50) -- offset 2
+  f.publish('jobs', job(3))
+  table.remove(f.session('c1').queue, 1) -- offset 1 (the queue holds 1 and 3)
+  c:step() -- 3 is past the gap
+  c:step() -- the replay: 1, 2 (its own), 3
+  same(seen, { 1, 3 })
+  eq(c:getPositions().jobs.offset, 3)
+end)
+
 test('recovery: a resumed session sends since with the handshake and gets what it missed once', function()
   local f = fake.new()
   local c, seen = recovering_client(f, { reconnectDelay = 1 })
