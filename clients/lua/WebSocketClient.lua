@@ -23,6 +23,11 @@
   Nothing here raises into the caller: transport calls, JSON, listeners and handlers run
   under pcall and failures are logged with their reason.
 
+  Channel events reach the application once and in order: the client keeps its position per
+  channel and, after a reconnection, a drop or a gap, asks the hub to replay what it missed
+  (`since`); when the hub no longer can, it emits `recovery_failed` (see "Channel positions"
+  below and README.md, Recovery).
+
   Module-level API (one client per plugin, as the seeds describe):
 
     local WebSocketClient = require 'WebSocketClient'
@@ -116,10 +121,16 @@ local function new_client()
   self.listeners = {}
   self.handlers = {}
   self.outbox = {}
+  -- channel -> the last position the application saw (see "Channel positions" below)
+  self.positions = {}
   self.running = false
   self.stats = {
     received = 0,
     dropped = 0,
+    duplicates = 0,
+    gaps = 0,
+    recoveries = 0,
+    recoveryFailures = 0,
     sessions = 0,
     resumes = 0,
     reconnectAttempts = 0,
@@ -293,6 +304,235 @@ function Client:_reportDropped(count)
   self:_dispatch({ type = 'messages_dropped', dropped = count, client_id = self.clientId })
 end
 
+---------------------------------------------------------------------------------------------
+-- Channel positions: no event twice, none missed (docs/protocol.md, "Channel history and
+-- recovery")
+--
+-- The hub stamps every channel event with `channel`, `offset` (1, 2, 3... per channel, no
+-- holes) and `epoch` (changes when the channel's history was lost, e.g. a restart). The
+-- client keeps, per channel, the (epoch, offset) of the last event handed to the application
+-- and sends them as `since` whenever it may have missed something; the hub then replays the
+-- missed events (before any later one) or answers `recovered: false`.
+--
+-- Over HTTP the order is simple: a replay is queued behind the subscribe's answer and takes
+-- the place of the queued copies of the events it covers, so the next poll brings it whole,
+-- before anything newer. That is why the client can ask for a recovery at the end of a poll
+-- batch and needs no state "waiting for a replay" beyond `replayUntil` (see _admit).
+---------------------------------------------------------------------------------------------
+
+-- The (channel, epoch, offset) a message carries, or nil for messages outside channels.
+local function event_position(message)
+  local channel, epoch, offset = message.channel, message.epoch, message.offset
+  if type(channel) == 'string' and type(epoch) == 'string' and type(offset) == 'number' then
+    return channel, epoch, offset
+  end
+  return nil
+end
+
+-- The (epoch, offset) of a `positions` entry, or nil.
+local function parse_position(value)
+  if type(value) == 'table' and type(value.epoch) == 'string' and type(value.offset) == 'number' then
+    return value.epoch, value.offset
+  end
+  return nil
+end
+
+-- Moves a channel's position. A new epoch starts afresh: offsets of the old one mean nothing.
+function Client:_setPosition(channel, epoch, offset)
+  local state = self.positions[channel]
+  if not state or state.epoch ~= epoch then
+    -- ownOffsets: offsets of events this client published, which the hub never sends back.
+    -- replayUntil: the latest offset a replay promised (recovered = true), until reached.
+    state = { epoch = epoch, offset = offset, ownOffsets = {}, replayUntil = nil }
+    self.positions[channel] = state
+  end
+  state.offset = offset
+  for own in pairs(state.ownOffsets) do
+    if own <= offset then
+      state.ownOffsets[own] = nil
+    end
+  end
+  while state.ownOffsets[state.offset + 1] do
+    state.ownOffsets[state.offset + 1] = nil
+    state.offset = state.offset + 1
+  end
+  if state.replayUntil and state.offset >= state.replayUntil then
+    state.replayUntil = nil
+  end
+end
+
+-- Decides what to do with a message from a poll: 'deliver', 'duplicate' (seen already) or
+-- 'gap' (something before it was missed: it is left to the recovery, which replays it in
+-- order). A second result may be a recovery_failed notice to emit before delivering.
+-- `dropsReported`: the poll reply that brought it also reported lost messages.
+function Client:_admit(message, dropsReported)
+  local channel, epoch, offset = event_position(message)
+  if not channel then
+    return 'deliver'
+  end
+  local known = self.positions[channel]
+  if not known then
+    self:_setPosition(channel, epoch, offset)
+    return 'deliver'
+  end
+  if epoch == known.epoch then
+    if offset <= known.offset then
+      self.stats.duplicates = self.stats.duplicates + 1
+      return 'duplicate'
+    end
+    if offset == known.offset + 1 then
+      self:_setPosition(channel, epoch, offset)
+      return 'deliver'
+    end
+    if known.replayUntil and not dropsReported then
+      -- The hub promised to replay up to replayUntil, and a replay arrives whole before
+      -- anything newer; yet the hole is still there and nothing was reported lost. Asking
+      -- again would get the same answer forever, so carry on past the hole and say so.
+      self.stats.recoveryFailures = self.stats.recoveryFailures + 1
+      self:_log('error', 'the replay of "' .. channel .. '" skipped offsets ' .. (known.offset + 1)
+        .. '..' .. (offset - 1) .. '; carrying on from ' .. offset)
+      self:_setPosition(channel, epoch, offset)
+      return 'deliver', {
+        channel = channel,
+        positions = { [channel] = { offset = offset - 1, epoch = epoch } },
+        reason = 'the replay left out offsets ' .. (known.offset + 1) .. '..' .. (offset - 1),
+      }
+    end
+  end
+  -- Past the next offset, or of another epoch (the history the position belongs to is
+  -- gone): the recovery's answer says where to carry on.
+  self.stats.gaps = self.stats.gaps + 1
+  self:_log('info', 'gap on "' .. channel .. '": got ' .. epoch .. '/' .. offset .. ' after '
+    .. known.epoch .. '/' .. known.offset)
+  return 'gap'
+end
+
+-- The `published` reply of an event this client sent: the hub will not send the event back,
+-- so its offset is stepped over when the position reaches it (events before it may still be
+-- queued for this client, so the position cannot simply jump there).
+function Client:_notePublished(reply)
+  local channel, epoch, offset = event_position(reply)
+  local state = channel and self.positions[channel]
+  if not state or state.epoch ~= epoch or offset <= state.offset then
+    return
+  end
+  state.ownOffsets[offset] = true
+  self:_setPosition(channel, epoch, state.offset)
+end
+
+-- The channels with a position (sorted) and their `since`, or nil when there are none.
+function Client:_since()
+  local channels = {}
+  for channel in pairs(self.positions) do
+    channels[#channels + 1] = channel
+  end
+  if #channels == 0 then
+    return channels, nil
+  end
+  table.sort(channels)
+  local since = {}
+  for _, channel in ipairs(channels) do
+    local state = self.positions[channel]
+    since[channel] = { offset = state.offset, epoch = state.epoch }
+  end
+  return channels, since
+end
+
+-- Takes in a reply with `positions` (and `recovered` for `sinceChannels`): a `subscribed`
+-- reply or a resumed handshake. Returns the recovery_failed notices to emit.
+function Client:_applyPositions(reply, sinceChannels)
+  local notices = {}
+  local positions = type(reply.positions) == 'table' and reply.positions or {}
+  local recovered = type(reply.recovered) == 'table' and reply.recovered or {}
+  for _, channel in ipairs(sinceChannels or {}) do
+    local epoch, offset = parse_position(positions[channel])
+    local state = self.positions[channel]
+    if recovered[channel] == false then
+      self.stats.recoveryFailures = self.stats.recoveryFailures + 1
+      self:_log('warn', 'could not recover "' .. channel .. '" (history trimmed or lost); carrying on from '
+        .. tostring(epoch) .. '/' .. tostring(offset))
+      if epoch then
+        self:_setPosition(channel, epoch, offset)
+        self.positions[channel].replayUntil = nil
+      end
+      notices[#notices + 1] = {
+        channel = channel,
+        positions = positions,
+        reason = 'the hub no longer has the events missed (history trimmed, or lost in a restart)',
+      }
+    elseif recovered[channel] == true and state and epoch == state.epoch and offset > state.offset then
+      state.replayUntil = offset
+    end
+  end
+  -- Channels without a position start from the hub's latest: nothing older can reach them.
+  for channel, value in pairs(positions) do
+    local epoch, offset = parse_position(value)
+    if type(channel) == 'string' and epoch and not self.positions[channel] then
+      self:_setPosition(channel, epoch, offset)
+    end
+  end
+  return notices
+end
+
+function Client:_emitRecoveryFailures(notices)
+  for i = 1, #notices do
+    self:_emit('recovery_failed', notices[i])
+  end
+end
+
+-- Subscribes again, with `since`, to every channel that has a position, so that the hub
+-- replays what this client missed. Runs after a poll that reported drops or showed a gap.
+function Client:_recover(why)
+  if self.state ~= 'connected' then
+    return
+  end
+  local channels, since = self:_since()
+  if not since then
+    return
+  end
+  self.stats.recoveries = self.stats.recoveries + 1
+  self:_log('info', 'recovering ' .. table.concat(channels, ', ') .. ' (' .. why .. ')')
+  local status, response, err = self:_sendRaw({ type = 'subscribe', channels = channels, since = since })
+  if status == nil or status >= 500 then
+    -- The reconnection recovers, as after every connection.
+    self:_connectionLost('recovery: ' .. tostring(err))
+  elseif status == 404 then
+    self:_sessionLost('recovery: ' .. tostring(err))
+  elseif status ~= 200 or type(response) ~= 'table' or response.type ~= 'subscribed' then
+    self:_log('error', 'recovery refused: ' .. tostring(err or (response and response.error)))
+  else
+    self.subscriptions = response.subscriptions
+    self:_emitRecoveryFailures(self:_applyPositions(response, channels))
+  end
+end
+
+-- Bookkeeping of a reply to a message the application sent with send().
+function Client:_noteReply(message, response)
+  if type(response) ~= 'table' then
+    return
+  end
+  if response.type == 'published' then
+    self:_notePublished(response)
+  elseif response.type == 'subscribed' then
+    self.subscriptions = response.subscriptions
+    local sinceChannels = {}
+    if type(message.since) == 'table' then
+      for channel in pairs(message.since) do
+        sinceChannels[#sinceChannels + 1] = channel
+      end
+    end
+    self:_emitRecoveryFailures(self:_applyPositions(response, sinceChannels))
+  elseif response.type == 'unsubscribed' then
+    self.subscriptions = response.subscriptions
+    -- A position the hub will not keep up to date must not be sent as `since` later.
+    if type(response.channels) == 'table' then
+      for _, channel in ipairs(response.channels) do
+        self.positions[channel] = nil
+      end
+    end
+  end
+end
+
 -- The connection failed: wait (backoff) before the next attempt.
 function Client:_connectionLost(reason)
   if self.state ~= 'connected' then
@@ -323,15 +563,18 @@ function Client:_sessionLost(reason)
 end
 
 -- Handshake (resuming the session when there is one), then register and subscribe when the
--- session is new. Returns true, or false and the reason.
+-- session is new. Either way the positions go along (`since`), so that what was missed while
+-- disconnected is replayed. Returns true, or false and the reason.
 function Client:_connectOnce()
   local o = self.opts
   local previous = self.clientId
+  local sinceChannels, since = self:_since()
   local status, reply, err = self:_request('POST', '/ws/handshake', {
     client_type = o.clientType,
     client_name = o.clientName,
     protocol_version = o.protocolVersion,
     client_id = previous,
+    since = previous and since or nil,
   }, o.requestTimeout)
   if status ~= 200 then
     return false, err
@@ -342,9 +585,14 @@ function Client:_connectOnce()
   local resumed = reply.resumed == true
   self.clientId = reply.client_id
   self.generation = self.generation + 1
+  local recoveryFailures = {}
   if resumed then
     self.stats.resumes = self.stats.resumes + 1
     self:_log('info', 'resumed session ' .. self.clientId)
+    if previous and since then
+      self.stats.recoveries = self.stats.recoveries + 1
+      recoveryFailures = self:_applyPositions(reply, sinceChannels)
+    end
   else
     self.stats.sessions = self.stats.sessions + 1
     self.needsSetup = true
@@ -361,12 +609,20 @@ function Client:_connectOnce()
     elseif sstatus ~= 200 or type(response) ~= 'table' or response.type ~= 'registered' then
       self:_log('error', 'register refused: ' .. tostring(serr or (response and response.error)))
     end
-    if o.channels and #o.channels > 0 then
-      local channels = {}
-      for i = 1, #o.channels do
-        channels[i] = o.channels[i]
+    -- Again: a resume's answer may have moved positions.
+    sinceChannels, since = self:_since()
+    -- The configured channels, and those the application subscribed to itself with send().
+    local channels, listed = {}, {}
+    for _, list in ipairs({ o.channels or {}, sinceChannels }) do
+      for _, channel in ipairs(list) do
+        if not listed[channel] then
+          listed[channel] = true
+          channels[#channels + 1] = channel
+        end
       end
-      sstatus, response, serr = self:_sendRaw({ type = 'subscribe', channels = channels })
+    end
+    if #channels > 0 then
+      sstatus, response, serr = self:_sendRaw({ type = 'subscribe', channels = channels, since = since })
       if sstatus == nil or sstatus >= 500 or sstatus == 404 then
         return false, serr
       elseif sstatus ~= 200 or type(response) ~= 'table' or response.type ~= 'subscribed' then
@@ -374,6 +630,10 @@ function Client:_connectOnce()
         self:_log('error', 'subscribe refused: ' .. tostring(serr or (response and response.error)))
       else
         self.subscriptions = response.subscriptions
+        if since then
+          self.stats.recoveries = self.stats.recoveries + 1
+        end
+        recoveryFailures = self:_applyPositions(response, sinceChannels)
       end
     end
     self.needsSetup = false
@@ -385,6 +645,7 @@ function Client:_connectOnce()
   if previous and not resumed then
     self:_emit('session_renewed', { client_id = self.clientId, previous_client_id = previous })
   end
+  self:_emitRecoveryFailures(recoveryFailures)
   self:_flushOutbox()
   return true
 end
@@ -437,6 +698,7 @@ function Client:_flushOutbox()
     else
       self.stats.sent = self.stats.sent + 1
       self:_log('debug', 'sent queued "' .. tostring(message.type) .. '": ' .. tostring(response and response.type))
+      self:_noteReply(message, response)
     end
   end
 end
@@ -482,17 +744,37 @@ function Client:_poll()
   local dropped = tonumber(reply.dropped) or 0
   if dropped > 0 then
     self:_reportDropped(dropped)
+    if generation ~= self.generation then
+      return 0 -- a listener disconnected or reconnected
+    end
   end
   local messages = reply.messages
   local count = 0
+  local gap = false
   if type(messages) == 'table' then
     count = #messages
     for i = 1, count do
-      self:_dispatch(messages[i])
+      local message = messages[i]
+      local verdict, notice = 'deliver', nil
+      if type(message) == 'table' then
+        verdict, notice = self:_admit(message, dropped > 0)
+      end
+      if notice then
+        self:_emit('recovery_failed', notice)
+      end
+      if verdict == 'gap' then
+        gap = true
+      elseif verdict == 'deliver' and generation == self.generation then
+        self:_dispatch(message)
+      end
       if generation ~= self.generation then
         return 0 -- a handler disconnected or reconnected; the rest is not ours to process
       end
     end
+  end
+  -- After the whole batch: what it still holds past a gap is covered by the replay.
+  if dropped > 0 or gap then
+    self:_recover(gap and 'gap' or (dropped .. ' message(s) dropped'))
   end
   if count == 0 and dropped == 0 and (self:_now() - now) < wait / 2 then
     return o.pollInterval
@@ -563,6 +845,7 @@ function public:init(options)
   self.needsSetup = true
   self.attempts = 0
   self.outbox = {}
+  self.positions = {}
   if type(self.transport) ~= 'table' then
     self.transport = nil
     error('init: options.transport is required (LrTransport or SocketTransport)')
@@ -692,6 +975,7 @@ function public:send(message)
     return false, err
   end
   self.stats.sent = self.stats.sent + 1
+  self:_noteReply(message, response)
   if type(response) == 'table' and response.type == 'error' then
     self:_log('warn', 'server answered an error to "' .. message.type .. '": ' .. tostring(response.error))
     return false, response.error
@@ -764,7 +1048,7 @@ end
 
 --- Adds a listener for a message type ("*" for every server message). Client notices:
 --- connected, disconnected, reconnecting, reconnect_failed, session_renewed,
---- messages_dropped.
+--- messages_dropped, recovery_failed.
 function public:addEventListener(eventType, fn)
   if type(eventType) ~= 'string' or type(fn) ~= 'function' then
     self:_log('error', 'addEventListener: expected a type and a function')
@@ -830,6 +1114,17 @@ function public:getStats()
   return s
 end
 
+--- Per channel, the position of the last event handed to the application:
+--- {jobs = {offset = 41, epoch = '...'}, ...}. Kept across reconnections and disconnect()
+--- (so that connect() recovers what was missed meanwhile); cleared by init().
+function public:getPositions()
+  local out = {}
+  for channel, state in pairs(self.positions) do
+    out[channel] = { offset = state.offset, epoch = state.epoch }
+  end
+  return out
+end
+
 --- Reconnects now, resuming the session if the server still has it; resets the backoff.
 --- Restarts the background loop if it had given up.
 function public:reconnect()
@@ -878,6 +1173,7 @@ local failure_results = {
   getClientId = nil,
   getState = nil,
   getStats = nil,
+  getPositions = nil,
 }
 
 for name, fn in pairs(public) do
@@ -888,7 +1184,8 @@ for name, fn in pairs(public) do
     local r = pack(self:_pcall(fn, self, ...))
     if not r[1] then
       self:_log('error', name .. ' failed: ' .. tostring(r[2]))
-      if failure_results[name] ~= nil or name == 'getClientId' or name == 'getState' or name == 'getStats' then
+      if failure_results[name] ~= nil or name == 'getClientId' or name == 'getState' or name == 'getStats'
+        or name == 'getPositions' then
         return failure_results[name]
       end
       return false, tostring(r[2])

@@ -252,12 +252,17 @@ fn lua_client_receives_events_and_its_events_reach_a_websocket_client() {
     );
 }
 
+/// A short outage resumes the session (the handshake carries the positions); a longer one is
+/// evicted (`--stale-after 4s`) and the new session recovers, once and in order, what was
+/// published during the outage.
 #[test]
 fn lua_client_resumes_its_session_after_a_short_outage() {
     let server = Server::start(&["--stale-after", "4s"]);
     lua(&[&server.url(), "outage"], |_| {});
 }
 
+/// A restart without a data dir loses the history (new epochs): the client gets a new
+/// session, `recovery_failed` for each channel, then live events.
 #[test]
 fn lua_client_gets_a_new_session_after_a_server_restart() {
     let args = ["--stale-after", "4s"];
@@ -273,6 +278,8 @@ fn lua_client_gets_a_new_session_after_a_server_restart() {
     assert!(restarted, "the scenario asked for a restart");
 }
 
+/// `messages_dropped` with 5 of 8 events, then all 8 in order, once: the client subscribes
+/// again with its positions and the hub replays the dropped ones.
 #[test]
 fn lua_client_reports_messages_dropped_by_a_full_queue() {
     let server = Server::start(&["--queue-limit", "3"]);

@@ -16,7 +16,109 @@ function fake.new()
     published = {}, -- client messages published through /ws/send
     failNext = {}, -- path prefix -> error text, for one request each
     raiseNext = nil, -- the next request raises this error
+    -- Channel history, as the hub keeps it: offsets per channel, an epoch that changes on
+    -- restart(), the retained events.
+    epoch = 'epoch-1',
+    epochs = 1,
+    history = {}, -- channel -> {latest = n, events = {[offset] = stamped message}, first = oldest kept}
+    replayOmits = {}, -- offset -> true: replays leave these out (a misbehaving hub)
   }
+
+  -- Which channel a client-published catalogue event goes to (the part of the catalogue the
+  -- tests use).
+  local channelOf = {
+    job_created = 'jobs', job_started = 'jobs', job_progress = 'jobs', job_completed = 'jobs',
+    job_failed = 'jobs', error_occurred = 'system', system_status = 'system',
+    photo_imported = 'photos', photo_approved = 'photos',
+  }
+
+  local function log_of(channel)
+    local log = f.history[channel]
+    if not log then
+      log = { latest = 0, events = {}, first = 1 }
+      f.history[channel] = log
+    end
+    return log
+  end
+
+  function f.position(channel)
+    return { offset = log_of(channel).latest, epoch = f.epoch }
+  end
+
+  local function enqueue(s, message)
+    if #s.queue >= s.limit then
+      table.remove(s.queue, 1)
+      s.dropped = s.dropped + 1
+    end
+    s.queue[#s.queue + 1] = message
+  end
+
+  -- Publishes on a channel like the hub: stamps channel, offset and epoch, keeps it in
+  -- history, queues it for the channel's subscribers except `exceptId` (the publisher).
+  -- Returns the stamped message.
+  function f.publish(channel, message, exceptId)
+    local log = log_of(channel)
+    log.latest = log.latest + 1
+    local stamped = {}
+    for k, v in pairs(message) do
+      stamped[k] = v
+    end
+    stamped.channel, stamped.offset, stamped.epoch = channel, log.latest, f.epoch
+    log.events[log.latest] = stamped
+    for sid, s in pairs(f.sessions) do
+      if s.subs[channel] and sid ~= exceptId then
+        enqueue(s, stamped)
+      end
+    end
+    return stamped
+  end
+
+  -- History no longer reaches before `offset` (trimmed by size or age).
+  function f.trim(channel, offset)
+    log_of(channel).first = offset
+  end
+
+  -- The server restarts without a data dir: sessions and history are gone, a new epoch.
+  function f.restart()
+    f.sessions = {}
+    f.history = {}
+    f.epochs = f.epochs + 1
+    f.epoch = 'epoch-' .. f.epochs
+  end
+
+  local function positions_of(channels)
+    local out = {}
+    for _, c in ipairs(channels) do
+      out[c] = f.position(c)
+    end
+    return out
+  end
+
+  -- A recovery: per channel all or nothing; a replay takes the place of the queued copies of
+  -- the events it covers and goes to the back of the queue whole (like the hub's single item).
+  local function recover(s, since)
+    local recovered = {}
+    for channel, position in pairs(since) do
+      local log = log_of(channel)
+      local ok = position.epoch == f.epoch and position.offset <= log.latest and log.first <= position.offset + 1
+      recovered[channel] = ok
+      if ok and position.offset < log.latest then
+        local kept = {}
+        for _, m in ipairs(s.queue) do
+          if not (m.channel == channel and m.offset and m.offset <= log.latest) then
+            kept[#kept + 1] = m
+          end
+        end
+        s.queue = kept
+        for offset = position.offset + 1, log.latest do
+          if not f.replayOmits[offset] then
+            s.queue[#s.queue + 1] = log.events[offset]
+          end
+        end
+      end
+    end
+    return recovered
+  end
 
   function f.session(id)
     return f.sessions[id]
@@ -26,11 +128,7 @@ function fake.new()
   function f.push(message, id)
     for sid, s in pairs(f.sessions) do
       if id == nil or id == sid then
-        if #s.queue >= s.limit then
-          table.remove(s.queue, 1)
-          s.dropped = s.dropped + 1
-        end
-        s.queue[#s.queue + 1] = message
+        enqueue(s, message)
       end
     end
   end
@@ -84,7 +182,18 @@ function fake.new()
     if method == 'POST' and path == '/ws/handshake' then
       local id = body.client_id
       if id and f.sessions[id] then
-        return reply(200, { success = true, client_id = id, resumed = true, queued = #f.sessions[id].queue })
+        local s = f.sessions[id]
+        local answer = { success = true, client_id = id, resumed = true }
+        if body.since then
+          answer.recovered = recover(s, body.since)
+          local subs = {}
+          for c in pairs(s.subs) do
+            subs[#subs + 1] = c
+          end
+          answer.positions = positions_of(subs)
+        end
+        answer.queued = #s.queue
+        return reply(200, answer)
       end
       f.nextId = f.nextId + 1
       id = 'c' .. f.nextId
@@ -103,15 +212,39 @@ function fake.new()
         s.client_type = m.client_type
         return reply(200, { success = true, response = { type = 'registered', client_id = body.client_id } })
       elseif m.type == 'subscribe' then
+        for c in pairs(m.since or {}) do
+          local listed = false
+          for _, name in ipairs(m.channels) do
+            listed = listed or name == c
+          end
+          if not listed then
+            return reply(400, { success = false, error = '`since` names channel "' .. c .. '", which is not in `channels`' })
+          end
+        end
         for _, c in ipairs(m.channels) do
           s.subs[c] = true
         end
-        return reply(200, { success = true, response = { type = 'subscribed', channels = m.channels } })
+        local response = { type = 'subscribed', channels = m.channels, positions = positions_of(m.channels) }
+        if m.since then
+          response.recovered = recover(s, m.since)
+        end
+        return reply(200, { success = true, response = response })
+      elseif m.type == 'unsubscribe' then
+        for _, c in ipairs(m.channels) do
+          s.subs[c] = nil
+        end
+        return reply(200, { success = true, response = { type = 'unsubscribed', channels = m.channels } })
       elseif m.type == 'bad' then
         return reply(400, { success = false, error = 'unknown message type "bad"' })
       else
         f.published[#f.published + 1] = m
-        return reply(200, { success = true, response = { type = 'published', event = m.type, recipients = 0 } })
+        local response = { type = 'published', event = m.type, recipients = 0 }
+        local channel = channelOf[m.type]
+        if channel then
+          local stamped = f.publish(channel, m, body.client_id)
+          response.channel, response.offset, response.epoch = channel, stamped.offset, stamped.epoch
+        end
+        return reply(200, { success = true, response = response })
       end
     elseif method == 'GET' and string.find(path, '^/ws/poll') then
       local id = string.match(path, 'client_id=([^&]+)')

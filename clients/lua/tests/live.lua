@@ -69,6 +69,18 @@ local function step_until(c, cond, seconds)
   return cond() and true or false
 end
 
+-- Checks that `events` (one channel's, as delivered to the application) have consecutive
+-- offsets, each once, in order, from `first` (or from the first event's).
+local function contiguous(events, what, first)
+  local offsets, expected = {}, {}
+  first = first or (events[1] and events[1].offset)
+  for i, e in ipairs(events) do
+    offsets[i] = e.offset
+    expected[i] = first + i - 1
+  end
+  same(offsets, expected, what .. ': offsets')
+end
+
 local function uuid(s)
   return type(s) == 'string' and string.find(s, '^%x+%-%x+%-4%x+%-%x+%-%x+$') ~= nil
 end
@@ -173,7 +185,10 @@ function scenarios.events()
     ok(reply.recipients >= 1, 'the WebSocket client is a recipient')
     eq((M.sendJobComplete('lua-job-1', true, { preset = 'Portrait', score = 0.9 }, 'photo-9')), true)
     eq((M.sendJobComplete('lua-job-2', false, { error_message = 'out of memory', photo_id = 12, stage = 'export' })), true)
-    eq((M.sendError('processing_error', 'Failed to apply settings', { photo_id = 'photo123', job_id = 'lua-job-1' })), true)
+    local errorSent, errorReply = M.sendError('processing_error', 'Failed to apply settings',
+      { photo_id = 'photo123', job_id = 'lua-job-1' })
+    eq(errorSent, true)
+    eq(errorReply.channel, 'system')
     local refused, why = M.sendJobProgress('lua-job-3', 'processing', 'fifty')
     eq(refused, false)
     ok(string.find(tostring(why), 'progress'), 'the reason names the field: ' .. tostring(why))
@@ -181,10 +196,18 @@ function scenarios.events()
     local own = false
     M.addEventListener('job_progress', function(e) if e.job_id == 'lua-job-1' then own = true end end)
     local marker
-    M.addEventListener('job_created', function(e) if e.job_id == 'marker' then marker = true end end)
+    M.addEventListener('job_created', function(e) if e.job_id == 'marker' then marker = e end end)
     publish({ type = 'job_created', job_id = 'marker', photo_id = 0 })
     ok(step_until(M.getDefaultClient(), function() return marker end, 5), 'marker')
     eq(own, false, 'own event not echoed')
+    -- Its own events' offsets (from the published replies) are no gap: the marker, right
+    -- after them, is delivered without a recovery, and the position is the marker's.
+    local stats = M.getStats()
+    eq(stats.gaps, 0, 'gaps')
+    eq(stats.recoveries, 0, 'recoveries')
+    same(M.getPositions().jobs, { offset = marker.offset, epoch = marker.epoch })
+    same(M.getPositions().system, { offset = errorReply.offset, epoch = errorReply.epoch },
+      'system: the position of its own error_occurred, the latest there')
     say('sent')
   end)
 
@@ -217,18 +240,26 @@ function scenarios.outage()
     end
     return T.get(...)
   end
-  W.post = function(...)
+  local handshakes = {}
+  W.post = function(url, body, timeout)
     if down then
       failures = failures + 1
       return nil, 'simulated outage'
     end
-    return T.post(...)
+    local status, text = T.post(url, body, timeout)
+    if string.find(url, '/ws/handshake$') then
+      handshakes[#handshakes + 1] = { request = T.decode(body), reply = text and T.decode(text) }
+    end
+    return status, text
   end
 
   test('outage: shorter than stale_after resumes the same client_id and gets what was queued', function()
     local c = new_client({ reconnectDelay = 0.2, maxReconnectDelay = 0.8, maxReconnectAttempts = 20 }, W)
-    local got, notices = {}, {}
-    c:addEventListener('job_progress', function(e) got[#got + 1] = e.progress end)
+    local got, notices, events = {}, {}, {}
+    c:addEventListener('job_progress', function(e)
+      got[#got + 1] = e.progress
+      events[#events + 1] = e
+    end)
     for _, n in ipairs({ 'connected', 'disconnected', 'reconnecting', 'session_renewed' }) do
       c:addEventListener(n, function() notices[#notices + 1] = n end)
     end
@@ -254,7 +285,15 @@ function scenarios.outage()
     ok(step_until(c, function() return #got == 3 end, 5), 'queued events received')
     ok(socket.gettime() - outageStarted < 4, 'the outage stayed under stale_after (4 s)')
     eq(c:getClientId(), id, 'same client_id')
+    -- The resume carried the positions: the hub replayed the three instead of its queued
+    -- copies, so nothing arrives twice.
+    local resume = handshakes[#handshakes]
+    eq(resume.request.client_id, id)
+    eq(resume.request.since.jobs.offset, 0, 'since: ' .. check.show(resume.request.since))
+    same(resume.reply.recovered, { jobs = true, photos = true, system = true })
+    step_until(c, function() return false end, 0.5)
     same(got, { 10, 20, 30 })
+    contiguous(events, 'jobs', 1)
     eq(c:getStats().resumes, 1)
     eq(c:getStats().sessions, 1)
     eq(notices[1], 'connected')
@@ -269,42 +308,85 @@ function scenarios.outage()
     c:disconnect()
   end)
 
-  test('outage: longer than stale_after gets a new session, registered and subscribed again', function()
+  test('outage: longer than stale_after gets a new session that recovers what was published meanwhile', function()
     local c = new_client({ reconnectDelay = 0.5, maxReconnectDelay = 1, maxReconnectAttempts = 20 }, W)
-    local renewed, got
+    local renewed, failed
+    local jobs, system = {}, {}
     c:addEventListener('session_renewed', function(e) renewed = e end)
-    c:addEventListener('job_created', function(e) got = e end)
+    c:addEventListener('recovery_failed', function(e) failed = e end)
+    c:addEventListener('job_created', function(e) jobs[#jobs + 1] = e end)
+    c:addEventListener('system_status', function(e) system[#system + 1] = e end)
     ok(c:connect(), 'connected')
     local id = c:getClientId()
+    -- Positions other than 0, so that the recovery has a real starting point.
+    publish({ { type = 'job_created', job_id = 'before', photo_id = 0 }, { type = 'system_status', status = 'before' } })
+    ok(step_until(c, function() return #jobs == 1 and #system == 1 end, 5), 'events before the outage')
     down = true
     c:step()
-    step_until(c, function() return false end, 5) -- stale_after is 4 s
+    -- Queued for the old session, which is evicted with them...
+    publish({
+      { type = 'job_created', job_id = 'during-1', photo_id = 1 },
+      { type = 'system_status', status = 'during' },
+      { type = 'job_created', job_id = 'during-2', photo_id = 2 },
+    })
+    ok(step_until(c, function() return client_entry(id) == nil end, 10), 'the old session was evicted (stale_after 4 s)')
+    -- ... and published while there is no session at all.
+    publish({ { type = 'job_created', job_id = 'during-3', photo_id = 3 }, { type = 'job_created', job_id = 'during-4', photo_id = 4 } })
     down = false
-    ok(step_until(c, function() return renewed end, 5), 'session renewed')
+    ok(step_until(c, function() return renewed and #jobs >= 5 end, 5), 'session renewed, missed events recovered')
     eq(renewed.previous_client_id, id)
     ok(c:getClientId() ~= id, 'a new client_id')
     local entry = client_entry(c:getClientId())
     eq(entry.client_type, 'lightroom')
     same(entry.subscriptions, { 'jobs', 'photos', 'system' })
-    eq(client_entry(id), nil, 'the old session was evicted')
-    publish({ type = 'job_created', job_id = 'after', photo_id = 1 })
-    ok(step_until(c, function() return got end, 5), 'events flow on the new session')
+    publish({ type = 'job_created', job_id = 'after', photo_id = 5 })
+    ok(step_until(c, function() return #jobs >= 6 end, 5), 'events flow on the new session')
+    step_until(c, function() return false end, 0.5)
+    local ids = {}
+    for i, e in ipairs(jobs) do
+      ids[i] = e.job_id
+    end
+    same(ids, { 'before', 'during-1', 'during-2', 'during-3', 'during-4', 'after' })
+    contiguous(jobs, 'jobs')
+    eq(#system, 2, 'system_status before and during')
+    contiguous(system, 'system', 1)
+    eq(failed, nil, 'nothing was beyond recovery')
+    eq(c:getStats().recoveries, 1)
     c:disconnect()
   end)
 end
 
 function scenarios.restart()
-  test('restart: after a server restart the client gets a new session and re-subscribes by itself', function()
+  test('restart: after a server restart the client gets a new session, recovery_failed, then live events', function()
     local c = new_client({ reconnectDelay = 0.25, maxReconnectDelay = 1, maxReconnectAttempts = 60 })
     local renewed, lost, got
+    local order, failures = {}, {}
     c:addEventListener('session_renewed', function(e) renewed = e end)
     c:addEventListener('disconnected', function(e) lost = e end)
-    c:addEventListener('job_created', function(e) if e.job_id == 'after-restart' then got = e end end)
+    c:addEventListener('recovery_failed', function(e)
+      failures[e.channel] = e
+      order[#order + 1] = 'recovery_failed:' .. e.channel
+    end)
+    c:addEventListener('job_created', function(e)
+      order[#order + 1] = e.job_id
+      if e.job_id == 'after-restart' then got = e end
+    end)
     ok(c:connect(), 'connected')
     local id = c:getClientId()
-    step_until(c, function() return false end, 0.3)
+    publish({ type = 'job_created', job_id = 'before-restart', photo_id = 0 })
+    ok(step_until(c, function() return #order == 1 end, 5), 'an event before the restart')
+    local before = c:getPositions().jobs
+    eq(before.offset, 1)
     say('restart') -- the harness stops the server and starts a new one on the same port
     ok(step_until(c, function() return renewed end, 30), 'a new session after the restart')
+    -- The restart lost the history (a new epoch): the application is told to reload.
+    for _, channel in ipairs({ 'jobs', 'photos', 'system' }) do
+      local notice = failures[channel]
+      ok(notice, 'recovery_failed for ' .. channel)
+      ok(notice.positions[channel].epoch ~= before.epoch, 'a new epoch')
+      eq(notice.positions[channel].offset, 0)
+    end
+    same(c:getPositions().jobs, failures.jobs.positions.jobs, 'the new position adopted')
     ok(lost, 'the loss was noticed: ' .. check.show(lost))
     eq(renewed.previous_client_id, id)
     ok(uuid(c:getClientId()) and c:getClientId() ~= id, 'new id ' .. tostring(c:getClientId()))
@@ -314,16 +396,22 @@ function scenarios.restart()
     same(entry.subscriptions, { 'jobs', 'photos', 'system' })
     publish({ type = 'job_created', job_id = 'after-restart', photo_id = 1 })
     ok(step_until(c, function() return got end, 5), 'events arrive on the new session')
+    eq(got.offset, 1, 'offsets start again in the new epoch')
+    same(order, { 'before-restart', 'recovery_failed:jobs', 'recovery_failed:photos', 'recovery_failed:system',
+      'after-restart' })
     c:disconnect()
   end)
 end
 
 function scenarios.overflow()
-  test('overflow: a full queue reports dropped messages (queue_limit 3)', function()
+  test('overflow: a full queue reports dropped messages, and they are recovered (queue_limit 3)', function()
     local c = new_client()
-    local order = {}
+    local order, jobs = {}, {}
     c:addEventListener('messages_dropped', function(e) order[#order + 1] = 'dropped:' .. e.dropped end)
-    c:addEventListener('job_created', function(e) order[#order + 1] = e.job_id end)
+    c:addEventListener('job_created', function(e)
+      order[#order + 1] = e.job_id
+      jobs[#jobs + 1] = e
+    end)
     ok(c:connect(), 'connected')
     local established
     c:addEventListener('connection_established', function() established = true end)
@@ -333,13 +421,18 @@ function scenarios.overflow()
       events[i] = { type = 'job_created', job_id = 'q' .. i, photo_id = i }
     end
     publish(events)
-    c:step()
-    same(order, { 'dropped:5', 'q6', 'q7', 'q8' })
+    -- The poll brings q6..q8 and dropped = 5; q6 is past a gap, so the client subscribes with
+    -- its positions and the hub replays q1..q8 (one queue item, so it fits in 3).
+    ok(step_until(c, function() return #order >= 9 end, 5), 'all 8 events: ' .. check.show(order))
+    step_until(c, function() return false end, 0.5)
+    same(order, { 'dropped:5', 'q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7', 'q8' })
+    contiguous(jobs, 'jobs', 1)
     eq(c:getStats().dropped, 5)
+    eq(c:getStats().recoveries, 1)
     -- Reported once.
     publish({ type = 'job_created', job_id = 'q9', photo_id = 9 })
-    c:step()
-    same(order, { 'dropped:5', 'q6', 'q7', 'q8', 'q9' })
+    ok(step_until(c, function() return #order >= 10 end, 5), 'q9')
+    same(order, { 'dropped:5', 'q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7', 'q8', 'q9' })
     local _, stats = api('GET', '/websocket/stats')
     ok(stats.messages_dropped >= 5, 'server stats: ' .. tostring(stats.messages_dropped))
     c:disconnect()

@@ -479,6 +479,317 @@ test('client: background task through transport.startTask', function()
 end)
 
 ---------------------------------------------------------------------------------------------
+-- Channel positions and recovery (the fake keeps history like the hub)
+---------------------------------------------------------------------------------------------
+
+-- A connected client whose job_created events are recorded by job_id (and notices by kind).
+local function recovering_client(f, options)
+  local c = client_for(f, options)
+  local seen = {}
+  c:addEventListener('job_created', function(e) seen[#seen + 1] = e.job_id end)
+  for _, notice in ipairs({ 'messages_dropped', 'recovery_failed' }) do
+    c:addEventListener(notice, function(e) seen[#seen + 1] = notice end)
+  end
+  c:connect()
+  c:step() -- connection_established
+  return c, seen
+end
+
+local function job(n)
+  return { type = 'job_created', job_id = n, photo_id = n }
+end
+
+-- The subscribe messages the client sent, in order.
+local function subscribes(f)
+  local out = {}
+  for _, r in ipairs(f.requests) do
+    if r.body and r.body.message and r.body.message.type == 'subscribe' then
+      out[#out + 1] = r.body.message
+    end
+  end
+  return out
+end
+
+test('recovery: the first positions come from the subscribed reply', function()
+  local f = fake.new()
+  f.publish('jobs', job(1))
+  f.publish('jobs', job(2))
+  local c, seen = recovering_client(f)
+  same(c:getPositions(), {
+    jobs = { offset = 2, epoch = 'epoch-1' },
+    system = { offset = 0, epoch = 'epoch-1' },
+    photos = { offset = 0, epoch = 'epoch-1' },
+  })
+  f.publish('jobs', job(3))
+  c:step()
+  same(seen, { 3 })
+  eq(c:getPositions().jobs.offset, 3)
+end)
+
+test('recovery: an event at or below the position is a duplicate and is not dispatched', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  local first = f.publish('jobs', job(1))
+  local second = f.publish('jobs', job(2))
+  c:step()
+  f.push(first)
+  f.push(second)
+  f.publish('jobs', job(3))
+  c:step()
+  same(seen, { 1, 2, 3 })
+  eq(c:getStats().duplicates, 2)
+  eq(#subscribes(f), 1, 'duplicates need no recovery')
+end)
+
+test('recovery: a gap is not dispatched; a subscribe with since replays it in order', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  f.publish('jobs', job(1))
+  f.publish('jobs', job(2))
+  f.publish('jobs', job(3))
+  table.remove(f.session('c1').queue, 2) -- offset 2 never reaches the client
+  c:step()
+  same(seen, { 1 }, 'offset 3 is held back by the gap')
+  local sent = subscribes(f)
+  eq(#sent, 2)
+  same(sent[2], {
+    type = 'subscribe',
+    channels = { 'jobs', 'photos', 'system' },
+    since = {
+      jobs = { offset = 1, epoch = 'epoch-1' },
+      photos = { offset = 0, epoch = 'epoch-1' },
+      system = { offset = 0, epoch = 'epoch-1' },
+    },
+  })
+  c:step()
+  same(seen, { 1, 2, 3 })
+  eq(c:getStats().gaps, 1)
+  eq(c:getStats().recoveries, 1)
+end)
+
+test('recovery: a poll reply with dropped > 0 recovers every dropped event, once, in order', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  f.session('c1').limit = 3
+  for i = 1, 8 do
+    f.publish('jobs', job(i))
+  end
+  c:step()
+  same(seen, { 'messages_dropped' }, 'events past the gap wait for the replay')
+  eq(subscribes(f)[2].since.jobs.offset, 0)
+  c:step()
+  same(seen, { 'messages_dropped', 1, 2, 3, 4, 5, 6, 7, 8 })
+  eq(c:getStats().dropped, 5, 'the notice still counts what the queue lost')
+end)
+
+test('recovery: dropped messages outside channels still re-subscribe with since', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  f.session('c1').dropped = 2 -- e.g. direct messages: nothing of a channel looks missing
+  c:step()
+  same(seen, { 'messages_dropped' })
+  eq(#subscribes(f), 2)
+  ok(subscribes(f)[2].since, 'with since')
+end)
+
+test('recovery: recovered false emits recovery_failed, adopts the position and goes on', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  local failed
+  c:addEventListener('recovery_failed', function(e) failed = e end)
+  for i = 1, 5 do
+    f.publish('jobs', job(i))
+  end
+  f.session('c1').queue = { f.history.jobs.events[5] } -- 1..4 lost
+  f.trim('jobs', 3) -- and history no longer reaches 1
+  c:step()
+  same(seen, { 'recovery_failed' })
+  eq(failed.channel, 'jobs')
+  same(failed.positions.jobs, { offset = 5, epoch = 'epoch-1' })
+  ok(failed.reason, 'a reason')
+  same(c:getPositions().jobs, { offset = 5, epoch = 'epoch-1' })
+  f.publish('jobs', job(6))
+  c:step()
+  same(seen, { 'recovery_failed', 6 })
+  eq(c:getStats().recoveryFailures, 1)
+end)
+
+test('recovery: the published reply of its own event advances the position past it', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  f.publish('jobs', job(1)) -- still queued when the client publishes
+  local sent, reply = c:sendJobProgress('own', 'processing', 50)
+  eq(sent, true)
+  eq(reply.offset, 2)
+  eq(c:getPositions().jobs.offset, 0, 'offset 1 has not reached the application yet')
+  f.publish('jobs', job(3))
+  c:step()
+  same(seen, { 1, 3 })
+  eq(c:getPositions().jobs.offset, 3)
+  eq(#subscribes(f), 1, 'its own offset is no gap')
+  -- With nothing queued, the position moves at once.
+  c:sendJobProgress('own', 'processing', 60)
+  eq(c:getPositions().jobs.offset, 4)
+  -- A queued event sent after reconnecting advances it too.
+  f.down = true
+  c:step()
+  c:sendJobProgress('own', 'processing', 70)
+  f.down = false
+  drive(f, c, function() return c:isConnected() end)
+  eq(c:getPositions().jobs.offset, 5)
+end)
+
+test('recovery: its own events in a replay (the hub replays them) are not dispatched', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  c:addEventListener('job_progress', function(e) seen[#seen + 1] = 'own:' .. e.progress end)
+  f.publish('jobs', job(1)) -- queued, then lost
+  c:sendJobProgress('own', 'processing', 50) -- offset 2
+  f.publish('jobs', job(3))
+  table.remove(f.session('c1').queue, 1) -- offset 1 (the queue holds 1 and 3)
+  c:step() -- 3 is past the gap
+  c:step() -- the replay: 1, 2 (its own), 3
+  same(seen, { 1, 3 })
+  eq(c:getPositions().jobs.offset, 3)
+end)
+
+test('recovery: a resumed session sends since with the handshake and gets what it missed once', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f, { reconnectDelay = 1 })
+  f.publish('jobs', job(1))
+  c:step()
+  f.down = true
+  c:step()
+  f.publish('jobs', job(2))
+  f.publish('jobs', job(3))
+  f.down = false
+  drive(f, c, function() return #seen >= 3 end)
+  eq(c:getClientId(), 'c1')
+  local handshake = f.requests[#f.requests].body
+  for i = #f.requests, 1, -1 do
+    if f.requests[i].path == '/ws/handshake' then
+      handshake = f.requests[i].body
+      break
+    end
+  end
+  eq(handshake.client_id, 'c1')
+  same(handshake.since.jobs, { offset = 1, epoch = 'epoch-1' })
+  drive(f, c, function() return false end, 3)
+  same(seen, { 1, 2, 3 })
+  eq(#subscribes(f), 1, 'the handshake recovered, no subscribe needed')
+end)
+
+test('recovery: a new session subscribes with since and gets what was published meanwhile', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  f.publish('jobs', job(1))
+  c:step()
+  f.sessions = {} -- evicted; history stays
+  f.publish('jobs', job(2))
+  drive(f, c, function() return #seen >= 2 end, 5)
+  eq(c:getClientId(), 'c2')
+  same(subscribes(f)[2].since.jobs, { offset = 1, epoch = 'epoch-1' })
+  same(seen, { 1, 2 })
+end)
+
+test('recovery: after a restart (new epoch) recovery_failed per channel, then live events', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  local order = {}
+  for _, n in ipairs({ 'connected', 'session_renewed', 'recovery_failed' }) do
+    c:addEventListener(n, function(e) order[#order + 1] = n .. (e.channel and (':' .. e.channel) or '') end)
+  end
+  f.publish('jobs', job(1))
+  c:step()
+  f.restart()
+  drive(f, c, function() return c:getClientId() == 'c2' end, 5)
+  same(order, { 'connected', 'session_renewed', 'recovery_failed:jobs', 'recovery_failed:photos',
+    'recovery_failed:system' })
+  same(c:getPositions().jobs, { offset = 0, epoch = 'epoch-2' })
+  f.publish('jobs', job(7))
+  c:step()
+  same(seen, { 1, 'recovery_failed', 'recovery_failed', 'recovery_failed', 7 })
+end)
+
+test('recovery: an event of another epoch is a gap; the recovery answer says where to go on', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  f.publish('jobs', job(1))
+  c:step()
+  local failed
+  c:addEventListener('recovery_failed', function(e) failed = e end)
+  f.epoch = 'epoch-x' -- the channel's history started over under a live session
+  f.history = {}
+  f.publish('jobs', job(2))
+  f.publish('jobs', job(3))
+  c:step()
+  -- (the fake's epoch is every channel's, as after a restart: one notice per channel)
+  same(seen, { 1, 'recovery_failed', 'recovery_failed', 'recovery_failed' })
+  same(failed.positions.jobs, { offset = 2, epoch = 'epoch-x' })
+  f.publish('jobs', job(4))
+  c:step()
+  same(seen, { 1, 'recovery_failed', 'recovery_failed', 'recovery_failed', 4 })
+end)
+
+test('recovery: a replay that leaves a hole does not loop: recovery_failed, then on', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  local failed
+  c:addEventListener('recovery_failed', function(e) failed = e end)
+  for i = 1, 4 do
+    f.publish('jobs', job(i))
+  end
+  f.session('c1').queue = { f.history.jobs.events[4] }
+  f.replayOmits[2] = true
+  c:step() -- gap: recovery promises 1..4
+  c:step() -- the replay brings 1, 3, 4
+  same(seen, { 1, 'recovery_failed', 3, 4 })
+  eq(failed.channel, 'jobs')
+  same(failed.positions.jobs, { offset = 2, epoch = 'epoch-1' })
+  eq(#subscribes(f), 2, 'one recovery, not one per poll')
+end)
+
+test('recovery: without a position from the hub, the first event gives it', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f, { channels = {} })
+  f.session('c1').subs.jobs = true -- subscribed elsewhere; no subscribed reply seen
+  f.publish('jobs', job(1))
+  f.publish('jobs', job(2))
+  c:step()
+  same(seen, { 1, 2 })
+  same(c:getPositions(), { jobs = { offset = 2, epoch = 'epoch-1' } })
+end)
+
+test('recovery: positions survive disconnect(); connect() recovers what was missed; init() clears them', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  f.publish('jobs', job(1))
+  c:step()
+  c:disconnect()
+  f.publish('jobs', job(2))
+  c:connect()
+  same(subscribes(f)[2].since.jobs, { offset = 1, epoch = 'epoch-1' })
+  c:step()
+  same(seen, { 1, 2 })
+  c:init({ transport = f.transport, baseUrl = 'http://fake', autoStart = false })
+  same(c:getPositions(), {})
+end)
+
+test('recovery: channels subscribed with send() are tracked, re-subscribed and forgotten', function()
+  local f = fake.new()
+  local c, seen = recovering_client(f)
+  local sent = c:send({ type = 'subscribe', channels = { 'export' } })
+  eq(sent, true)
+  same(c:getPositions().export, { offset = 0, epoch = 'epoch-1' })
+  f.sessions = {}
+  drive(f, c, function() return c:getClientId() == 'c2' end, 5)
+  same(subscribes(f)[3].channels, { 'jobs', 'system', 'photos', 'export' })
+  ok(f.session('c2').subs.export, 'subscribed again on the new session')
+  c:send({ type = 'unsubscribe', channels = { 'export' } })
+  eq(c:getPositions().export, nil)
+end)
+
+---------------------------------------------------------------------------------------------
 -- LrTransport with stand-ins for the Lightroom SDK
 ---------------------------------------------------------------------------------------------
 
