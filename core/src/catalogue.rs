@@ -12,7 +12,7 @@
 //! is ignored, because the hub stamps every event when it publishes it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -46,18 +46,16 @@ impl FieldKind {
         }
     }
 
-    /// The value as delivered, or `None` when it is not of this kind.
-    fn normalise(self, value: &Value) -> Option<Value> {
+    /// Whether a value is of this kind.
+    fn accepts(self, value: &Value) -> bool {
         match (self, value) {
-            (FieldKind::Id, Value::Number(n)) if n.is_i64() => Some(value.clone()),
+            (FieldKind::Id, Value::Number(n)) => n.is_i64(),
             (FieldKind::Id | FieldKind::String | FieldKind::StringOrObject, Value::String(_))
             | (FieldKind::StringOrObject, Value::Object(_))
-            | (FieldKind::Any, _) => Some(value.clone()),
-            (FieldKind::Number, Value::Number(n)) => {
-                n.as_f64().and_then(Number::from_f64).map(Value::Number)
-            }
-            (FieldKind::Count, Value::Number(n)) if n.is_u64() => Some(value.clone()),
-            _ => None,
+            | (FieldKind::Any, _) => true,
+            (FieldKind::Number, Value::Number(n)) => n.as_f64().is_some_and(f64::is_finite),
+            (FieldKind::Count, Value::Number(n)) => n.is_u64(),
+            _ => false,
         }
     }
 }
@@ -286,7 +284,13 @@ impl Catalogue {
                 ),
             ));
         }
-        let mut values: Vec<(&str, Value)> = Vec::with_capacity(spec.fields.len() + 1);
+        // Written straight out as each field is checked: this runs once per publish.
+        let mut json = Vec::with_capacity(96 + 32 * spec.fields.len());
+        json.extend_from_slice(b"{\"type\":");
+        write_json(&mut json, &spec.name);
+        json.extend_from_slice(b",\"timestamp\":\"");
+        json.extend_from_slice(timestamp.as_bytes());
+        json.push(b'"');
         for field in &spec.fields {
             let given = message.get(&field.name).filter(|v| !v.is_null());
             let Some(given) = given else {
@@ -295,72 +299,73 @@ impl Catalogue {
                 }
                 continue;
             };
-            let value = field.kind.normalise(given).ok_or_else(|| {
-                error(
+            if !field.kind.accepts(given) {
+                return Err(error(
                     &field.name,
                     format!(
                         "invalid type: {}, expected {}",
                         describe(given),
                         field.kind.expected()
                     ),
-                )
-            })?;
-            if let Some(number) = value.as_f64()
-                && (field.min.is_some_and(|min| number < min)
-                    || field.max.is_some_and(|max| number > max))
-            {
-                return Err(error(&field.name, range_text(field)));
+                ));
             }
-            values.push((field.name.as_str(), value));
+            json.push(b',');
+            write_json(&mut json, &field.name);
+            json.push(b':');
+            match (field.kind, given.as_f64()) {
+                (FieldKind::Number | FieldKind::Count, Some(number)) => {
+                    if field.min.is_some_and(|min| number < min)
+                        || field.max.is_some_and(|max| number > max)
+                    {
+                        return Err(error(&field.name, range_text(field)));
+                    }
+                    if field.kind == FieldKind::Number {
+                        // Delivered with a decimal point, whatever the publisher wrote.
+                        write_json(&mut json, &number);
+                    } else {
+                        write_json(&mut json, given);
+                    }
+                }
+                _ => write_json(&mut json, given),
+            }
         }
-        let number = |values: &[(&str, Value)], name: &str| {
-            values
-                .iter()
-                .find(|(field, _)| *field == name)
-                .and_then(|(_, value)| value.as_f64())
-        };
+        let number = |name: &str| message.get(name).and_then(Value::as_f64);
         for rule in &spec.rules {
             match rule {
                 Rule::AtMost { field, limit } => {
-                    if let (Some(value), Some(bound)) =
-                        (number(&values, field), number(&values, limit))
+                    if let (Some(value), Some(bound)) = (number(field), number(limit))
                         && value > bound
                     {
                         return Err(error(field, format!("must not exceed {limit}")));
                     }
                 }
                 Rule::Percent { field, part, whole } => {
-                    let part = number(&values, part).unwrap_or(0.0);
-                    let whole = number(&values, whole).unwrap_or(0.0);
+                    let part = number(part).unwrap_or(0.0);
+                    let whole = number(whole).unwrap_or(0.0);
                     let percent = if whole == 0.0 {
                         0.0
                     } else {
                         (part * 10_000.0 / whole).round() / 100.0
                     };
-                    let value = Number::from_f64(percent).map_or(Value::Null, Value::Number);
-                    values.push((field.as_str(), value));
+                    json.push(b',');
+                    write_json(&mut json, field);
+                    json.push(b':');
+                    write_json(&mut json, &percent);
                 }
             }
         }
-        let mut json = String::with_capacity(64 + 24 * values.len());
-        json.push_str("{\"type\":");
-        json.push_str(&Value::from(spec.name.as_str()).to_string());
-        json.push_str(",\"timestamp\":\"");
-        json.push_str(timestamp);
-        json.push('"');
-        for (name, value) in &values {
-            json.push(',');
-            json.push_str(&Value::from(*name).to_string());
-            json.push(':');
-            json.push_str(&value.to_string());
-        }
-        json.push('}');
+        json.push(b'}');
+        let json = String::from_utf8(json).expect("serde_json writes UTF-8");
         Ok(Some(EncodedEvent {
             name: &spec.name,
             channel: &spec.channel,
             json,
         }))
     }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    serde_json::to_writer(out, value).expect("JSON values and numbers serialise");
 }
 
 fn range_text(field: &FieldSpec) -> String {

@@ -43,60 +43,8 @@ pub(crate) enum Transport {
     WebSocket {
         conn: ConnId,
         /// Frames handed to the writer and not yet reported written.
-        in_flight: InFlight,
+        in_flight: usize,
     },
-}
-
-/// Frames handed to a WebSocket's writer and not yet reported written, oldest first. After a
-/// `register` merged a fresh session into the one it resumed, the oldest of them may still be
-/// the fresh session's: if they are lost, that (ended) session lost them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct InFlight {
-    pub(crate) frames: usize,
-    /// The oldest frames, by the earlier sessions they were handed out for, oldest first
-    /// (empty unless the connection changed sessions with frames unwritten).
-    inherited: Vec<(ClientId, usize)>,
-}
-
-impl InFlight {
-    /// The frames of a connection that now serves another session: those unwritten so far
-    /// were handed out for `owner` (or, before it, for whoever it inherited them from).
-    pub(crate) fn inherited_from(previous: InFlight, owner: ClientId) -> InFlight {
-        let mut inherited = previous.inherited;
-        let earlier: usize = inherited.iter().map(|(_, n)| n).sum();
-        if previous.frames > earlier {
-            inherited.push((owner, previous.frames - earlier));
-        }
-        InFlight {
-            frames: previous.frames,
-            inherited,
-        }
-    }
-
-    /// The oldest `count` frames were written.
-    pub(crate) fn written(&mut self, count: usize) {
-        self.frames = self.frames.saturating_sub(count);
-        if self.inherited.is_empty() {
-            return;
-        }
-        let mut left = count;
-        while left > 0 && !self.inherited.is_empty() {
-            let (_, frames) = &mut self.inherited[0];
-            let taken = left.min(*frames);
-            *frames -= taken;
-            left -= taken;
-            if *frames == 0 {
-                self.inherited.remove(0);
-            }
-        }
-    }
-
-    /// The connection ended: the frames never written, as this session's count and those of
-    /// the earlier sessions.
-    pub(crate) fn lost(self) -> (usize, Vec<(ClientId, usize)>) {
-        let inherited: usize = self.inherited.iter().map(|(_, n)| n).sum();
-        (self.frames.saturating_sub(inherited), self.inherited)
-    }
 }
 
 /// One client session.
@@ -258,7 +206,7 @@ impl SessionTable {
         &mut self,
         key: SessionKey,
         conn: ConnId,
-        in_flight: InFlight,
+        in_flight: usize,
     ) -> Transport {
         let session = self.get_mut(key).expect("attach to a live session");
         let previous = std::mem::replace(

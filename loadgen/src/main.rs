@@ -740,16 +740,29 @@ async fn measure_recovery(
                 )
             })
             .collect();
-        http.write_request(&mut request, "POST", "/api/events", format!("[{}]", body.join(",")).as_bytes());
+        http.write_request(
+            &mut request,
+            "POST",
+            "/api/events",
+            format!("[{}]", body.join(",")).as_bytes(),
+        );
         let (status, _) = http.exchange(&request).await?;
         assert_eq!(status, 200, "publishing for --recover");
         published += batch;
     }
-    http.write_request(&mut request, "GET", &format!("/api/history/{channel}?limit=0"), b"");
+    http.write_request(
+        &mut request,
+        "GET",
+        &format!("/api/history/{channel}?limit=0"),
+        b"",
+    );
     let (_, range) = http.exchange(&request).await?;
     let history: serde_json::Value =
         serde_json::from_slice(&http.buf[range]).map_err(std::io::Error::other)?;
-    let (latest, epoch) = (history["offset"].as_u64().unwrap_or(0), history["epoch"].clone());
+    let (latest, epoch) = (
+        history["offset"].as_u64().unwrap_or(0),
+        history["epoch"].clone(),
+    );
     let mut times = Vec::new();
     for _ in 0..20 {
         let stream = TcpStream::connect(addr).await?;

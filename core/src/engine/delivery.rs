@@ -79,9 +79,9 @@ impl Engine {
         };
         match &mut session.transport {
             Transport::WebSocket { conn, in_flight }
-                if in_flight.frames < window && session.queue.is_empty() =>
+                if *in_flight < window && session.queue.is_empty() =>
             {
-                in_flight.frames += 1;
+                *in_flight += 1;
                 self.counters.delivered += 1;
                 self.outputs
                     .push_back(Output::WsFrame { conn: *conn, frame });

@@ -18,7 +18,7 @@ use crate::output::{
     CloseReason, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };
 use crate::rate::KeyedBuckets;
-use crate::session::{InFlight, Session, SessionKey, SessionTable, Transport};
+use crate::session::{Session, SessionKey, SessionTable, Transport};
 use crate::stats::{Counters, Gauges, render_prometheus};
 use crate::time::{Time, WallClock};
 use crate::timer_queue::TimerQueue;
@@ -110,7 +110,11 @@ pub struct Engine {
     durability: publishing::Durability,
     /// WebSockets the engine closed whose end the runtime has not reported yet: the session
     /// they served and the frames handed to them not yet reported written.
-    closing: BTreeMap<ConnId, (SessionKey, ClientId, InFlight)>,
+    closing: BTreeMap<ConnId, (SessionKey, ClientId, usize)>,
+    /// For connections a `register` moved to another session with frames unwritten: the
+    /// oldest of those frames, by the earlier sessions they were handed out for (rare, so kept
+    /// here rather than in every session).
+    inherited: BTreeMap<ConnId, Vec<(ClientId, usize)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -153,6 +157,7 @@ impl Engine {
             shutting_down: false,
             recipients: Vec::new(),
             closing: BTreeMap::new(),
+            inherited: BTreeMap::new(),
         }
     }
 
@@ -195,7 +200,8 @@ impl Engine {
                 Some(key) => self.on_ws_written(now, key, frames),
                 None => {
                     if let Some((_, _, in_flight)) = self.closing.get_mut(&conn) {
-                        in_flight.written(frames);
+                        *in_flight = in_flight.saturating_sub(frames);
+                        self.inherited_written(conn, frames);
                     }
                 }
             },

@@ -92,8 +92,7 @@ impl Engine {
             return self.resume_at_open(now, conn, target, claims, &since);
         }
         let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
-        self.sessions
-            .attach_websocket(key, conn, InFlight::default());
+        self.sessions.attach_websocket(key, conn, 0);
         self.touch(now, key);
         if let Some(client_type) = claims.as_ref().and_then(|c| c.client_type.clone()) {
             self.sessions.get_mut(key).expect("new session").client_type = client_type;
@@ -127,8 +126,7 @@ impl Engine {
     ) {
         let reason = "session resumed on another connection";
         self.release_transport(now, target, true, close_code::SESSION_TAKEN_OVER, reason);
-        self.sessions
-            .attach_websocket(target, conn, InFlight::default());
+        self.sessions.attach_websocket(target, conn, 0);
         if claims.is_some() {
             self.install_claims(target, claims);
         }
@@ -245,11 +243,10 @@ impl Engine {
         // Frames already handed out on this socket are the fresh session's.
         let fresh_id = self.sessions.get(fresh).expect("fresh session").id;
         let in_flight = match self.sessions.get(fresh).map(|s| &s.transport) {
-            Some(Transport::WebSocket { in_flight, .. }) => {
-                InFlight::inherited_from(in_flight.clone(), fresh_id)
-            }
-            _ => InFlight::default(),
+            Some(Transport::WebSocket { in_flight, .. }) => *in_flight,
+            _ => 0,
         };
+        self.inherit_unwritten(conn, fresh_id, in_flight);
         let carried: Vec<String> = self
             .sessions
             .get(fresh)
@@ -302,15 +299,17 @@ impl Engine {
 
     pub(super) fn on_ws_written(&mut self, now: Time, key: SessionKey, frames: usize) {
         if let Some(Session {
-            transport: Transport::WebSocket { in_flight, .. },
+            transport: Transport::WebSocket { in_flight, conn },
             queue,
             ..
         }) = self.sessions.get_mut(key)
         {
-            in_flight.written(frames);
+            *in_flight = in_flight.saturating_sub(frames);
+            let (conn, idle) = (*conn, queue.is_empty() && queue.unreported_drops() == 0);
+            self.inherited_written(conn, frames);
             // The common case, an acknowledgement with nothing waiting behind the window, is
             // done here; it is as frequent as deliveries.
-            if queue.is_empty() && queue.unreported_drops() == 0 {
+            if idle {
                 return;
             }
         }
@@ -325,10 +324,10 @@ impl Engine {
             let Some(session) = self.sessions.get_mut(key) else {
                 return;
             };
-            let Transport::WebSocket { ref in_flight, .. } = session.transport else {
+            let Transport::WebSocket { in_flight, .. } = session.transport else {
                 return;
             };
-            if in_flight.frames >= window {
+            if in_flight >= window {
                 return;
             }
             let frame: Arc<str> = if session.queue.unreported_drops() > 0 {
@@ -359,7 +358,7 @@ impl Engine {
     pub(super) fn emit_frame(&mut self, key: SessionKey, frame: Arc<str>) {
         let session = self.sessions.get_mut(key).expect("live session");
         if let Transport::WebSocket { conn, in_flight } = &mut session.transport {
-            in_flight.frames += 1;
+            *in_flight += 1;
             self.counters.delivered += 1;
             self.outputs
                 .push_back(Output::WsFrame { conn: *conn, frame });
@@ -373,7 +372,7 @@ impl Engine {
         if let Transport::WebSocket { in_flight, .. } = self.sessions.detach(key) {
             // Whatever the socket had not written when it died never reached the client.
             let client_id = self.sessions.get(key).expect("live session").id;
-            self.count_unwritten(now, key, client_id, in_flight);
+            self.count_unwritten(now, key, client_id, conn, in_flight);
         }
         self.set_timer(key, TimerKind::Ping, None);
         if code == Some(close_code::NORMAL) {
