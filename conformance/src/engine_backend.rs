@@ -101,7 +101,9 @@ impl EngineDriver {
                     }
                     Output::Session(_) => {}
                     // A store that holds every batch at once (sessions with `durable`).
-                    Output::Persist { batch, .. } => inputs.push(Input::Persisted { batch }),
+                    Output::Persist(persist) => inputs.push(Input::Persisted {
+                        batch: persist.batch,
+                    }),
                 }
             }
             for (conn, count) in &mut self.unacked {

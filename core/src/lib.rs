@@ -83,5 +83,5 @@ pub use output::{
     CloseReason, ContentType, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };
 pub use rate::RateLimit;
-pub use storage::{BatchId, StoreError, StoreErrorKind, StoredChannel, StoredEvent};
+pub use storage::{BatchId, PersistBatch, StoreError, StoreErrorKind, StoredChannel, StoredEvent};
 pub use time::{Time, format_unix_millis};

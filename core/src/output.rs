@@ -2,7 +2,7 @@
 //! pings and closes, and log-worthy session events. Also the reasons of timer deadlines.
 
 use crate::ids::{ClientId, ConnId, RequestId};
-use crate::storage::{BatchId, StoredEvent};
+use crate::storage::PersistBatch;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -67,18 +67,9 @@ pub enum Output {
     /// Batches must be stored in the order they come out. A store that fails a batch must
     /// fail the later batches of the same `generation` without writing them, so that no later
     /// offset is stored after one that is missing; a later generation is a new attempt.
-    Persist {
-        /// The batch, for its outcome.
-        batch: BatchId,
-        /// Increases after every failure.
-        generation: u64,
-        /// The epoch channels created from now on get (for a store to keep across restarts).
-        epoch: Arc<str>,
-        /// The events, in order.
-        events: Vec<StoredEvent>,
-        /// Per channel, the first offset still to keep: older ones may be deleted.
-        keep_from: Vec<(Arc<str>, u64)>,
-    },
+    /// (Boxed: it is rare, and every other output is moved and dropped at the size of the
+    /// largest.)
+    Persist(Box<PersistBatch>),
 }
 
 /// An HTTP reply.

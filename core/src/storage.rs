@@ -19,6 +19,21 @@ impl fmt::Display for BatchId {
     }
 }
 
+/// What [`crate::Output::Persist`] asks a store to write, in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistBatch {
+    /// The batch, for its outcome.
+    pub batch: BatchId,
+    /// Increases after every failure.
+    pub generation: u64,
+    /// The epoch channels created from now on get (for a store to keep across restarts).
+    pub epoch: Arc<str>,
+    /// The events, in order.
+    pub events: Vec<StoredEvent>,
+    /// Per channel, the first offset still to keep: older ones may be deleted.
+    pub keep_from: Vec<(Arc<str>, u64)>,
+}
+
 /// One channel event as a store keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {

@@ -410,15 +410,11 @@ fn persisted(h: &Harness) -> Vec<StoreRequest> {
     h.log
         .iter()
         .filter_map(|(_, output)| match output {
-            Output::Persist {
-                batch,
-                events,
-                keep_from,
-                ..
-            } => Some((
-                *batch,
-                events.iter().map(|e| e.offset).collect(),
-                keep_from
+            Output::Persist(persist) => Some((
+                persist.batch,
+                persist.events.iter().map(|e| e.offset).collect(),
+                persist
+                    .keep_from
                     .iter()
                     .map(|(c, from)| (c.to_string(), *from))
                     .collect(),

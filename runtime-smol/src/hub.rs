@@ -9,7 +9,7 @@
 
 use crate::clock::Clock;
 use crate::outbox::Outbox;
-use crate::store::{Batch, StoreHandle};
+use crate::store::StoreHandle;
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
@@ -289,11 +289,11 @@ fn dispatch(state: &mut HubState, output: Output) {
             }
         }
         Output::Session(event) => log_session_event(&event),
-        output @ Output::Persist { .. } => match (&state.store, Batch::from_output(output)) {
-            (Some(store), Some(batch)) => store.store(batch),
+        Output::Persist(batch) => match &state.store {
+            Some(store) => store.store(batch),
             // The engine asks only when it was told history is durable, which is when a
             // store was opened.
-            _ => tracing::error!("the engine asked to store a batch, but there is no store"),
+            None => tracing::error!("the engine asked to store a batch, but there is no store"),
         },
     }
 }

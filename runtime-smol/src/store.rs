@@ -12,7 +12,7 @@
 //! (`keep_from`); the store also drops events older than the history's age limit.
 
 use livebridge_core::{
-    BatchId, Input, Output, StoreError, StoreErrorKind, StoredChannel, StoredEvent,
+    Input, PersistBatch, StoreError, StoreErrorKind, StoredChannel, StoredEvent,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -269,35 +269,7 @@ impl EventLog {
 }
 
 /// A batch to store, as the engine asked.
-pub struct Batch {
-    batch: BatchId,
-    generation: u64,
-    epoch: Arc<str>,
-    events: Vec<StoredEvent>,
-    keep_from: Vec<(Arc<str>, u64)>,
-}
-
-impl Batch {
-    /// The batch of a [`livebridge_core::Output::Persist`]; `None` for any other output.
-    pub fn from_output(output: Output) -> Option<Batch> {
-        match output {
-            Output::Persist {
-                batch,
-                generation,
-                epoch,
-                events,
-                keep_from,
-            } => Some(Batch {
-                batch,
-                generation,
-                epoch,
-                events,
-                keep_from,
-            }),
-            _ => None,
-        }
-    }
-}
+pub type Batch = Box<PersistBatch>;
 
 /// The way to the writer thread.
 #[derive(Clone)]

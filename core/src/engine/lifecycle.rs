@@ -227,10 +227,17 @@ impl Engine {
     }
 
     /// `frames` of a connection's oldest frames were written.
+    #[inline]
     pub(super) fn inherited_written(&mut self, conn: ConnId, frames: usize) {
-        if self.inherited.is_empty() {
-            return;
+        // Checked inline: this runs for every acknowledgement, and the map is almost always
+        // empty.
+        if !self.inherited.is_empty() {
+            self.inherited_written_slow(conn, frames);
         }
+    }
+
+    #[cold]
+    fn inherited_written_slow(&mut self, conn: ConnId, frames: usize) {
         let Some(list) = self.inherited.get_mut(&conn) else {
             return;
         };

@@ -10,7 +10,7 @@ use super::delivery::Audience;
 use super::messages::Refusal;
 use super::*;
 use crate::history::{ChannelId, Entry};
-use crate::storage::{BatchId, StoreError, StoredChannel, StoredEvent};
+use crate::storage::{BatchId, PersistBatch, StoreError, StoredChannel, StoredEvent};
 
 /// A message for a channel, encoded, before it has its offset.
 pub(super) struct ChannelMessage {
@@ -318,13 +318,14 @@ impl Engine {
             .into_iter()
             .map(|(channel, from)| (Arc::clone(self.history.name(channel)), from))
             .collect();
-        self.outputs.push_back(Output::Persist {
-            batch,
-            generation: self.durability.generation,
-            epoch: Arc::clone(self.history.epoch()),
-            events,
-            keep_from,
-        });
+        self.outputs
+            .push_back(Output::Persist(Box::new(PersistBatch {
+                batch,
+                generation: self.durability.generation,
+                epoch: Arc::clone(self.history.epoch()),
+                events,
+                keep_from,
+            })));
         self.durability.pending.push_back(PendingBatch {
             batch,
             stored: false,

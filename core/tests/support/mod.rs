@@ -118,8 +118,8 @@ impl Harness {
                         server_closed.push(*conn);
                     }
                     Output::WsPing { conn } => *self.pings.entry(*conn).or_default() += 1,
-                    Output::Persist { batch, .. } if self.store_instantly => stored.push(*batch),
-                    Output::Persist { batch, .. } => self.unstored.push(*batch),
+                    Output::Persist(persist) if self.store_instantly => stored.push(persist.batch),
+                    Output::Persist(persist) => self.unstored.push(persist.batch),
                     _ => {}
                 }
                 self.record(format!("<- {}", serde_json::to_string(&output).unwrap()));
