@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Runs the Autobahn|Testsuite fuzzing client (cases 1-10: everything but compression) against
-# runtime-smol/examples/autobahn-echo.rs, which serves livebridge's /ws connection code with an
-# echo backend. Fails if any case FAILED (or is UNIMPLEMENTED) or any close was not clean
+# the autobahn-echo example of a runtime (runtime-smol/examples/autobahn-echo.rs, or
+# runtime-tokio/examples/autobahn-echo.rs with AUTOBAHN_RUNTIME=axum), which serves that
+# runtime's /ws connection code with an echo backend. Fails if any case FAILED (or is UNIMPLEMENTED) or any close was not clean
 # (behaviorClose other than OK or INFORMATIONAL). See docs/autobahn.md.
 #
 # Environment: AUTOBAHN_MAX_FRAME (default 16MiB: case 9 sends messages of up to 16 MiB),
-# AUTOBAHN_CASES (JSON list, default ["1.*", ..., "10.*"]), AUTOBAHN_TIMEOUT (seconds, 600).
+# AUTOBAHN_CASES (JSON list, default ["1.*", ..., "10.*"]), AUTOBAHN_TIMEOUT (seconds, 600),
+# AUTOBAHN_RUNTIME (smol or axum, default smol).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=.autobahn
+RUNTIME=${AUTOBAHN_RUNTIME:-smol}
+case "$RUNTIME" in
+  smol) PACKAGE=livebridge-smol ;;
+  axum) PACKAGE=livebridge-axum ;;
+  *) echo "autobahn: AUTOBAHN_RUNTIME must be smol or axum" >&2; exit 2 ;;
+esac
+SITE=.autobahn/site-packages
+OUT=.autobahn/$RUNTIME
 REPORTS=$OUT/reports
 MAX_FRAME=${AUTOBAHN_MAX_FRAME:-16MiB}
 CASES=${AUTOBAHN_CASES:-'["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "8.*", "9.*", "10.*"]'}
@@ -19,13 +28,13 @@ PY2=$(command -v python2.7 || true)
 if [ -z "$PY2" ] || ! "$PY2" -c '' >/dev/null 2>&1; then
   PY2="$HOME/.pyenv/versions/2.7.18/bin/python2.7"
 fi
-if [ ! -e "$OUT/site-packages/.installed" ]; then
+if [ ! -e "$SITE/.installed" ]; then
   echo "autobahn: autobahntestsuite is missing; run scripts/install-test-deps.sh" >&2
   exit 1
 fi
 
 start=$(date +%s)
-cargo build --release -q -p livebridge-smol --example autobahn-echo
+cargo build --release -q -p "$PACKAGE" --example autobahn-echo
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$PY2" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 ECHO_BIN="$target_dir/release/examples/autobahn-echo"
 
@@ -61,11 +70,11 @@ cat >"$SPEC" <<JSON
 }
 JSON
 
-echo "autobahn: running the fuzzing client against $URL (max message $MAX_FRAME)"
+echo "autobahn: running the fuzzing client against $URL ($RUNTIME runtime, max message $MAX_FRAME)"
 suite_start=$(date +%s)
 if ! timeout "$TIMEOUT" "$PY2" -c "
 import site, sys
-site.addsitedir('$OUT/site-packages')
+site.addsitedir('$SITE')
 from autobahntestsuite import wstest
 sys.argv = ['wstest', '--mode', 'fuzzingclient', '--spec', '$SPEC']
 wstest.run()

@@ -11,6 +11,7 @@ scripts/test-python.sh
 # README's quick start, run as printed against the release binary test-python.sh built.
 python3 scripts/check-readme.py
 if [ -x scripts/autobahn.sh ]; then
-  scripts/autobahn.sh
+  AUTOBAHN_RUNTIME=smol scripts/autobahn.sh
+  AUTOBAHN_RUNTIME=axum scripts/autobahn.sh
 fi
 scripts/test-browser.sh

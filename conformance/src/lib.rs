@@ -105,8 +105,10 @@ impl std::fmt::Display for Failure {
 pub enum Backend {
     /// livebridge-core with virtual time.
     Engine,
-    /// The real server on real sockets.
+    /// The smol server on real sockets.
     Live,
+    /// The tokio/axum server on real sockets.
+    LiveAxum,
 }
 
 impl Backend {
@@ -115,6 +117,7 @@ impl Backend {
         match self {
             Backend::Engine => "engine",
             Backend::Live => "live",
+            Backend::LiveAxum => "live-axum",
         }
     }
 }
@@ -140,16 +143,22 @@ pub fn run(transcript: &Transcript, backend: Backend) -> Result<(), Failure> {
         step: None,
         message,
     })?;
-    let mut driver: Box<dyn Driver> =
-        match backend {
-            Backend::Engine => Box::new(engine_backend::EngineDriver::new(config)),
-            Backend::Live => Box::new(live_backend::LiveDriver::start(config).map_err(
-                |message| Failure {
+    let mut driver: Box<dyn Driver> = match backend {
+        Backend::Engine => Box::new(engine_backend::EngineDriver::new(config)),
+        Backend::Live | Backend::LiveAxum => {
+            let runtime = if backend == Backend::Live {
+                live_backend::Runtime::Smol
+            } else {
+                live_backend::Runtime::Axum
+            };
+            Box::new(
+                live_backend::LiveDriver::start(runtime, config).map_err(|message| Failure {
                     step: None,
                     message,
-                },
-            )?),
-        };
+                })?,
+            )
+        }
+    };
     let mut transcript = transcript.clone();
     let result = replay(&mut transcript, driver.as_mut(), false);
     driver.finish();

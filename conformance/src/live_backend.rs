@@ -1,5 +1,6 @@
-//! Live back end: the real server (`livebridge_smol::Server`, the code behind the
-//! `livebridge` binary) on an ephemeral port, driven over real sockets in real time.
+//! Live back end: a real server on an ephemeral port — the smol server
+//! (`livebridge_smol::Server`, the code behind the `livebridge` binary) or the tokio/axum one
+//! (`livebridge_axum::Server`) — driven over real sockets in real time.
 //! HTTP goes through a minimal HTTP/1.1 client (one connection per request, so chunked bodies
 //! and plain `GET /ws` can be sent); WebSockets through async-tungstenite.
 
@@ -10,7 +11,6 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use livebridge_core::Config;
-use livebridge_smol::{Server, ServerConfig};
 use smol::net::TcpStream;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,6 +35,65 @@ struct WsActor {
     task: Option<smol::Task<()>>,
 }
 
+/// Which runtime serves the live back end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// `livebridge-smol`.
+    Smol,
+    /// `livebridge-axum`.
+    Axum,
+}
+
+/// A running server of either runtime.
+enum Server {
+    Smol(livebridge_smol::Server),
+    // Boxed: it carries the hub's settings, the smol server only a handle.
+    Axum(Box<livebridge_axum::Server>),
+}
+
+impl Server {
+    fn start(runtime: Runtime, config: Config) -> std::io::Result<Server> {
+        let bind = "127.0.0.1:0".parse().expect("address");
+        Ok(match runtime {
+            Runtime::Smol => Server::Smol(livebridge_smol::Server::start(
+                livebridge_smol::ServerConfig {
+                    bind,
+                    engine: config,
+                    threads: 1,
+                    shutdown_grace: Duration::from_secs(2),
+                    close_timeout: Duration::from_secs(1),
+                    ..livebridge_smol::ServerConfig::default()
+                },
+            )?),
+            Runtime::Axum => Server::Axum(Box::new(livebridge_axum::Server::start(
+                livebridge_axum::ServerConfig {
+                    bind,
+                    settings: livebridge_axum::Settings {
+                        engine: config,
+                        close_timeout: Duration::from_secs(1),
+                    },
+                    threads: 1,
+                    shutdown_grace: Duration::from_secs(2),
+                },
+            )?)),
+        })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            Server::Smol(server) => server.local_addr(),
+            Server::Axum(server) => server.local_addr(),
+        }
+    }
+
+    fn shutdown(self) -> std::io::Result<()> {
+        match self {
+            Server::Smol(server) => server.shutdown(),
+            Server::Axum(server) => server.shutdown(),
+        }
+    }
+}
+
 /// The live driver.
 pub struct LiveDriver {
     server: Option<Server>,
@@ -55,18 +114,10 @@ fn unix_ms() -> u64 {
 }
 
 impl LiveDriver {
-    /// Starts a server with these settings.
-    pub fn start(config: Config) -> Result<Self, String> {
+    /// Starts a server of `runtime` with these settings.
+    pub fn start(runtime: Runtime, config: Config) -> Result<Self, String> {
         let start_unix_ms = unix_ms();
-        let server = Server::start(ServerConfig {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            engine: config,
-            threads: 1,
-            shutdown_grace: Duration::from_secs(2),
-            close_timeout: Duration::from_secs(1),
-            ..ServerConfig::default()
-        })
-        .map_err(|e| format!("server start: {e}"))?;
+        let server = Server::start(runtime, config).map_err(|e| format!("server start: {e}"))?;
         Ok(LiveDriver {
             addr: server.local_addr(),
             server: Some(server),

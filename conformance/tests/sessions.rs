@@ -2,7 +2,7 @@
 //! which back end failed and the first differing step.
 //!
 //! `CONFORMANCE_FILTER=substring` runs only the matching sessions;
-//! `CONFORMANCE_BACKEND=engine|live` only one back end; `CONFORMANCE_DIR=path` replays the
+//! `CONFORMANCE_BACKEND=engine|live|live-axum` only one back end; `CONFORMANCE_DIR=path` replays the
 //! transcripts of another directory (e.g. freshly recorded ones).
 
 use livebridge_conformance::{Backend, Transcript, run, session_files, sessions_dir};
@@ -22,7 +22,7 @@ fn every_session_on_both_back_ends() {
         }
     }
     assert!(!sessions.is_empty(), "no sessions");
-    let backends: Vec<Backend> = [Backend::Engine, Backend::Live]
+    let backends: Vec<Backend> = [Backend::Engine, Backend::Live, Backend::LiveAxum]
         .into_iter()
         .filter(|b| only.is_empty() || b.name() == only)
         .collect();

@@ -1,0 +1,312 @@
+//! The engine on tokio's clock: one `livebridge_core::Engine` behind a mutex, the dispatch of
+//! its outputs to waiting requests and WebSocket outboxes, and the task that calls
+//! `handle_timeout` at `poll_timeout`. No protocol rule lives here.
+
+use crate::outbox::{ConnCommand, Outbox};
+use livebridge_core::{
+    Command, ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent,
+    Time,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, oneshot};
+use tracing::{debug, info};
+
+/// Client ids from the operating system's random generator (UUID v4).
+struct OsRandomIds;
+
+impl IdSource for OsRandomIds {
+    fn next_id_bytes(&mut self) -> [u8; 16] {
+        uuid::Uuid::new_v4().into_bytes()
+    }
+}
+
+struct State {
+    engine: Engine,
+    replies: HashMap<RequestId, oneshot::Sender<Reply>>,
+    conns: HashMap<ConnId, Arc<Outbox>>,
+    upgrade_decision: Option<Result<(), Reply>>,
+    next_request: u64,
+    next_conn: u64,
+    armed: Option<Time>,
+}
+
+/// The engine shared by every connection of one server.
+pub struct Hub {
+    state: Mutex<State>,
+    start: Instant,
+    timer_kick: Notify,
+}
+
+impl Hub {
+    /// A hub around a new engine with `config`.
+    pub fn new(config: livebridge_core::Config) -> Arc<Hub> {
+        let unix_millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Arc::new(Hub {
+            state: Mutex::new(State {
+                engine: Engine::new(config, OsRandomIds, Time::ZERO, unix_millis),
+                replies: HashMap::new(),
+                conns: HashMap::new(),
+                upgrade_decision: None,
+                next_request: 0,
+                next_conn: 0,
+                armed: None,
+            }),
+            start: Instant::now(),
+            timer_kick: Notify::new(),
+        })
+    }
+
+    fn now(&self) -> Time {
+        Time::from_micros(u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `step` on the engine under the lock, carries out the outputs, and re-arms the
+    /// timer when the next deadline moved earlier.
+    fn with_engine<R>(&self, step: impl FnOnce(&mut State, Time) -> R) -> R {
+        let mut state = self.lock();
+        let now = self.now();
+        let result = step(&mut state, now);
+        while let Some(output) = state.engine.poll_output() {
+            dispatch(&mut state, output);
+        }
+        let next = state.engine.poll_timeout().map(|(at, _)| at);
+        if next.is_some() && (state.armed.is_none() || next < state.armed) {
+            state.armed = next;
+            self.timer_kick.notify_one();
+        }
+        result
+    }
+
+    /// Feeds one input and carries out what the engine asks.
+    pub fn input(&self, input: Input) {
+        self.with_engine(|state, now| state.engine.handle_input(now, input));
+    }
+
+    /// Sends an HTTP request to the engine and waits for its reply. Dropping the returned
+    /// future (the client went away during a long poll) withdraws the request.
+    pub async fn request(self: &Arc<Self>, http: HttpRequest) -> Reply {
+        self.submit(|request| Input::Http { request, http }).await
+    }
+
+    /// Runs a command as an in-process caller (no HTTP routing) and waits for its reply.
+    pub async fn command(self: &Arc<Self>, command: Command) -> Reply {
+        self.submit(|request| Input::Command { request, command })
+            .await
+    }
+
+    async fn submit(self: &Arc<Self>, input: impl FnOnce(RequestId) -> Input) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        let request = self.with_engine(|state, now| {
+            state.next_request += 1;
+            let request = RequestId(state.next_request);
+            state.replies.insert(request, tx);
+            state.engine.handle_input(now, input(request));
+            request
+        });
+        let mut pending = PendingReply {
+            hub: Arc::clone(self),
+            request,
+            answered: false,
+        };
+        let reply = rx
+            .await
+            .unwrap_or_else(|_| Reply::error(503, "the server is shutting down"));
+        pending.answered = true;
+        reply
+    }
+
+    /// Asks the engine to accept a WebSocket; on success, the connection's id and the outbox
+    /// its commands arrive in (starting with `connection_established`).
+    pub fn open_websocket(&self, upgrade: HttpRequest) -> Result<(ConnId, Arc<Outbox>), Reply> {
+        let outbox = Outbox::new();
+        self.with_engine(|state, now| {
+            state.next_conn += 1;
+            let conn = ConnId(state.next_conn);
+            state.conns.insert(conn, Arc::clone(&outbox));
+            state.upgrade_decision = None;
+            state
+                .engine
+                .handle_input(now, Input::WsOpen { conn, upgrade });
+            // The decision is among the outputs of this input: read it before returning.
+            while let Some(output) = state.engine.poll_output() {
+                dispatch(state, output);
+            }
+            match state.upgrade_decision.take() {
+                Some(Ok(())) => Ok(conn),
+                Some(Err(reply)) => {
+                    state.conns.remove(&conn);
+                    Err(reply)
+                }
+                None => {
+                    state.conns.remove(&conn);
+                    Err(Reply::error(500, "the engine did not decide the upgrade"))
+                }
+            }
+        })
+        .map(|conn| (conn, outbox))
+    }
+
+    /// A WebSocket ended; `code` is the client's close code if it sent one.
+    pub fn websocket_closed(&self, conn: ConnId, code: Option<u16>) {
+        self.with_engine(|state, now| {
+            state.conns.remove(&conn);
+            state
+                .engine
+                .handle_input(now, Input::WsClosed { conn, code });
+        });
+    }
+
+    /// Stops the engine: WebSockets get a 1001 close, pending polls their answer.
+    pub fn shutdown(&self) {
+        self.input(Input::Shutdown);
+    }
+
+    /// WebSocket connections the engine still has an outbox for.
+    pub fn open_websockets(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Calls `handle_timeout` at each deadline the engine asks for, until the task is dropped.
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            let deadline = {
+                let mut state = self.lock();
+                let next = state.engine.poll_timeout().map(|(at, _)| at);
+                state.armed = next;
+                next
+            };
+            match deadline {
+                Some(at) => {
+                    let when = self.start + Duration::from_micros(at.as_micros());
+                    tokio::select! {
+                        () = tokio::time::sleep_until(when.into()) => {}
+                        () = self.timer_kick.notified() => {}
+                    }
+                }
+                None => self.timer_kick.notified().await,
+            }
+            self.with_engine(|state, now| {
+                if state.engine.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                    state.engine.handle_timeout(now);
+                }
+            });
+        }
+    }
+}
+
+/// Withdraws a request whose waiter was dropped before the reply came.
+struct PendingReply {
+    hub: Arc<Hub>,
+    request: RequestId,
+    answered: bool,
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let withdrawn = self.hub.lock().replies.remove(&self.request).is_some();
+        if withdrawn {
+            debug!(request = %self.request, "client went away before its reply");
+            self.hub.input(Input::RequestAborted {
+                request: self.request,
+            });
+        }
+    }
+}
+
+fn dispatch(state: &mut State, output: Output) {
+    match output {
+        Output::Reply { request, reply } => {
+            if let Some(waiting) = state.replies.remove(&request) {
+                let _ = waiting.send(reply);
+            }
+        }
+        Output::WsAccept { .. } => state.upgrade_decision = Some(Ok(())),
+        Output::WsReject { reply, .. } => state.upgrade_decision = Some(Err(reply)),
+        Output::WsFrame { conn, frame } => send_to_conn(state, conn, ConnCommand::Text(frame)),
+        Output::WsPing { conn } => send_to_conn(state, conn, ConnCommand::Ping),
+        Output::WsClose {
+            conn,
+            code,
+            reason,
+            abandon_unwritten,
+        } => {
+            if let Some(outbox) = state.conns.remove(&conn) {
+                outbox.close(code, reason, abandon_unwritten);
+            }
+        }
+        Output::Session(event) => log_session_event(&event),
+        // This runtime keeps history in memory only: the engine asks to store batches only
+        // when it was configured durable, which `ServerConfig` never does.
+        Output::Persist(batch) => {
+            tracing::error!(batch = ?batch.batch, "the engine asked to store a batch, but this runtime has no store")
+        }
+    }
+}
+
+impl crate::websocket::Peer for Hub {
+    fn on_message(&self, conn: ConnId, message: crate::websocket::Incoming) {
+        use crate::websocket::Incoming;
+        let input = match message {
+            Incoming::Text(text) => Input::WsText { conn, text },
+            Incoming::Binary(bytes) => Input::WsBinary {
+                conn,
+                len: bytes.len(),
+            },
+            Incoming::Pong => Input::WsPong { conn },
+        };
+        self.input(input);
+    }
+
+    fn on_written(&self, conn: ConnId, frames: usize) {
+        self.input(Input::WsWritten { conn, frames });
+    }
+
+    fn on_closed(&self, conn: ConnId, code: Option<u16>) {
+        self.websocket_closed(conn, code);
+    }
+}
+
+fn send_to_conn(state: &mut State, conn: ConnId, command: ConnCommand) {
+    if let Some(outbox) = state.conns.get(&conn) {
+        outbox.push(command);
+    }
+}
+
+fn log_session_event(event: &SessionEvent) {
+    match event {
+        SessionEvent::Opened {
+            client_id,
+            client_type,
+            transport,
+        } => info!(%client_id, client_type, transport = transport.as_str(), "session opened"),
+        SessionEvent::Resumed {
+            client_id,
+            transport,
+        } => info!(%client_id, transport = transport.as_str(), "session resumed"),
+        SessionEvent::Detached { client_id } => {
+            info!(%client_id, "websocket detached; session kept")
+        }
+        SessionEvent::Closed {
+            client_id,
+            reason,
+            undelivered,
+            unreported_drops,
+        } => info!(%client_id, ?reason, undelivered, unreported_drops, "session closed"),
+        SessionEvent::UnwrittenAfterEnd { client_id, frames } => {
+            info!(%client_id, frames, "frames unwritten when the ended session's socket closed")
+        }
+    }
+}

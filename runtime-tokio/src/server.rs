@@ -1,0 +1,131 @@
+//! A standalone server: the router on its own thread and tokio runtime, with a graceful
+//! shutdown (WebSockets closed with 1001, pending polls answered, then the listener stops).
+
+use crate::{Livebridge, Settings};
+use std::io;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// What a standalone server needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:5100`.
+    pub bind: SocketAddr,
+    /// Protocol settings and transport limits.
+    pub settings: Settings,
+    /// Runtime worker threads. Default: one per available core.
+    pub threads: usize,
+    /// How long shutdown waits for WebSockets to close. Default 5 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5100)),
+            settings: Settings::default(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    livebridge: Livebridge,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `config.bind` and serves on a background thread.
+    pub fn start(config: ServerConfig) -> io::Result<Server> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .enable_all()
+            .thread_name("livebridge-axum")
+            .build()?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(config.bind))
+            .map_err(|error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("cannot listen on {}: {error}", config.bind),
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        let livebridge = Livebridge::new(config.settings.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = livebridge.clone();
+        let grace = config.shutdown_grace;
+        let thread = std::thread::Builder::new()
+            .name("livebridge-axum".to_string())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let timers = tokio::spawn(serving.run_timers());
+                    let app = serving
+                        .router()
+                        .into_make_service_with_connect_info::<SocketAddr>();
+                    let draining = serving.clone();
+                    let shutdown = async move {
+                        let _ = stopped.await;
+                        draining.shutdown();
+                        let deadline = Instant::now() + grace;
+                        while draining.open_websockets() > 0 && Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    };
+                    if let Err(error) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!(%error, "server stopped");
+                    }
+                    timers.abort();
+                });
+                runtime.shutdown_timeout(grace);
+            })?;
+        Ok(Server {
+            addr,
+            livebridge,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub, to publish in-process.
+    pub fn livebridge(&self) -> &Livebridge {
+        &self.livebridge
+    }
+
+    /// Shuts down gracefully and waits for the server thread.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| io::Error::other("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

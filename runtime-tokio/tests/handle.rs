@@ -1,0 +1,100 @@
+//! The in-process handle against a running axum server: what a Rust application publishes
+//! with `Handle::publish` reaches a client over real sockets, and a refused publish says why
+//! with the status HTTP would give.
+
+use livebridge_axum::{Server, ServerConfig};
+use livebridge_core::{Event, Id, JobProgress};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+/// One HTTP/1.1 request on a fresh connection; the status and the JSON body.
+fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response[9..12].parse().expect("status");
+    let (_, body) = response.split_once("\r\n\r\n").expect("head");
+    (status, serde_json::from_str(body).expect("JSON body"))
+}
+
+fn start() -> Server {
+    Server::start(ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        threads: 1,
+        ..ServerConfig::default()
+    })
+    .expect("server")
+}
+
+#[test]
+fn a_typed_publish_reaches_a_polling_subscriber_with_its_position() {
+    let server = start();
+    let addr = server.local_addr();
+    let (status, handshake) = http(addr, "POST", "/ws/handshake", r#"{"client_type":"gui"}"#);
+    assert_eq!(status, 200, "{handshake}");
+    let id = handshake["client_id"]
+        .as_str()
+        .expect("client id")
+        .to_string();
+    let subscribe =
+        json!({"client_id": id, "message": {"type": "subscribe", "channels": ["jobs"]}});
+    assert_eq!(
+        http(addr, "POST", "/ws/send", &subscribe.to_string()).0,
+        200
+    );
+    // Take what the session was sent so far (connection_established, subscribed).
+    http(addr, "GET", &format!("/ws/poll?client_id={id}"), "");
+
+    let handle = server.livebridge().handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(handle.publish(Event::JobProgress(JobProgress {
+            job_id: Id::Text("j1".into()),
+            stage: "analyzing".into(),
+            progress: 45.5,
+            message: None,
+        })))
+        .expect("published");
+
+    let (status, poll) = http(addr, "GET", &format!("/ws/poll?client_id={id}"), "");
+    assert_eq!(status, 200);
+    let messages = poll["messages"].as_array().expect("messages");
+    let event = messages
+        .iter()
+        .find(|m| m["type"] == "job_progress")
+        .unwrap_or_else(|| panic!("no job_progress in {poll}"));
+    assert_eq!(event["job_id"], "j1");
+    assert_eq!(event["progress"], 45.5);
+    assert_eq!(event["channel"], "jobs");
+    assert_eq!(event["offset"], 1);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_refused_publish_names_the_field_and_the_http_status() {
+    let server = start();
+    let handle = server.livebridge().handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let refused = runtime
+        .block_on(handle.publish_json(vec![json!({"type": "job_progress", "job_id": "j1"})]))
+        .expect_err("a job_progress without stage and progress is refused");
+    assert_eq!(refused.status, 400);
+    assert!(refused.message.contains("stage"), "{refused}");
+    // Nothing was published: the channel has no position yet.
+    let (status, history) = http(server.local_addr(), "GET", "/api/history/jobs", "");
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["offset"], 0, "{history}");
+    server.shutdown().unwrap();
+}
