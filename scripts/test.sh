@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test of the project: the Rust workspace (engine, server, conformance, Lua client
-# against the real server), the Python client against the real server, README's quick start,
+# Runs every test of the project: the Rust workspace (engine, both servers, conformance on both,
+# Lua client against the real server), the protocol tests again on the tokio/axum runtime, the Python client against the real server, README's quick start,
 # the Autobahn WebSocket conformance run, and the JavaScript client and admin page in Node and
 # headless Chromium (scripts/test-browser.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 cargo test --workspace --locked
+# The server's protocol tests, on the second runtime (runtime-smol/tests/support/mod.rs).
+LIVEBRIDGE_TEST_RUNTIME=axum cargo test --locked -p livebridge-smol --test http_api --test websocket
 scripts/test-python.sh
 # README's quick start, run as printed against the release binary test-python.sh built.
 python3 scripts/check-readme.py

@@ -1,5 +1,10 @@
 //! Test helpers: a real server on an ephemeral port, a real HTTP client (ureq), a real
 //! WebSocket client (async-tungstenite over smol), and raw sockets for byte-level tests.
+//!
+//! `LIVEBRIDGE_TEST_RUNTIME=axum` starts the tokio/axum runtime instead of the smol one with
+//! the same engine settings: the protocol tests (`http_api`, `websocket`) run on both
+//! (`scripts/test.sh`). Only the engine settings carry over; a test that adjusts the smol
+//! runtime's own settings is about that runtime and must not be run this way.
 
 #![allow(dead_code)]
 
@@ -13,8 +18,15 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The server under test, of either runtime.
+pub enum Running {
+    Smol(Server),
+    // Boxed: it carries the hub's settings, the smol server only a handle.
+    Axum(Box<livebridge_axum::Server>),
+}
+
 pub struct TestServer {
-    pub server: Option<Server>,
+    pub server: Option<Running>,
     pub addr: SocketAddr,
     agent: ureq::Agent,
 }
@@ -31,8 +43,24 @@ impl TestServer {
             ..ServerConfig::default()
         };
         adjust(&mut config);
-        let server = Server::start(config).expect("server starts");
-        let addr = server.local_addr();
+        let (server, addr) = if std::env::var("LIVEBRIDGE_TEST_RUNTIME").as_deref() == Ok("axum") {
+            let server = livebridge_axum::Server::start(livebridge_axum::ServerConfig {
+                bind: config.bind,
+                settings: livebridge_axum::Settings {
+                    engine: config.engine,
+                    close_timeout: config.close_timeout,
+                },
+                threads: config.threads,
+                shutdown_grace: config.shutdown_grace,
+            })
+            .expect("server starts");
+            let addr = server.local_addr();
+            (Running::Axum(Box::new(server)), addr)
+        } else {
+            let server = Server::start(config).expect("server starts");
+            let addr = server.local_addr();
+            (Running::Smol(server), addr)
+        };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(20)))
@@ -125,8 +153,10 @@ impl TestServer {
     }
 
     pub fn shutdown(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().expect("clean shutdown");
+        match self.server.take() {
+            Some(Running::Smol(server)) => server.shutdown().expect("clean shutdown"),
+            Some(Running::Axum(server)) => server.shutdown().expect("clean shutdown"),
+            None => {}
         }
     }
 }
