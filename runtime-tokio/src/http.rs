@@ -74,6 +74,10 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         let close_timeout = shared.close_timeout;
         let failed_hub = Arc::clone(&shared.hub);
         return ws
+            // The smol runtime's buffer sizes: most connections are idle most of the time,
+            // and tungstenite's defaults (128 KiB to read) cost ~140 KB per connection.
+            .read_buffer_size(512)
+            .write_buffer_size(16 * 1024)
             .max_message_size(shared.max_message_bytes)
             .max_frame_size(shared.max_message_bytes)
             .on_failed_upgrade(move |_| failed_hub.websocket_closed(conn, None))
