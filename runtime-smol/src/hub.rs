@@ -7,15 +7,14 @@
 //! deadline moved earlier; then, with the lock released, wake the connection tasks that got
 //! work. No protocol rule lives here.
 
-use crate::clock::Clock;
 use crate::outbox::Outbox;
 use crate::store::StoreHandle;
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use livebridge_core::{
-    ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent, Time,
-    TransportEvent,
+    ConnId, Engine, HttpRequest, Input, MonotonicClock, OsRandomIds, Output, Reply, RequestId,
+    SessionEvent, Time, TransportEvent,
 };
 use rustc_hash::FxHashMap;
 use std::future::Future;
@@ -23,15 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use tracing::{debug, info};
-
-/// Client ids from the operating system's random generator (UUID v4).
-struct OsRandomIds;
-
-impl IdSource for OsRandomIds {
-    fn next_id_bytes(&mut self) -> [u8; 16] {
-        uuid::Uuid::new_v4().into_bytes()
-    }
-}
 
 struct HubState {
     engine: Engine,
@@ -58,7 +48,7 @@ struct HubState {
 /// The engine shared by every connection.
 pub struct Hub {
     state: Mutex<HubState>,
-    clock: Clock,
+    clock: MonotonicClock,
     timer_kick: Sender<()>,
     timer_kicked: Receiver<()>,
     /// WebSocket connections accepted and not yet ended (their close handshake included).
@@ -68,7 +58,7 @@ pub struct Hub {
 impl Hub {
     /// A hub around a new engine with `config`.
     pub fn new(config: livebridge_core::Config) -> Arc<Hub> {
-        let clock = Clock::start();
+        let clock = MonotonicClock::start();
         let (anchor, unix_millis) = clock.anchor();
         let engine = Engine::new(config, OsRandomIds, anchor, unix_millis);
         let (timer_kick, timer_kicked) = async_channel::bounded(1);
