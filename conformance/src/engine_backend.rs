@@ -189,7 +189,9 @@ impl Driver for EngineDriver {
     ) -> Result<u64, String> {
         self.next_request += 1;
         let request = RequestId(self.next_request);
-        let mut http = HttpRequest::new(method, path, Vec::new());
+        let mut http = HttpRequest::new(method, path, Vec::new())
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
         http.body = if chunked {
             RequestBody::LengthRequired
         } else if body.len() > self.config.max_body_bytes {
@@ -222,7 +224,9 @@ impl Driver for EngineDriver {
         self.decision = None;
         self.input(Input::WsOpen {
             conn,
-            upgrade: HttpRequest::new("GET", path, ""),
+            upgrade: HttpRequest::new("GET", path, "")
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         });
         match self.decision.take() {
             Some(Ok(())) => {

@@ -71,7 +71,9 @@ fn ws_engine(subscribers: usize) -> Engine {
             now,
             Input::WsOpen {
                 conn,
-                upgrade: HttpRequest::new("GET", "/ws", ""),
+                upgrade: HttpRequest::new("GET", "/ws", "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1"),
             },
         );
         engine.handle_input(
@@ -99,6 +101,8 @@ fn event_json(frame_bytes: usize) -> String {
 
 fn publish_request(body: &str) -> HttpRequest {
     HttpRequest::new("POST", "/api/events", body)
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1")
 }
 
 /// Publish one event over `POST /api/events` to 1, 100 and 10 000 WebSocket subscribers.
@@ -231,7 +235,9 @@ fn handshake(engine: &mut Engine, now: Time, request: u64) -> String {
         now,
         Input::Http {
             request: RequestId(request),
-            http: HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#),
+            http: HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#)
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         },
     );
     let mut id = String::new();
@@ -262,7 +268,9 @@ fn poll_cycle(c: &mut Criterion) {
         Time::ZERO,
         Input::Http {
             request: RequestId(request),
-            http: HttpRequest::new("POST", "/ws/send", send),
+            http: HttpRequest::new("POST", "/ws/send", send)
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         },
     );
     drain(&mut engine);
@@ -285,7 +293,9 @@ fn poll_cycle(c: &mut Criterion) {
                 now,
                 Input::Http {
                     request: RequestId(request),
-                    http: HttpRequest::new("GET", &poll, ""),
+                    http: HttpRequest::new("GET", &poll, "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1"),
                 },
             );
             drain(&mut engine)
@@ -299,7 +309,9 @@ fn poll_cycle(c: &mut Criterion) {
                 now,
                 Input::Http {
                     request: RequestId(request),
-                    http: HttpRequest::new("GET", &long_poll, ""),
+                    http: HttpRequest::new("GET", &long_poll, "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1"),
                 },
             );
             request += 1;
@@ -347,7 +359,9 @@ fn sessions(c: &mut Criterion) {
                         Time::ZERO,
                         Input::WsOpen {
                             conn: ConnId(i as u64 + 1),
-                            upgrade: HttpRequest::new("GET", "/ws", ""),
+                            upgrade: HttpRequest::new("GET", "/ws", "")
+                                .with_host("localhost:5100")
+                                .with_peer("127.0.0.1"),
                         },
                     );
                     drain_and_ack(&mut engine, Time::ZERO, &mut acks);
@@ -367,7 +381,9 @@ fn sessions(c: &mut Criterion) {
                         Time::ZERO,
                         Input::WsOpen {
                             conn: ConnId(i as u64 + 1),
-                            upgrade: HttpRequest::new("GET", "/ws", ""),
+                            upgrade: HttpRequest::new("GET", "/ws", "")
+                                .with_host("localhost:5100")
+                                .with_peer("127.0.0.1"),
                         },
                     );
                     drain_and_ack(&mut engine, Time::ZERO, &mut acks);

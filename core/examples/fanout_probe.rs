@@ -34,7 +34,9 @@ fn main() {
             now,
             Input::WsOpen {
                 conn,
-                upgrade: HttpRequest::new("GET", "/ws", ""),
+                upgrade: HttpRequest::new("GET", "/ws", "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1"),
             },
         );
         engine.handle_input(

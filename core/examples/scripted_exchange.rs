@@ -19,7 +19,9 @@ enum Action {
 fn http(request: u64, method: &str, target: &str, body: &str) -> Input {
     Input::Http {
         request: RequestId(request),
-        http: HttpRequest::new(method, target, body),
+        http: HttpRequest::new(method, target, body)
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     }
 }
 
@@ -63,7 +65,9 @@ fn main() {
             200,
             Action::Input(Input::WsOpen {
                 conn: gui,
-                upgrade: HttpRequest::new("GET", "/ws", ""),
+                upgrade: HttpRequest::new("GET", "/ws", "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1"),
             }),
         ),
         (

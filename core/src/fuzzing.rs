@@ -65,7 +65,9 @@ pub fn client_message(data: &[u8]) {
     let mut engine = Engine::new(fuzz_config(), SeededIds::new(0), Time::ZERO, 0);
     let mut answered = BTreeSet::new();
     let conn = ConnId(1);
-    let upgrade = HttpRequest::new("GET", "/ws", "");
+    let upgrade = HttpRequest::new("GET", "/ws", "")
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1");
     engine.handle_input(Time::ZERO, Input::WsOpen { conn, upgrade });
     drain(&mut engine, Time::ZERO, &mut answered);
     let now = Time::from_millis(1);
@@ -90,7 +92,9 @@ pub fn client_message(data: &[u8]) {
     if let Ok(message) = serde_json::from_str::<serde_json::Value>(text) {
         let id = engine.sessions()[0].client_id;
         let body = serde_json::json!({"client_id": id.to_string(), "message": message});
-        let http = HttpRequest::new("POST", "/ws/send", body.to_string());
+        let http = HttpRequest::new("POST", "/ws/send", body.to_string())
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
         engine.handle_input(
             now,
             Input::Http {
@@ -162,7 +166,9 @@ pub fn engine_inputs(data: &[u8]) {
                 conns.push(conn);
                 Input::WsOpen {
                     conn,
-                    upgrade: HttpRequest::new("GET", "/ws", ""),
+                    upgrade: HttpRequest::new("GET", "/ws", "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1"),
                 }
             }
             6 => match conns.get(usize::from(arg) % conns.len().max(1)) {
@@ -235,7 +241,9 @@ pub fn engine_inputs(data: &[u8]) {
 fn http(method: &str, target: &str, body: String) -> Input {
     Input::Http {
         request: RequestId(0),
-        http: HttpRequest::new(method, target, body),
+        http: HttpRequest::new(method, target, body)
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     }
 }
 

@@ -11,7 +11,9 @@
 //!
 //! let mut now = Time::ZERO;
 //! let mut engine = Engine::new(Config::default(), SeededIds::new(1), now, 1_764_000_000_000);
-//! let handshake = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#);
+//! let handshake = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#)
+//!     .with_host("localhost:5100")
+//!     .with_peer("127.0.0.1");
 //! engine.handle_input(now, Input::Http { request: RequestId(1), http: handshake });
 //! while let Some(output) = engine.poll_output() {
 //!     if let Output::Reply { reply, .. } = output {

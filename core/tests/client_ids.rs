@@ -118,7 +118,9 @@ fn open_at(h: &mut Harness, conn: u64, target: &str) -> serde_json::Value {
     let conn = ConnId(conn);
     h.input(Input::WsOpen {
         conn,
-        upgrade: HttpRequest::new("GET", target, ""),
+        upgrade: HttpRequest::new("GET", target, "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     });
     let frames = h.take_frames(conn);
     assert_eq!(frames.len(), 1, "{frames:?}");

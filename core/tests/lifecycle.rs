@@ -260,7 +260,9 @@ fn websocket_upgrades_elsewhere_than_ws_are_refused() {
     let mut h = Harness::default();
     h.input(Input::WsOpen {
         conn: livebridge_core::ConnId(99),
-        upgrade: livebridge_core::HttpRequest::new("GET", "/other", ""),
+        upgrade: livebridge_core::HttpRequest::new("GET", "/other", "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     });
     assert!(
         matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 404)
@@ -303,7 +305,9 @@ fn the_client_limit_refuses_handshakes_and_upgrades_with_503() {
     );
     h.input(Input::WsOpen {
         conn: livebridge_core::ConnId(7),
-        upgrade: livebridge_core::HttpRequest::new("GET", "/ws", ""),
+        upgrade: livebridge_core::HttpRequest::new("GET", "/ws", "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     });
     assert!(
         matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 503)
@@ -324,7 +328,9 @@ fn a_websocket_resumes_at_open_with_client_id_in_the_url_even_at_the_client_limi
     // A fresh socket is refused at the limit...
     h.input(Input::WsOpen {
         conn: livebridge_core::ConnId(50),
-        upgrade: livebridge_core::HttpRequest::new("GET", "/ws", ""),
+        upgrade: livebridge_core::HttpRequest::new("GET", "/ws", "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     });
     assert!(
         matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 503)
@@ -333,7 +339,9 @@ fn a_websocket_resumes_at_open_with_client_id_in_the_url_even_at_the_client_limi
     let conn2 = livebridge_core::ConnId(51);
     h.input(Input::WsOpen {
         conn: conn2,
-        upgrade: livebridge_core::HttpRequest::new("GET", &format!("/ws?client_id={id}"), ""),
+        upgrade: livebridge_core::HttpRequest::new("GET", &format!("/ws?client_id={id}"), "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     });
     let frames = h.take_frames(conn2);
     assert_eq!(

@@ -308,7 +308,9 @@ fn a_resume_with_positions_replays_what_died_in_the_old_socket_without_duplicate
                     .replace('"', "%22");
                 h.input(Input::WsOpen {
                     conn,
-                    upgrade: HttpRequest::new("GET", &target, ""),
+                    upgrade: HttpRequest::new("GET", &target, "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1"),
                 });
                 h.take_frames(conn)
             }

@@ -167,7 +167,9 @@ impl World {
         };
         self.h.input(Input::WsOpen {
             conn,
-            upgrade: HttpRequest::new("GET", &target, ""),
+            upgrade: HttpRequest::new("GET", &target, "")
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         });
         self.ws[i].conn = Some(conn);
         let frames = self.take(i);

@@ -128,7 +128,9 @@ impl World {
                     let target = format!("/ws?client_id={}", self.clients[i].id);
                     self.h.input(Input::WsOpen {
                         conn,
-                        upgrade: HttpRequest::new("GET", &target, ""),
+                        upgrade: HttpRequest::new("GET", &target, "")
+                            .with_host("localhost:5100")
+                            .with_peer("127.0.0.1"),
                     });
                     self.clients[i].conn = Some(conn);
                 }

@@ -127,7 +127,9 @@ fn the_session_ends_when_its_token_expires() {
         "GET",
         &format!("/ws?token={}", token("gui", 30, None, None)),
         "",
-    );
+    )
+    .with_host("localhost:5100")
+    .with_peer("127.0.0.1");
     h.input(Input::WsOpen {
         conn: ConnId(1),
         upgrade,
@@ -160,12 +162,16 @@ fn websockets_without_a_token_are_refused() {
     let mut h = Harness::new(config());
     h.input(Input::WsOpen {
         conn: ConnId(1),
-        upgrade: HttpRequest::new("GET", "/ws", ""),
+        upgrade: HttpRequest::new("GET", "/ws", "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     });
     assert!(
         matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 401)
     );
-    let mut bearer = HttpRequest::new("GET", "/ws", "");
+    let mut bearer = HttpRequest::new("GET", "/ws", "")
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1");
     bearer.authorization = Some(format!("Bearer {}", token("gui", 60, None, None)));
     h.input(Input::WsOpen {
         conn: ConnId(2),
@@ -217,7 +223,9 @@ fn operator_endpoints_need_the_admin_token_and_client_ones_do_not() {
         ("GET", "/websocket/stats", ""),
         ("GET", "/metrics", ""),
     ] {
-        let mut http = HttpRequest::new(method, path, body);
+        let mut http = HttpRequest::new(method, path, body)
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
         h.input(Input::Http {
             request: RequestId(1),
             http: http.clone(),

@@ -41,6 +41,10 @@ use messages::Via;
 /// The protocol version this engine speaks; handshakes must ask for `1.x`.
 pub const PROTOCOL_VERSION: &str = "1.0";
 
+/// The handshake budget shared by every request that came without a peer address. Peer
+/// addresses are IPs, so this key cannot collide with a real one.
+const UNKNOWN_PEER: &str = "unknown";
+
 /// WebSocket close codes the engine uses.
 pub mod close_code {
     /// The client asked to disconnect.
@@ -282,19 +286,20 @@ impl Engine {
         self.set_timer(key, TimerKind::TokenExpiry, expires);
     }
 
-    /// Counts one handshake or upgrade against the remote address's budget.
+    /// Counts one handshake or upgrade against the remote address's budget. Requests whose
+    /// peer is unknown fail closed: they all share one budget, [`UNKNOWN_PEER`], so leaving
+    /// the address out never lifts the limit.
     fn spend_handshake_budget(&mut self, now: Time, peer: Option<&str>) -> Result<(), Reply> {
-        let Some(peer) = peer else {
-            return Ok(());
-        };
+        let key = peer.unwrap_or(UNKNOWN_PEER);
         let limit = self.config.handshake_rate;
-        if self.handshake_budgets.take(peer, limit, now) {
+        if self.handshake_budgets.take(key, limit, now) {
             return Ok(());
         }
+        let from = peer.map_or_else(|| "clients of unknown address".to_string(), str::to_string);
         Err(Reply::error(
             429,
             &format!(
-                "too many handshakes from {peer}: at most {} per second (bursts of {})",
+                "too many handshakes from {from}: at most {} per second (bursts of {})",
                 limit.per_second, limit.burst
             ),
         ))

@@ -212,7 +212,9 @@ impl Harness {
         let request = RequestId(self.next_request);
         self.input(Input::Http {
             request,
-            http: HttpRequest::new(method, target, body),
+            http: HttpRequest::new(method, target, body)
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         });
         request
     }
@@ -281,7 +283,9 @@ impl Harness {
         let conn = ConnId(self.next_conn);
         self.input(Input::WsOpen {
             conn,
-            upgrade: HttpRequest::new("GET", "/ws", ""),
+            upgrade: HttpRequest::new("GET", "/ws", "")
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         });
         let frames = self.take_frames(conn);
         assert_eq!(frames.len(), 1, "one connection_established frame");
