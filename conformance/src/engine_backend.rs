@@ -28,7 +28,6 @@ pub struct EngineDriver {
     unacked: BTreeMap<ConnId, usize>,
     stalled: BTreeSet<ConnId>,
     closed: BTreeSet<ConnId>,
-    decision: Option<Result<(), Reply>>,
 }
 
 impl EngineDriver {
@@ -52,7 +51,6 @@ impl EngineDriver {
             unacked: BTreeMap::new(),
             stalled: BTreeSet::new(),
             closed: BTreeSet::new(),
-            decision: None,
         }
     }
 
@@ -73,8 +71,6 @@ impl EngineDriver {
                             "{request} answered twice"
                         );
                     }
-                    Output::WsAccept { .. } => self.decision = Some(Ok(())),
-                    Output::WsReject { reply, .. } => self.decision = Some(Err(reply)),
                     Output::WsFrame { conn, frame } => {
                         self.queues
                             .entry(conn)
@@ -221,25 +217,22 @@ impl Driver for EngineDriver {
     fn ws_open(&mut self, actor: &str, path: &str) -> Result<Option<Answer>, String> {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        self.decision = None;
-        self.input(Input::WsOpen {
-            conn,
-            upgrade: HttpRequest::new("GET", path, "")
-                .with_host("localhost:5100")
-                .with_peer("127.0.0.1"),
-        });
-        match self.decision.take() {
-            Some(Ok(())) => {
+        let upgrade = HttpRequest::new("GET", path, "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
+        let decision = self.engine.open_websocket(self.now, conn, &upgrade);
+        self.drain();
+        match decision {
+            Ok(()) => {
                 self.conns.insert(actor.to_string(), conn);
                 Ok(None)
             }
-            Some(Err(reply)) => Ok(Some(Answer {
+            Err(reply) => Ok(Some(Answer {
                 status: reply.status,
                 headers: reply.headers,
                 body: reply.body,
                 at_ms: None,
             })),
-            None => Err("the upgrade was neither accepted nor rejected".to_string()),
         }
     }
 

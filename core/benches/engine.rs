@@ -67,15 +67,15 @@ fn ws_engine(subscribers: usize) -> Engine {
     let mut acks = Vec::new();
     for i in 0..subscribers {
         let conn = ConnId(i as u64 + 1);
-        engine.handle_input(
-            now,
-            Input::WsOpen {
+        engine
+            .open_websocket(
+                now,
                 conn,
-                upgrade: HttpRequest::new("GET", "/ws", "")
+                &HttpRequest::new("GET", "/ws", "")
                     .with_host("localhost:5100")
                     .with_peer("127.0.0.1"),
-            },
-        );
+            )
+            .expect("upgrade accepted");
         engine.handle_input(
             now,
             Input::WsText {
@@ -355,15 +355,15 @@ fn sessions(c: &mut Criterion) {
             |mut engine| {
                 let mut acks = Vec::new();
                 for i in 0..N {
-                    engine.handle_input(
-                        Time::ZERO,
-                        Input::WsOpen {
-                            conn: ConnId(i as u64 + 1),
-                            upgrade: HttpRequest::new("GET", "/ws", "")
+                    engine
+                        .open_websocket(
+                            Time::ZERO,
+                            ConnId(i as u64 + 1),
+                            &HttpRequest::new("GET", "/ws", "")
                                 .with_host("localhost:5100")
                                 .with_peer("127.0.0.1"),
-                        },
-                    );
+                        )
+                        .expect("upgrade accepted");
                     drain_and_ack(&mut engine, Time::ZERO, &mut acks);
                 }
                 engine
@@ -377,15 +377,15 @@ fn sessions(c: &mut Criterion) {
                 let mut engine = engine(N);
                 let mut acks = Vec::new();
                 for i in 0..N {
-                    engine.handle_input(
-                        Time::ZERO,
-                        Input::WsOpen {
-                            conn: ConnId(i as u64 + 1),
-                            upgrade: HttpRequest::new("GET", "/ws", "")
+                    engine
+                        .open_websocket(
+                            Time::ZERO,
+                            ConnId(i as u64 + 1),
+                            &HttpRequest::new("GET", "/ws", "")
                                 .with_host("localhost:5100")
                                 .with_peer("127.0.0.1"),
-                        },
-                    );
+                        )
+                        .expect("upgrade accepted");
                     drain_and_ack(&mut engine, Time::ZERO, &mut acks);
                 }
                 engine

@@ -68,7 +68,9 @@ pub fn client_message(data: &[u8]) {
     let upgrade = HttpRequest::new("GET", "/ws", "")
         .with_host("localhost:5100")
         .with_peer("127.0.0.1");
-    engine.handle_input(Time::ZERO, Input::WsOpen { conn, upgrade });
+    engine
+        .open_websocket(Time::ZERO, conn, &upgrade)
+        .expect("a plain upgrade on loopback is accepted");
     drain(&mut engine, Time::ZERO, &mut answered);
     let now = Time::from_millis(1);
     engine.handle_input(
@@ -164,12 +166,14 @@ pub fn engine_inputs(data: &[u8]) {
             5 => {
                 let conn = ConnId(conns.len() as u64 + 1);
                 conns.push(conn);
-                Input::WsOpen {
-                    conn,
-                    upgrade: HttpRequest::new("GET", "/ws", "")
-                        .with_host("localhost:5100")
-                        .with_peer("127.0.0.1"),
-                }
+                let upgrade = HttpRequest::new("GET", "/ws", "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1");
+                // Refusals are fine here (over max_clients, say); they leave no trace.
+                let _ = engine.open_websocket(now, conn, &upgrade);
+                drain(&mut engine, now, &mut answered);
+                check(&engine, &config, now);
+                continue;
             }
             6 => match conns.get(usize::from(arg) % conns.len().max(1)) {
                 Some(&conn) => Input::WsText {

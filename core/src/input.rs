@@ -35,14 +35,6 @@ pub enum Input {
         /// The request.
         request: RequestId,
     },
-    /// A client asks to open a WebSocket (`GET /ws` with upgrade headers). Answered by
-    /// [`crate::Output::WsAccept`] or [`crate::Output::WsReject`].
-    WsOpen {
-        /// The caller's id for this connection.
-        conn: ConnId,
-        /// The upgrade request (its body is empty).
-        upgrade: HttpRequest,
-    },
     /// A text message arrived on a WebSocket.
     WsText {
         /// The connection.

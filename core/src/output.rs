@@ -18,18 +18,6 @@ pub enum Output {
         /// Status, headers and body.
         reply: Reply,
     },
-    /// Complete the WebSocket upgrade of `conn`.
-    WsAccept {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Refuse the WebSocket upgrade of `conn` with this HTTP reply.
-    WsReject {
-        /// The connection.
-        conn: ConnId,
-        /// The refusal.
-        reply: Reply,
-    },
     /// Send a text frame. The same frame text is shared by every recipient of a publish.
     /// Report it with [`crate::Input::WsWritten`] once written.
     WsFrame {

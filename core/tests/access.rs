@@ -69,12 +69,9 @@ fn a_foreign_origin_cannot_open_a_websocket() {
         Some("https://evil.example"),
         "localhost:5100",
     );
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade,
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 403)
+    assert_eq!(
+        h.open_websocket(ConnId(1), upgrade).unwrap_err().status,
+        403
     );
     assert!(h.engine.sessions().is_empty());
 }
@@ -91,12 +88,9 @@ fn dns_rebinding_hosts_get_403_and_loopback_names_pass() {
     );
     assert_eq!(send(&mut h, 1, rebound).status, 403);
     let upgrade = request("GET", "/ws", "", None, "attacker.example");
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade,
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 403)
+    assert_eq!(
+        h.open_websocket(ConnId(1), upgrade).unwrap_err().status,
+        403
     );
     for (id, host) in [
         (2, "localhost:5100"),
@@ -150,15 +144,8 @@ fn configured_origins_and_hosts_are_allowed_with_cors_headers() {
             .any(|(n, v)| n == "Access-Control-Allow-Methods" && v.contains("POST"))
     );
     let upgrade = request("GET", "/ws", "", Some("http://localhost:3000"), "localhost");
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade,
-    });
-    assert!(
-        h.log
-            .iter()
-            .any(|(_, o)| matches!(o, Output::WsAccept { conn } if *conn == ConnId(1)))
-    );
+    h.open_websocket(ConnId(1), upgrade)
+        .expect("upgrade accepted");
     let other = request(
         "OPTIONS",
         "/api/events",
@@ -255,12 +242,9 @@ fn handshakes_from_one_address_are_limited_and_others_are_not() {
     let upgrade = HttpRequest::new("GET", "/ws", "")
         .with_host("localhost:5100")
         .with_peer("10.0.0.1");
-    h.input(Input::WsOpen {
-        conn: ConnId(5),
-        upgrade,
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 429)
+    assert_eq!(
+        h.open_websocket(ConnId(5), upgrade).unwrap_err().status,
+        429
     );
     h.advance(std::time::Duration::from_secs(1));
     assert_eq!(send(&mut h, 30, from("10.0.0.1")).status, 200);
@@ -282,16 +266,17 @@ fn a_page_of_the_hubs_own_origin_on_loopback_may_use_it_and_other_ports_may_not(
         "Access-Control-Allow-Origin".to_string(),
         "http://localhost:5100".to_string()
     )));
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade: request(
+    h.open_websocket(
+        ConnId(1),
+        request(
             "GET",
             "/ws",
             "",
             Some("http://127.0.0.1:5100"),
             "127.0.0.1:5100",
         ),
-    });
+    )
+    .expect("upgrade accepted");
     assert!(matches!(h.log.last(), Some((_, Output::WsFrame { .. }))));
     let dev_server = request(
         "POST",
@@ -362,12 +347,14 @@ proptest! {
 #[test]
 fn an_upgrade_without_host_is_refused() {
     let mut h = Harness::default();
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade: HttpRequest::new("GET", "/ws", "").with_peer("127.0.0.1"),
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 400)
+    assert_eq!(
+        h.open_websocket(
+            ConnId(1),
+            HttpRequest::new("GET", "/ws", "").with_peer("127.0.0.1")
+        )
+        .unwrap_err()
+        .status,
+        400
     );
     assert!(h.engine.sessions().is_empty());
 }
@@ -392,12 +379,14 @@ fn requests_without_a_peer_address_share_one_handshake_budget() {
     let refused = send(&mut h, 20, anonymous());
     assert!(refused.body.contains("unknown address"), "{}", refused.body);
     // An upgrade without an address spends the same budget.
-    h.input(Input::WsOpen {
-        conn: ConnId(5),
-        upgrade: HttpRequest::new("GET", "/ws", "").with_host("localhost:5100"),
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 429)
+    assert_eq!(
+        h.open_websocket(
+            ConnId(5),
+            HttpRequest::new("GET", "/ws", "").with_host("localhost:5100")
+        )
+        .unwrap_err()
+        .status,
+        429
     );
     // Clients with an address are not held back by the anonymous ones.
     let known = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"x"}"#)

@@ -35,8 +35,6 @@ struct HubState {
     /// publish's frames to all recipients in a row, so this turns one `Arc<str>` into one
     /// shared buffer instead of a copy per recipient.
     last_frame: Option<(Arc<str>, Utf8Bytes)>,
-    /// The answer to the WebSocket upgrade being decided.
-    upgrade_decision: Option<Result<(), Reply>>,
     next_request: u64,
     next_conn: u64,
     /// The deadline the timer task sleeps until.
@@ -69,7 +67,6 @@ impl Hub {
                 conns: FxHashMap::default(),
                 to_wake: Vec::new(),
                 last_frame: None,
-                upgrade_decision: None,
                 next_request: 0,
                 next_conn: 0,
                 armed: None,
@@ -162,26 +159,14 @@ impl Hub {
             state.next_conn += 1;
             let conn = ConnId(state.next_conn);
             state.conns.insert(conn, Arc::clone(&outbox));
-            state.upgrade_decision = None;
-            state
-                .engine
-                .handle_input(now, Input::WsOpen { conn, upgrade });
-            // Dispatch happens after this step; the decision is read from the outputs first.
-            while let Some(output) = state.engine.poll_output() {
-                dispatch(state, output);
-            }
-            match state.upgrade_decision.take() {
-                Some(Ok(())) => {
+            match state.engine.open_websocket(now, conn, &upgrade) {
+                Ok(()) => {
                     self.websockets.fetch_add(1, Ordering::SeqCst);
                     Ok(conn)
                 }
-                Some(Err(reply)) => {
+                Err(reply) => {
                     state.conns.remove(&conn);
                     Err(reply)
-                }
-                None => {
-                    state.conns.remove(&conn);
-                    Err(Reply::error(500, "the engine did not decide the upgrade"))
                 }
             }
         })
@@ -248,8 +233,6 @@ fn dispatch(state: &mut HubState, output: Output) {
                 let _ = waiting.try_send(reply);
             }
         }
-        Output::WsAccept { .. } => state.upgrade_decision = Some(Ok(())),
-        Output::WsReject { reply, .. } => state.upgrade_decision = Some(Err(reply)),
         Output::WsFrame { conn, frame } => {
             let text = match &state.last_frame {
                 Some((last, bytes)) if Arc::ptr_eq(last, &frame) => bytes.clone(),

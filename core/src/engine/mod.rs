@@ -182,7 +182,6 @@ impl Engine {
             Input::Http { request, http } => self.on_http(now, request, http),
             Input::Command { request, command } => self.run_command(now, request, None, command),
             Input::RequestAborted { request } => self.on_request_aborted(now, request),
-            Input::WsOpen { conn, upgrade } => self.on_ws_open(now, conn, &upgrade),
             Input::WsText { conn, text } => self.on_ws_text(now, conn, &text),
             Input::WsBinary { conn, len } => {
                 if let Some(key) = self.sessions.key_of_conn(conn) {
@@ -221,6 +220,31 @@ impl Engine {
         if !self.ready_polls.is_empty() {
             self.answer_ready_polls(now);
         }
+    }
+
+    /// Decides a WebSocket upgrade (`GET /ws` with upgrade headers) for the caller's new
+    /// connection `conn`, at once: `Ok` means complete the handshake (the session's
+    /// `connection_established` frame and any backlog are waiting in
+    /// [`Engine::poll_output`]); `Err` is the HTTP reply to refuse it with (403 for an origin
+    /// or host not allowed, 400 without `Host`, 401 for a missing token, 404 for another
+    /// path, 409 for a `conn` already open, 429 over the handshake budget, 503 when full or
+    /// shutting down), and nothing else happened. Like [`Engine::handle_input`], timers due
+    /// at `now` fire first; drain [`Engine::poll_output`] afterwards either way.
+    pub fn open_websocket(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        upgrade: &HttpRequest,
+    ) -> Result<(), Reply> {
+        let now = self.advance(now);
+        if self.timers.first_due(now).is_some() {
+            self.fire_due_timers(now);
+        }
+        let decision = self.on_ws_open(now, conn, upgrade);
+        if !self.ready_polls.is_empty() {
+            self.answer_ready_polls(now);
+        }
+        decision
     }
 
     /// Fires every timer due at `now`. Calling it early, late or twice is harmless.

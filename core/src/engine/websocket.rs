@@ -5,7 +5,12 @@ use super::*;
 use crate::history::{Since, parse_since};
 
 impl Engine {
-    pub(super) fn on_ws_open(&mut self, now: Time, conn: ConnId, upgrade: &HttpRequest) {
+    pub(super) fn on_ws_open(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        upgrade: &HttpRequest,
+    ) -> Result<(), Reply> {
         let (path, _) = http_api::split_target(&upgrade.target);
         // `/ws?client_id=…` resumes that session directly: no fresh session is made, so a
         // client can come back even when the hub holds its limit of clients.
@@ -81,15 +86,14 @@ impl Engine {
             Ok(claims) => claims,
             Err(reply) => {
                 self.count_upgrade(reply.status);
-                self.outputs.push_back(Output::WsReject { conn, reply });
-                return;
+                return Err(reply);
             }
         };
         self.count_upgrade(101);
-        self.outputs.push_back(Output::WsAccept { conn });
         if let Some(target) = resume {
             let since = since.unwrap_or_default();
-            return self.resume_at_open(now, conn, target, claims, &since);
+            self.resume_at_open(now, conn, target, claims, &since);
+            return Ok(());
         }
         let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
         self.sessions.attach_websocket(key, conn, 0);
@@ -102,6 +106,7 @@ impl Engine {
         }
         let welcome = self.connection_established(now, key, requested.as_deref());
         self.deliver(key, welcome, None);
+        Ok(())
     }
 
     /// Counts an upgrade request with the HTTP requests, under the `/ws` route.
