@@ -7,7 +7,7 @@
 use crate::{Answer, Driver, Item};
 use livebridge_core::{
     Config, ConnId, Engine, HttpRequest, Input, Output, Reply, RequestBody, RequestId, SeededIds,
-    Time,
+    Time, TransportFailure,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -239,11 +239,15 @@ impl Driver for EngineDriver {
     fn ws_text(&mut self, actor: &str, text: String) -> Result<(), String> {
         let conn = self.conn(actor)?;
         if text.len() > self.config.max_frame_bytes {
-            // The runtime's WebSocket layer refuses it before the engine sees it.
+            // The runtime's WebSocket layer refuses it before the engine sees it, with the
+            // close code core gives that failure.
+            let code = TransportFailure::MessageTooBig
+                .close_frame()
+                .map(|(code, _)| code);
             self.queues
                 .entry(conn)
                 .or_default()
-                .push_back(Item::Close(Some(1009)));
+                .push_back(Item::Close(code));
             self.closed.insert(conn);
             self.input(Input::WsClosed { conn, code: None });
             return Ok(());

@@ -57,6 +57,7 @@ mod channel;
 mod config;
 mod engine;
 mod events;
+mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 mod history;
@@ -87,6 +88,7 @@ pub use events::{
     PhotoImported, PhotoRejected, PhotoSelected, Priority, PriorityChanged, QueueStatus,
     ResourceWarning, SessionCompleted, SessionCreated, SessionUpdated, SystemStatus,
 };
+pub use failure::TransportFailure;
 pub use history::Position;
 pub use ids::{ClientId, ConnId, IdSource, RequestId, SeededIds};
 pub use input::{Command, HttpRequest, Initiator, Input, RequestBody, TransportEvent};

@@ -53,6 +53,10 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The client could not keep up and the policy is to disconnect slow consumers.
     pub const SLOW_CONSUMER: u16 = 1008;
+    /// The client broke the WebSocket protocol (see [`crate::TransportFailure`]).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// The client sent a text message that is not UTF-8 (see [`crate::TransportFailure`]).
+    pub const INVALID_UTF8: u16 = 1007;
     /// The client sent a message larger than `max_frame_bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server ended the session (operator disconnect, stale, cleanup).

@@ -2,6 +2,7 @@
 
 use super::messages::{optional_str, validate_label};
 use super::*;
+use crate::failure::TransportFailure;
 use crate::history::{Since, parse_since};
 
 impl Engine {
@@ -174,8 +175,10 @@ impl Engine {
         }
         if text.len() > self.config.max_frame_bytes {
             // The same answer the WebSocket layer gives when it enforces the limit itself.
-            let reason = "message too large";
-            return self.close_websocket(key, conn, close_code::MESSAGE_TOO_BIG, reason, false);
+            let (code, reason) = TransportFailure::MessageTooBig
+                .close_frame()
+                .expect("a message too big is answered with a close frame");
+            return self.close_websocket(key, conn, code, reason, false);
         }
         if let Err(problem) =
             http_api::check_json_depth(text.as_bytes(), self.config.max_json_depth)
