@@ -76,7 +76,7 @@ mod time;
 mod timer_queue;
 
 pub use assets::Asset;
-pub use auth::{ClientClaims, sign_client_token, verify_client_token};
+pub use auth::{ClientClaims, TokenError, sign_client_token, verify_client_token};
 pub use catalogue::{
     Catalogue, CatalogueError, EncodedEvent, EventSpec, FieldError, FieldKind, FieldSpec, Rule,
 };

@@ -300,7 +300,7 @@ impl Engine {
         };
         auth::verify_client_token(secret.as_bytes(), token, self.clock.unix_millis(now))
             .map(Some)
-            .map_err(|problem| Reply::error(401, &problem))
+            .map_err(|problem| Reply::error(401, &problem.to_string()))
     }
 
     /// Gives a session its token's grants and arms the expiry.
