@@ -23,7 +23,10 @@ pub enum Input {
         /// The request.
         http: HttpRequest,
     },
-    /// A typed command, for embedders that do not speak HTTP. Answered like [`Input::Http`].
+    /// A decoded command, for trusted in-process callers that do not speak HTTP. Answered
+    /// like [`Input::Http`]. It runs **without** the Origin, Host, admin-token and
+    /// per-address checks of [`Input::Http`] (there is no request to check them on): never
+    /// build one from untrusted network input.
     Command {
         /// The caller's id for this request.
         request: RequestId,
