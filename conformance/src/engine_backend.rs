@@ -96,6 +96,8 @@ impl EngineDriver {
                         }
                     }
                     Output::Session(_) => {}
+                    // Sessions are HTTP and WebSocket steps; no step feeds Input::Command.
+                    Output::CommandDone { .. } => {}
                     // A store that holds every batch at once (sessions with `durable`).
                     Output::Persist(persist) => inputs.push(Input::Persisted {
                         batch: persist.batch,

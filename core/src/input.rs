@@ -23,8 +23,9 @@ pub enum Input {
         /// The request.
         http: HttpRequest,
     },
-    /// A decoded command, for trusted in-process callers that do not speak HTTP. Answered
-    /// like [`Input::Http`]. It runs **without** the Origin, Host, admin-token and
+    /// A decoded command, for trusted in-process callers that do not speak HTTP. Answered by
+    /// exactly one [`crate::Output::CommandDone`] with a typed result or error, possibly later
+    /// (a poll with `wait`). It runs **without** the Origin, Host, admin-token and
     /// per-address checks of [`Input::Http`] (there is no request to check them on): never
     /// build one from untrusted network input.
     Command {

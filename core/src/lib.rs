@@ -34,7 +34,8 @@
 //! 2. drain [`Engine::poll_output`] until it returns `None`, carrying out each [`Output`];
 //! 3. arm one timer at [`Engine::poll_timeout`] and wait for it or for the next input.
 //!
-//! Every HTTP request gets exactly one [`Output::Reply`], possibly later (a long poll is
+//! Every HTTP request gets exactly one [`Output::Reply`] (every [`Input::Command`] one
+//! [`Output::CommandDone`]), possibly later (a long poll is
 //! answered when a message arrives or its wait ends). WebSocket frames are handed out within a
 //! per-connection write window; report written frames with [`Input::WsWritten`] to open it
 //! again. Nothing in the engine reads a clock or draws random numbers: client ids come from
@@ -54,6 +55,7 @@ mod assets;
 mod auth;
 mod catalogue;
 mod channel;
+mod command;
 mod config;
 mod engine;
 mod events;
@@ -80,6 +82,7 @@ pub use auth::{ClientClaims, TokenError, sign_client_token, verify_client_token}
 pub use catalogue::{
     Catalogue, CatalogueError, EncodedEvent, EventSpec, FieldError, FieldKind, FieldSpec, Rule,
 };
+pub use command::{CommandError, CommandResult};
 pub use config::{Config, SlowConsumerPolicy};
 pub use engine::{Engine, PROTOCOL_VERSION, SessionView, close_code};
 pub use events::{

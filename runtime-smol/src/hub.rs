@@ -233,6 +233,8 @@ fn dispatch(state: &mut HubState, output: Output) {
                 let _ = waiting.try_send(reply);
             }
         }
+        // The hub feeds HTTP requests only, never Input::Command.
+        Output::CommandDone { .. } => {}
         Output::WsFrame { conn, frame } => {
             let text = match &state.last_frame {
                 Some((last, bytes)) if Arc::ptr_eq(last, &frame) => bytes.clone(),

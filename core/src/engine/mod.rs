@@ -9,6 +9,7 @@ use crate::access;
 use crate::auth::{self, ClientClaims};
 use crate::catalogue::FieldError;
 use crate::channel::{ChannelIndex, validate_channel_name};
+use crate::command::CommandKind;
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::history::History;
 use crate::http_api;
@@ -104,6 +105,8 @@ pub struct Engine {
     pending_polls: BTreeMap<RequestId, SessionKey>,
     /// Handshakes and upgrades still allowed per remote address.
     handshake_budgets: KeyedBuckets,
+    /// Commands not answered yet, by the kind of their typed result.
+    commands: BTreeMap<RequestId, CommandKind>,
     /// Allowed browser origins of requests not answered yet; their replies get CORS headers.
     cors_origins: BTreeMap<RequestId, String>,
     ready_polls: Vec<SessionKey>,
@@ -158,6 +161,7 @@ impl Engine {
             timers: TimerQueue::default(),
             pending_polls: BTreeMap::new(),
             cors_origins: BTreeMap::new(),
+            commands: BTreeMap::new(),
             handshake_budgets: KeyedBuckets::default(),
             ready_polls: Vec::new(),
             outputs: VecDeque::new(),
@@ -184,7 +188,10 @@ impl Engine {
         }
         match input {
             Input::Http { request, http } => self.on_http(now, request, http),
-            Input::Command { request, command } => self.run_command(now, request, None, command),
+            Input::Command { request, command } => {
+                self.commands.insert(request, CommandKind::of(&command));
+                self.run_command(now, request, None, command)
+            }
             Input::RequestAborted { request } => self.on_request_aborted(now, request),
             Input::WsText { conn, text } => self.on_ws_text(now, conn, &text),
             Input::WsBinary { conn, len } => {
@@ -420,6 +427,14 @@ impl Engine {
                 .http_requests
                 .entry((route, reply.status))
                 .or_default() += 1;
+        }
+        if !self.commands.is_empty()
+            && let Some(kind) = self.commands.remove(&request)
+        {
+            let result = kind.result(reply);
+            return self
+                .outputs
+                .push_back(Output::CommandDone { request, result });
         }
         self.outputs.push_back(Output::Reply { request, reply });
     }
