@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Autobahn|Testsuite fuzzing client (cases 1-10: everything but compression) against
-# the autobahn-echo example of a runtime (runtime-smol/examples/autobahn-echo.rs, or
-# runtime-tokio/examples/autobahn-echo.rs with AUTOBAHN_RUNTIME=axum), which serves that
+# the echo example of a runtime (runtime-smol/examples/autobahn-echo.rs, or
+# runtime-tokio/examples/axum-autobahn-echo.rs with AUTOBAHN_RUNTIME=axum), which serves that
 # runtime's /ws connection code with an echo backend. Fails if any case FAILED (or is UNIMPLEMENTED) or any close was not clean
 # (behaviorClose other than OK or INFORMATIONAL). See docs/autobahn.md.
 #
@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 
 RUNTIME=${AUTOBAHN_RUNTIME:-smol}
 case "$RUNTIME" in
-  smol) PACKAGE=livebridge-smol ;;
-  axum) PACKAGE=livebridge-axum ;;
+  smol) PACKAGE=livebridge-smol EXAMPLE=autobahn-echo ;;
+  axum) PACKAGE=livebridge-axum EXAMPLE=axum-autobahn-echo ;;
   *) echo "autobahn: AUTOBAHN_RUNTIME must be smol or axum" >&2; exit 2 ;;
 esac
 SITE=.autobahn/site-packages
@@ -34,9 +34,9 @@ if [ ! -e "$SITE/.installed" ]; then
 fi
 
 start=$(date +%s)
-cargo build --release -q -p "$PACKAGE" --example autobahn-echo
+cargo build --release -q -p "$PACKAGE" --example "$EXAMPLE"
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$PY2" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-ECHO_BIN="$target_dir/release/examples/autobahn-echo"
+ECHO_BIN="$target_dir/release/examples/$EXAMPLE"
 
 mkdir -p "$OUT"
 rm -rf "$REPORTS"

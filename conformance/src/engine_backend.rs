@@ -7,7 +7,7 @@
 use crate::{Answer, Driver, Item};
 use livebridge_core::{
     Config, ConnId, Engine, HttpRequest, Input, Output, Reply, RequestBody, RequestId, SeededIds,
-    Time,
+    Time, TransportFailure,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -28,7 +28,6 @@ pub struct EngineDriver {
     unacked: BTreeMap<ConnId, usize>,
     stalled: BTreeSet<ConnId>,
     closed: BTreeSet<ConnId>,
-    decision: Option<Result<(), Reply>>,
 }
 
 impl EngineDriver {
@@ -52,7 +51,6 @@ impl EngineDriver {
             unacked: BTreeMap::new(),
             stalled: BTreeSet::new(),
             closed: BTreeSet::new(),
-            decision: None,
         }
     }
 
@@ -73,8 +71,6 @@ impl EngineDriver {
                             "{request} answered twice"
                         );
                     }
-                    Output::WsAccept { .. } => self.decision = Some(Ok(())),
-                    Output::WsReject { reply, .. } => self.decision = Some(Err(reply)),
                     Output::WsFrame { conn, frame } => {
                         self.queues
                             .entry(conn)
@@ -100,6 +96,8 @@ impl EngineDriver {
                         }
                     }
                     Output::Session(_) => {}
+                    // Sessions are HTTP and WebSocket steps; no step feeds Input::Command.
+                    Output::CommandDone { .. } => {}
                     // A store that holds every batch at once (sessions with `durable`).
                     Output::Persist(persist) => inputs.push(Input::Persisted {
                         batch: persist.batch,
@@ -189,7 +187,9 @@ impl Driver for EngineDriver {
     ) -> Result<u64, String> {
         self.next_request += 1;
         let request = RequestId(self.next_request);
-        let mut http = HttpRequest::new(method, path, Vec::new());
+        let mut http = HttpRequest::new(method, path, Vec::new())
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
         http.body = if chunked {
             RequestBody::LengthRequired
         } else if body.len() > self.config.max_body_bytes {
@@ -219,34 +219,37 @@ impl Driver for EngineDriver {
     fn ws_open(&mut self, actor: &str, path: &str) -> Result<Option<Answer>, String> {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        self.decision = None;
-        self.input(Input::WsOpen {
-            conn,
-            upgrade: HttpRequest::new("GET", path, ""),
-        });
-        match self.decision.take() {
-            Some(Ok(())) => {
+        let upgrade = HttpRequest::new("GET", path, "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
+        let decision = self.engine.open_websocket(self.now, conn, &upgrade);
+        self.drain();
+        match decision {
+            Ok(()) => {
                 self.conns.insert(actor.to_string(), conn);
                 Ok(None)
             }
-            Some(Err(reply)) => Ok(Some(Answer {
+            Err(reply) => Ok(Some(Answer {
                 status: reply.status,
                 headers: reply.headers,
                 body: reply.body,
                 at_ms: None,
             })),
-            None => Err("the upgrade was neither accepted nor rejected".to_string()),
         }
     }
 
     fn ws_text(&mut self, actor: &str, text: String) -> Result<(), String> {
         let conn = self.conn(actor)?;
         if text.len() > self.config.max_frame_bytes {
-            // The runtime's WebSocket layer refuses it before the engine sees it.
+            // The runtime's WebSocket layer refuses it before the engine sees it, with the
+            // close code core gives that failure.
+            let code = TransportFailure::MessageTooBig
+                .close_frame()
+                .map(|(code, _)| code);
             self.queues
                 .entry(conn)
                 .or_default()
-                .push_back(Item::Close(Some(1009)));
+                .push_back(Item::Close(code));
             self.closed.insert(conn);
             self.input(Input::WsClosed { conn, code: None });
             return Ok(());

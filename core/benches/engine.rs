@@ -67,13 +67,15 @@ fn ws_engine(subscribers: usize) -> Engine {
     let mut acks = Vec::new();
     for i in 0..subscribers {
         let conn = ConnId(i as u64 + 1);
-        engine.handle_input(
-            now,
-            Input::WsOpen {
+        engine
+            .open_websocket(
+                now,
                 conn,
-                upgrade: HttpRequest::new("GET", "/ws", ""),
-            },
-        );
+                &HttpRequest::new("GET", "/ws", "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1"),
+            )
+            .expect("upgrade accepted");
         engine.handle_input(
             now,
             Input::WsText {
@@ -99,6 +101,8 @@ fn event_json(frame_bytes: usize) -> String {
 
 fn publish_request(body: &str) -> HttpRequest {
     HttpRequest::new("POST", "/api/events", body)
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1")
 }
 
 /// Publish one event over `POST /api/events` to 1, 100 and 10 000 WebSocket subscribers.
@@ -231,7 +235,9 @@ fn handshake(engine: &mut Engine, now: Time, request: u64) -> String {
         now,
         Input::Http {
             request: RequestId(request),
-            http: HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#),
+            http: HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#)
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         },
     );
     let mut id = String::new();
@@ -262,7 +268,9 @@ fn poll_cycle(c: &mut Criterion) {
         Time::ZERO,
         Input::Http {
             request: RequestId(request),
-            http: HttpRequest::new("POST", "/ws/send", send),
+            http: HttpRequest::new("POST", "/ws/send", send)
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         },
     );
     drain(&mut engine);
@@ -285,7 +293,9 @@ fn poll_cycle(c: &mut Criterion) {
                 now,
                 Input::Http {
                     request: RequestId(request),
-                    http: HttpRequest::new("GET", &poll, ""),
+                    http: HttpRequest::new("GET", &poll, "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1"),
                 },
             );
             drain(&mut engine)
@@ -299,7 +309,9 @@ fn poll_cycle(c: &mut Criterion) {
                 now,
                 Input::Http {
                     request: RequestId(request),
-                    http: HttpRequest::new("GET", &long_poll, ""),
+                    http: HttpRequest::new("GET", &long_poll, "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1"),
                 },
             );
             request += 1;
@@ -343,13 +355,15 @@ fn sessions(c: &mut Criterion) {
             |mut engine| {
                 let mut acks = Vec::new();
                 for i in 0..N {
-                    engine.handle_input(
-                        Time::ZERO,
-                        Input::WsOpen {
-                            conn: ConnId(i as u64 + 1),
-                            upgrade: HttpRequest::new("GET", "/ws", ""),
-                        },
-                    );
+                    engine
+                        .open_websocket(
+                            Time::ZERO,
+                            ConnId(i as u64 + 1),
+                            &HttpRequest::new("GET", "/ws", "")
+                                .with_host("localhost:5100")
+                                .with_peer("127.0.0.1"),
+                        )
+                        .expect("upgrade accepted");
                     drain_and_ack(&mut engine, Time::ZERO, &mut acks);
                 }
                 engine
@@ -363,13 +377,15 @@ fn sessions(c: &mut Criterion) {
                 let mut engine = engine(N);
                 let mut acks = Vec::new();
                 for i in 0..N {
-                    engine.handle_input(
-                        Time::ZERO,
-                        Input::WsOpen {
-                            conn: ConnId(i as u64 + 1),
-                            upgrade: HttpRequest::new("GET", "/ws", ""),
-                        },
-                    );
+                    engine
+                        .open_websocket(
+                            Time::ZERO,
+                            ConnId(i as u64 + 1),
+                            &HttpRequest::new("GET", "/ws", "")
+                                .with_host("localhost:5100")
+                                .with_peer("127.0.0.1"),
+                        )
+                        .expect("upgrade accepted");
                     drain_and_ack(&mut engine, Time::ZERO, &mut acks);
                 }
                 engine

@@ -30,13 +30,15 @@ fn main() {
     let mut engine = Engine::new(Config::default(), SeededIds::new(1), now, 1_764_000_000_000);
     for i in 0..1_000u64 {
         let conn = ConnId(i);
-        engine.handle_input(
-            now,
-            Input::WsOpen {
+        engine
+            .open_websocket(
+                now,
                 conn,
-                upgrade: HttpRequest::new("GET", "/ws", ""),
-            },
-        );
+                &HttpRequest::new("GET", "/ws", "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1"),
+            )
+            .expect("upgrade accepted");
         engine.handle_input(
             now,
             Input::WsText {

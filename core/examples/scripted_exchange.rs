@@ -14,12 +14,16 @@ enum Action {
     Input(Input),
     /// An input built from the Lightroom client id learned from the handshake reply.
     WithPluginId(fn(&str) -> Input),
+    /// A WebSocket upgrade on this connection, decided at once.
+    OpenWebSocket(ConnId),
 }
 
 fn http(request: u64, method: &str, target: &str, body: &str) -> Input {
     Input::Http {
         request: RequestId(request),
-        http: HttpRequest::new(method, target, body),
+        http: HttpRequest::new(method, target, body)
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     }
 }
 
@@ -59,13 +63,7 @@ fn main() {
                 http(4, "GET", &format!("/ws/poll?client_id={id}&wait=20"), "")
             }),
         ),
-        (
-            200,
-            Action::Input(Input::WsOpen {
-                conn: gui,
-                upgrade: HttpRequest::new("GET", "/ws", ""),
-            }),
-        ),
+        (200, Action::OpenWebSocket(gui)),
         (
             210,
             Action::Input(Input::WsText {
@@ -120,11 +118,19 @@ fn main() {
         now = now.max(next);
         if next_action == Some(next) {
             let (_, action) = script.next().expect("peeked");
-            let input = match action {
-                Action::Input(input) => input,
-                Action::WithPluginId(build) => build(&plugin_id),
-            };
-            engine.handle_input(now, input);
+            match action {
+                Action::Input(input) => engine.handle_input(now, input),
+                Action::WithPluginId(build) => engine.handle_input(now, build(&plugin_id)),
+                Action::OpenWebSocket(conn) => {
+                    let upgrade = HttpRequest::new("GET", "/ws", "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1");
+                    match engine.open_websocket(now, conn, &upgrade) {
+                        Ok(()) => println!("[{now}] {conn} upgraded"),
+                        Err(reply) => println!("[{now}] {conn} refused: {}", reply.body),
+                    }
+                }
+            }
         } else {
             if let Some((_, reason)) = engine.poll_timeout() {
                 println!("[{now}] timer: {reason}");

@@ -26,11 +26,17 @@ fn host_name(host: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-/// Checks the `Host` header; `Err` is the 403 reply.
+/// Checks the `Host` header; `Err` is the reply: 400 without one, 403 for a name not allowed.
+///
+/// A request without `Host` fails closed: HTTP/1.1 requires the header, and a check that an
+/// embedder could switch off by leaving the field empty would be no protection.
 pub(crate) fn check_host(config: &Config, host: Option<&str>) -> Result<(), Reply> {
     let Some(host) = host else {
-        // Not an HTTP/1.1 request from a browser (an embedder's direct input, say).
-        return Ok(());
+        return Err(Reply::error(
+            400,
+            "the request has no Host header; it is required, and checked against the \
+             allowed host names (DNS rebinding protection)",
+        ));
     };
     let name = host_name(host);
     let allowed = LOOPBACK_HOSTS.contains(&name.as_str())
@@ -45,7 +51,7 @@ pub(crate) fn check_host(config: &Config, host: Option<&str>) -> Result<(), Repl
             403,
             &format!(
                 "host {name:?} is not allowed (DNS rebinding protection); \
-                 allow it with --allowed-host"
+                 add it to the allowed host names (the allowed_hosts setting)"
             ),
         ))
     }
@@ -90,7 +96,7 @@ pub(crate) fn check_origin<'a>(
             403,
             &format!(
                 "origin {origin:?} is not allowed to use this hub; pages of other origins \
-                 need --allowed-origin {origin}"
+                 need their origin in the allowed origins (the allowed_origins setting)"
             ),
         ))
     }
@@ -159,6 +165,14 @@ mod tests {
                 "{host}"
             );
         }
+        let missing = check_host(&strict, None).unwrap_err();
+        assert_eq!(missing.status, 400);
+        assert!(missing.body.contains("no Host header"), "{}", missing.body);
+        // Not even a wildcard lets a request without Host through.
+        assert_eq!(
+            check_host(&config(&[], &["*"]), None).unwrap_err().status,
+            400
+        );
         let lan = config(&[], &["studio.local"]);
         assert!(check_host(&lan, Some("studio.local:5100")).is_ok());
         assert!(check_host(&config(&[], &["*"]), Some("anything")).is_ok());
@@ -171,11 +185,7 @@ mod tests {
         assert_eq!(check_origin(&strict, None, host).unwrap(), None);
         let refused = check_origin(&strict, Some("https://evil.example"), host).unwrap_err();
         assert_eq!(refused.status, 403);
-        assert!(
-            refused
-                .body
-                .contains("--allowed-origin https://evil.example")
-        );
+        assert!(refused.body.contains("allowed_origins"), "{}", refused.body);
         assert_eq!(
             check_origin(&strict, Some("null"), host)
                 .unwrap_err()

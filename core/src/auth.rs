@@ -53,43 +53,76 @@ pub fn sign_client_token(secret: &[u8], claims: &ClientClaims) -> String {
     format!("{signing_input}.{signature}")
 }
 
+/// Why a client token was refused. Its text is the reason given to the client (with 401).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not three base64url parts, or a part that does not decode: the named part.
+    Malformed(&'static str),
+    /// The header names an algorithm other than HS256.
+    UnsupportedAlgorithm(String),
+    /// The signature does not match the secret.
+    InvalidSignature,
+    /// The payload is not valid claims (the reason).
+    InvalidClaims(String),
+    /// The token's `exp` has passed.
+    Expired,
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::Malformed("token") => {
+                f.write_str("malformed token: expected header.payload.signature")
+            }
+            TokenError::Malformed(part) => write!(f, "malformed token {part}"),
+            TokenError::UnsupportedAlgorithm(alg) => {
+                write!(f, "unsupported token algorithm {alg}; use HS256")
+            }
+            TokenError::InvalidSignature => f.write_str("invalid token signature"),
+            TokenError::InvalidClaims(problem) => {
+                write!(f, "token claims are not valid: {problem}")
+            }
+            TokenError::Expired => f.write_str("token expired"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
 /// Verifies a token's signature (HS256 only) and expiry against `now_unix_millis`.
 pub fn verify_client_token(
     secret: &[u8],
     token: &str,
     now_unix_millis: u64,
-) -> Result<ClientClaims, String> {
+) -> Result<ClientClaims, TokenError> {
     let mut parts = token.trim().split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err("malformed token: expected header.payload.signature".to_string());
+        return Err(TokenError::Malformed("token"));
     };
     let header_json = URL_SAFE_NO_PAD
         .decode(header)
-        .map_err(|_| "malformed token header".to_string())?;
+        .map_err(|_| TokenError::Malformed("header"))?;
     let header: serde_json::Value =
-        serde_json::from_slice(&header_json).map_err(|_| "malformed token header".to_string())?;
+        serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed("header"))?;
     if header["alg"] != "HS256" {
-        return Err(format!(
-            "unsupported token algorithm {}; use HS256",
-            header["alg"]
-        ));
+        return Err(TokenError::UnsupportedAlgorithm(header["alg"].to_string()));
     }
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
-        .map_err(|_| "malformed token signature".to_string())?;
+        .map_err(|_| TokenError::Malformed("signature"))?;
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(header_b64_and_payload(token).as_bytes());
     mac.verify_slice(&signature)
-        .map_err(|_| "invalid token signature".to_string())?;
+        .map_err(|_| TokenError::InvalidSignature)?;
     let payload = URL_SAFE_NO_PAD
         .decode(payload)
-        .map_err(|_| "malformed token payload".to_string())?;
+        .map_err(|_| TokenError::Malformed("payload"))?;
     let claims: ClientClaims =
-        serde_json::from_slice(&payload).map_err(|e| format!("token claims are not valid: {e}"))?;
+        serde_json::from_slice(&payload).map_err(|e| TokenError::InvalidClaims(e.to_string()))?;
     if claims.expires_at_unix_millis() <= now_unix_millis {
-        return Err("token expired".to_string());
+        return Err(TokenError::Expired);
     }
     Ok(claims)
 }
@@ -141,8 +174,9 @@ mod tests {
         );
         assert_eq!(
             verify_client_token(b"secret", &token, 2_000_000).unwrap_err(),
-            "token expired"
+            TokenError::Expired
         );
+        assert_eq!(TokenError::Expired.to_string(), "token expired");
     }
 
     #[test]
@@ -158,19 +192,23 @@ mod tests {
         );
         assert_eq!(
             verify_client_token(b"secret", &forged, 0).unwrap_err(),
-            "invalid token signature"
+            TokenError::InvalidSignature
         );
         let none = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode(br#"{"sub":"x","exp":9999999999}"#)
         );
-        assert!(
-            verify_client_token(b"secret", &none, 0)
-                .unwrap_err()
-                .contains("algorithm")
+        let refused = verify_client_token(b"secret", &none, 0).unwrap_err();
+        assert_eq!(
+            refused,
+            TokenError::UnsupportedAlgorithm("\"none\"".to_string())
         );
-        assert!(verify_client_token(b"secret", "garbage", 0).is_err());
+        assert!(refused.to_string().contains("algorithm"));
+        assert_eq!(
+            verify_client_token(b"secret", "garbage", 0).unwrap_err(),
+            TokenError::Malformed("token")
+        );
     }
 
     #[test]

@@ -65,8 +65,12 @@ pub fn client_message(data: &[u8]) {
     let mut engine = Engine::new(fuzz_config(), SeededIds::new(0), Time::ZERO, 0);
     let mut answered = BTreeSet::new();
     let conn = ConnId(1);
-    let upgrade = HttpRequest::new("GET", "/ws", "");
-    engine.handle_input(Time::ZERO, Input::WsOpen { conn, upgrade });
+    let upgrade = HttpRequest::new("GET", "/ws", "")
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1");
+    engine
+        .open_websocket(Time::ZERO, conn, &upgrade)
+        .expect("a plain upgrade on loopback is accepted");
     drain(&mut engine, Time::ZERO, &mut answered);
     let now = Time::from_millis(1);
     engine.handle_input(
@@ -90,7 +94,9 @@ pub fn client_message(data: &[u8]) {
     if let Ok(message) = serde_json::from_str::<serde_json::Value>(text) {
         let id = engine.sessions()[0].client_id;
         let body = serde_json::json!({"client_id": id.to_string(), "message": message});
-        let http = HttpRequest::new("POST", "/ws/send", body.to_string());
+        let http = HttpRequest::new("POST", "/ws/send", body.to_string())
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
         engine.handle_input(
             now,
             Input::Http {
@@ -160,10 +166,14 @@ pub fn engine_inputs(data: &[u8]) {
             5 => {
                 let conn = ConnId(conns.len() as u64 + 1);
                 conns.push(conn);
-                Input::WsOpen {
-                    conn,
-                    upgrade: HttpRequest::new("GET", "/ws", ""),
-                }
+                let upgrade = HttpRequest::new("GET", "/ws", "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1");
+                // Refusals are fine here (over max_clients, say); they leave no trace.
+                let _ = engine.open_websocket(now, conn, &upgrade);
+                drain(&mut engine, now, &mut answered);
+                check(&engine, &config, now);
+                continue;
             }
             6 => match conns.get(usize::from(arg) % conns.len().max(1)) {
                 Some(&conn) => Input::WsText {
@@ -235,7 +245,9 @@ pub fn engine_inputs(data: &[u8]) {
 fn http(method: &str, target: &str, body: String) -> Input {
     Input::Http {
         request: RequestId(0),
-        http: HttpRequest::new(method, target, body),
+        http: HttpRequest::new(method, target, body)
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
     }
 }
 

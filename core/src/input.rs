@@ -23,7 +23,11 @@ pub enum Input {
         /// The request.
         http: HttpRequest,
     },
-    /// A typed command, for embedders that do not speak HTTP. Answered like [`Input::Http`].
+    /// A decoded command, for trusted in-process callers that do not speak HTTP. Answered by
+    /// exactly one [`crate::Output::CommandDone`] with a typed result or error, possibly later
+    /// (a poll with `wait`). It runs **without** the Origin, Host, admin-token and
+    /// per-address checks of [`Input::Http`] (there is no request to check them on): never
+    /// build one from untrusted network input.
     Command {
         /// The caller's id for this request.
         request: RequestId,
@@ -34,14 +38,6 @@ pub enum Input {
     RequestAborted {
         /// The request.
         request: RequestId,
-    },
-    /// A client asks to open a WebSocket (`GET /ws` with upgrade headers). Answered by
-    /// [`crate::Output::WsAccept`] or [`crate::Output::WsReject`].
-    WsOpen {
-        /// The caller's id for this connection.
-        conn: ConnId,
-        /// The upgrade request (its body is empty).
-        upgrade: HttpRequest,
     },
     /// A text message arrived on a WebSocket.
     WsText {
@@ -129,13 +125,27 @@ pub enum TransportEvent {
 }
 
 /// The parts of an HTTP request the protocol looks at.
+///
+/// `host` and `peer` fail closed when left out: a request without `host` is refused with 400
+/// (the Host check against DNS rebinding cannot be skipped by omission), and requests without
+/// `peer` all share one handshake budget (as if they came from a single unknown address).
+/// Build requests with [`HttpRequest::new`] and the `with_*` methods:
+///
+/// ```
+/// use livebridge_core::HttpRequest;
+///
+/// let request = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"gui"}"#)
+///     .with_host("localhost:5100")
+///     .with_peer("127.0.0.1");
+/// assert_eq!(request.host.as_deref(), Some("localhost:5100"));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
     /// `GET`, `POST`...
     pub method: String,
     /// Path and query, e.g. `/ws/poll?client_id=…&wait=20`.
     pub target: String,
-    /// The `Host` header.
+    /// The `Host` header. Required: `None` is refused with 400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// The `Origin` header (sent by browsers).
@@ -147,13 +157,16 @@ pub struct HttpRequest {
     /// The `Authorization` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<String>,
-    /// The client's address (IP), for per-address limits.
+    /// The client's address (IP), for per-address limits. `None` counts against one budget
+    /// shared by every request without an address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
 }
 
 impl HttpRequest {
-    /// A request with a complete body.
+    /// A request with a complete body and no headers. Give it its `Host` with
+    /// [`HttpRequest::with_host`] (without one the engine refuses it with 400) and the
+    /// client's address with [`HttpRequest::with_peer`].
     pub fn new(method: &str, target: &str, body: impl Into<Vec<u8>>) -> Self {
         HttpRequest {
             method: method.to_string(),
@@ -164,6 +177,34 @@ impl HttpRequest {
             authorization: None,
             peer: None,
         }
+    }
+
+    /// The request with this `Host` header (e.g. `localhost:5100`).
+    #[must_use]
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// The request from this client address (an IP, e.g. `127.0.0.1`).
+    #[must_use]
+    pub fn with_peer(mut self, peer: impl Into<String>) -> Self {
+        self.peer = Some(peer.into());
+        self
+    }
+
+    /// The request with this `Origin` header (browsers send one).
+    #[must_use]
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// The request with this `Authorization` header (e.g. `Bearer <token>`).
+    #[must_use]
+    pub fn with_authorization(mut self, authorization: impl Into<String>) -> Self {
+        self.authorization = Some(authorization.into());
+        self
     }
 }
 

@@ -11,7 +11,9 @@
 //!
 //! let mut now = Time::ZERO;
 //! let mut engine = Engine::new(Config::default(), SeededIds::new(1), now, 1_764_000_000_000);
-//! let handshake = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#);
+//! let handshake = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"lightroom"}"#)
+//!     .with_host("localhost:5100")
+//!     .with_peer("127.0.0.1");
 //! engine.handle_input(now, Input::Http { request: RequestId(1), http: handshake });
 //! while let Some(output) = engine.poll_output() {
 //!     if let Output::Reply { reply, .. } = output {
@@ -32,11 +34,19 @@
 //! 2. drain [`Engine::poll_output`] until it returns `None`, carrying out each [`Output`];
 //! 3. arm one timer at [`Engine::poll_timeout`] and wait for it or for the next input.
 //!
-//! Every HTTP request gets exactly one [`Output::Reply`], possibly later (a long poll is
+//! Every HTTP request gets exactly one [`Output::Reply`] (every [`Input::Command`] one
+//! [`Output::CommandDone`]), possibly later (a long poll is
 //! answered when a message arrives or its wait ends). WebSocket frames are handed out within a
 //! per-connection write window; report written frames with [`Input::WsWritten`] to open it
 //! again. Nothing in the engine reads a clock or draws random numbers: client ids come from
 //! the [`IdSource`] given to [`Engine::new`].
+//!
+//! ## Features
+//!
+//! - `os-random`: helpers for runtimes, outside the engine: `OsRandomIds`, the production
+//!   [`IdSource`] (the operating system's generator), and `MonotonicClock`, which turns
+//!   `std::time::Instant` into [`Time`]. See `docs/embedding.md` for the loop an embedder
+//!   writes.
 
 #![warn(missing_docs)]
 
@@ -45,15 +55,19 @@ mod assets;
 mod auth;
 mod catalogue;
 mod channel;
+mod command;
 mod config;
 mod engine;
 mod events;
+mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 mod history;
 pub mod http_api;
 mod ids;
 mod input;
+#[cfg(feature = "os-random")]
+mod os;
 mod output;
 mod queue;
 mod rate;
@@ -64,10 +78,11 @@ mod time;
 mod timer_queue;
 
 pub use assets::Asset;
-pub use auth::{ClientClaims, sign_client_token, verify_client_token};
+pub use auth::{ClientClaims, TokenError, sign_client_token, verify_client_token};
 pub use catalogue::{
     Catalogue, CatalogueError, EncodedEvent, EventSpec, FieldError, FieldKind, FieldSpec, Rule,
 };
+pub use command::{CommandError, CommandResult};
 pub use config::{Config, SlowConsumerPolicy};
 pub use engine::{Engine, PROTOCOL_VERSION, SessionView, close_code};
 pub use events::{
@@ -76,9 +91,12 @@ pub use events::{
     PhotoImported, PhotoRejected, PhotoSelected, Priority, PriorityChanged, QueueStatus,
     ResourceWarning, SessionCompleted, SessionCreated, SessionUpdated, SystemStatus,
 };
+pub use failure::TransportFailure;
 pub use history::Position;
 pub use ids::{ClientId, ConnId, IdSource, RequestId, SeededIds};
 pub use input::{Command, HttpRequest, Initiator, Input, RequestBody, TransportEvent};
+#[cfg(feature = "os-random")]
+pub use os::{MonotonicClock, OsRandomIds};
 pub use output::{
     CloseReason, ContentType, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };

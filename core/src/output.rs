@@ -11,24 +11,19 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "output", rename_all = "snake_case")]
 pub enum Output {
-    /// Answer an HTTP request or a command.
+    /// Answer an HTTP request.
     Reply {
         /// The request being answered.
         request: RequestId,
         /// Status, headers and body.
         reply: Reply,
     },
-    /// Complete the WebSocket upgrade of `conn`.
-    WsAccept {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Refuse the WebSocket upgrade of `conn` with this HTTP reply.
-    WsReject {
-        /// The connection.
-        conn: ConnId,
-        /// The refusal.
-        reply: Reply,
+    /// The typed answer to an [`crate::Input::Command`].
+    CommandDone {
+        /// The command's request id.
+        request: RequestId,
+        /// What it produced, or why it was refused.
+        result: Result<crate::command::CommandResult, crate::command::CommandError>,
     },
     /// Send a text frame. The same frame text is shared by every recipient of a publish.
     /// Report it with [`crate::Input::WsWritten`] once written.

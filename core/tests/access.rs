@@ -4,6 +4,7 @@
 mod support;
 
 use livebridge_core::{Config, ConnId, HttpRequest, Input, Output, RequestId};
+use proptest::prelude::*;
 use support::Harness;
 
 fn request(
@@ -13,9 +14,10 @@ fn request(
     origin: Option<&str>,
     host: &str,
 ) -> HttpRequest {
-    let mut http = HttpRequest::new(method, target, body);
+    let mut http = HttpRequest::new(method, target, body)
+        .with_host(host)
+        .with_peer("127.0.0.1");
     http.origin = origin.map(str::to_string);
-    http.host = Some(host.to_string());
     http
 }
 
@@ -67,12 +69,9 @@ fn a_foreign_origin_cannot_open_a_websocket() {
         Some("https://evil.example"),
         "localhost:5100",
     );
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade,
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 403)
+    assert_eq!(
+        h.open_websocket(ConnId(1), upgrade).unwrap_err().status,
+        403
     );
     assert!(h.engine.sessions().is_empty());
 }
@@ -89,12 +88,9 @@ fn dns_rebinding_hosts_get_403_and_loopback_names_pass() {
     );
     assert_eq!(send(&mut h, 1, rebound).status, 403);
     let upgrade = request("GET", "/ws", "", None, "attacker.example");
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade,
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 403)
+    assert_eq!(
+        h.open_websocket(ConnId(1), upgrade).unwrap_err().status,
+        403
     );
     for (id, host) in [
         (2, "localhost:5100"),
@@ -148,15 +144,8 @@ fn configured_origins_and_hosts_are_allowed_with_cors_headers() {
             .any(|(n, v)| n == "Access-Control-Allow-Methods" && v.contains("POST"))
     );
     let upgrade = request("GET", "/ws", "", Some("http://localhost:3000"), "localhost");
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade,
-    });
-    assert!(
-        h.log
-            .iter()
-            .any(|(_, o)| matches!(o, Output::WsAccept { conn } if *conn == ConnId(1)))
-    );
+    h.open_websocket(ConnId(1), upgrade)
+        .expect("upgrade accepted");
     let other = request(
         "OPTIONS",
         "/api/events",
@@ -241,23 +230,21 @@ fn handshakes_from_one_address_are_limited_and_others_are_not() {
         ..Config::default()
     });
     let from = |peer: &str| {
-        let mut http = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"x"}"#);
-        http.peer = Some(peer.to_string());
-        http
+        HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"x"}"#)
+            .with_host("localhost:5100")
+            .with_peer(peer)
     };
     let statuses: Vec<u16> = (0..3)
         .map(|i| send(&mut h, 10 + i, from("10.0.0.1")).status)
         .collect();
     assert_eq!(statuses, [200, 200, 429]);
     assert_eq!(send(&mut h, 20, from("10.0.0.2")).status, 200);
-    let mut upgrade = HttpRequest::new("GET", "/ws", "");
-    upgrade.peer = Some("10.0.0.1".to_string());
-    h.input(Input::WsOpen {
-        conn: ConnId(5),
-        upgrade,
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 429)
+    let upgrade = HttpRequest::new("GET", "/ws", "")
+        .with_host("localhost:5100")
+        .with_peer("10.0.0.1");
+    assert_eq!(
+        h.open_websocket(ConnId(5), upgrade).unwrap_err().status,
+        429
     );
     h.advance(std::time::Duration::from_secs(1));
     assert_eq!(send(&mut h, 30, from("10.0.0.1")).status, 200);
@@ -279,16 +266,17 @@ fn a_page_of_the_hubs_own_origin_on_loopback_may_use_it_and_other_ports_may_not(
         "Access-Control-Allow-Origin".to_string(),
         "http://localhost:5100".to_string()
     )));
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade: request(
+    h.open_websocket(
+        ConnId(1),
+        request(
             "GET",
             "/ws",
             "",
             Some("http://127.0.0.1:5100"),
             "127.0.0.1:5100",
         ),
-    });
+    )
+    .expect("upgrade accepted");
     assert!(matches!(h.log.last(), Some((_, Output::WsFrame { .. }))));
     let dev_server = request(
         "POST",
@@ -300,10 +288,109 @@ fn a_page_of_the_hubs_own_origin_on_loopback_may_use_it_and_other_ports_may_not(
     let refused = send(&mut h, 2, dev_server);
     assert_eq!(refused.status, 403);
     assert!(
-        refused
-            .body
-            .contains("--allowed-origin http://localhost:3000"),
-        "the refusal names the flag: {}",
+        refused.body.contains("http://localhost:3000") && refused.body.contains("allowed_origins"),
+        "the refusal names the origin and the setting: {}",
         refused.body
     );
+}
+
+/// Every API path and method an embedder might send, for the fail-closed rules.
+const TARGETS: &[(&str, &str, &str)] = &[
+    ("POST", "/ws/handshake", r#"{"client_type":"x"}"#),
+    ("GET", "/ws/status", ""),
+    (
+        "GET",
+        "/ws/poll?client_id=0b7c2f4e-8a55-4d7e-9a44-0f3e1f2d3c4b",
+        "",
+    ),
+    ("POST", "/ws/send", "{}"),
+    (
+        "POST",
+        "/api/events",
+        r#"{"type":"system_status","status":"ok"}"#,
+    ),
+    ("GET", "/ws/clients", ""),
+    ("GET", "/metrics", ""),
+    ("GET", "/", ""),
+    ("OPTIONS", "/ws/handshake", ""),
+];
+
+proptest! {
+    /// A request without Host is refused with 400 whatever else it carries, even when every
+    /// host name is allowed: leaving the field out cannot switch the check off.
+    #[test]
+    fn any_request_without_host_is_refused(
+        target in 0..TARGETS.len(),
+        origin in proptest::option::of(prop_oneof![
+            Just("http://localhost:5100".to_string()),
+            Just("https://evil.example".to_string()),
+        ]),
+        allow_all in any::<bool>(),
+        peer in proptest::option::of("10\\.0\\.0\\.[0-9]"),
+    ) {
+        let mut h = Harness::new(Config {
+            allowed_hosts: if allow_all { vec!["*".to_string()] } else { Vec::new() },
+            allowed_origins: if allow_all { vec!["*".to_string()] } else { Vec::new() },
+            ..Config::default()
+        });
+        let (method, path, body) = TARGETS[target];
+        let mut http = HttpRequest::new(method, path, body);
+        http.origin = origin;
+        http.peer = peer;
+        let reply = send(&mut h, 1, http);
+        prop_assert_eq!(reply.status, 400, "{}", reply.body);
+        prop_assert!(reply.body.contains("no Host header"), "{}", reply.body);
+        prop_assert!(h.engine.sessions().is_empty());
+    }
+}
+
+#[test]
+fn an_upgrade_without_host_is_refused() {
+    let mut h = Harness::default();
+    assert_eq!(
+        h.open_websocket(
+            ConnId(1),
+            HttpRequest::new("GET", "/ws", "").with_peer("127.0.0.1")
+        )
+        .unwrap_err()
+        .status,
+        400
+    );
+    assert!(h.engine.sessions().is_empty());
+}
+
+#[test]
+fn requests_without_a_peer_address_share_one_handshake_budget() {
+    let mut h = Harness::new(Config {
+        handshake_rate: livebridge_core::RateLimit {
+            per_second: 1.0,
+            burst: 2,
+        },
+        ..Config::default()
+    });
+    let anonymous = || {
+        HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"x"}"#)
+            .with_host("localhost:5100")
+    };
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| send(&mut h, 10 + i, anonymous()).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = send(&mut h, 20, anonymous());
+    assert!(refused.body.contains("unknown address"), "{}", refused.body);
+    // An upgrade without an address spends the same budget.
+    assert_eq!(
+        h.open_websocket(
+            ConnId(5),
+            HttpRequest::new("GET", "/ws", "").with_host("localhost:5100")
+        )
+        .unwrap_err()
+        .status,
+        429
+    );
+    // Clients with an address are not held back by the anonymous ones.
+    let known = HttpRequest::new("POST", "/ws/handshake", r#"{"client_type":"x"}"#)
+        .with_host("localhost:5100")
+        .with_peer("10.0.0.1");
+    assert_eq!(send(&mut h, 30, known).status, 200);
 }

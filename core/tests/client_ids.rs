@@ -4,7 +4,7 @@
 
 mod support;
 
-use livebridge_core::{ClientId, ConnId, HttpRequest, Input};
+use livebridge_core::{ClientId, ConnId, HttpRequest};
 use serde_json::json;
 use support::Harness;
 
@@ -116,10 +116,13 @@ fn a_handshake_that_cannot_resume_says_why() {
 
 fn open_at(h: &mut Harness, conn: u64, target: &str) -> serde_json::Value {
     let conn = ConnId(conn);
-    h.input(Input::WsOpen {
+    h.open_websocket(
         conn,
-        upgrade: HttpRequest::new("GET", target, ""),
-    });
+        HttpRequest::new("GET", target, "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
+    )
+    .expect("upgrade accepted");
     let frames = h.take_frames(conn);
     assert_eq!(frames.len(), 1, "{frames:?}");
     frames[0].clone()

@@ -258,12 +258,16 @@ fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
 #[test]
 fn websocket_upgrades_elsewhere_than_ws_are_refused() {
     let mut h = Harness::default();
-    h.input(Input::WsOpen {
-        conn: livebridge_core::ConnId(99),
-        upgrade: livebridge_core::HttpRequest::new("GET", "/other", ""),
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 404)
+    assert_eq!(
+        h.open_websocket(
+            livebridge_core::ConnId(99),
+            livebridge_core::HttpRequest::new("GET", "/other", "")
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1")
+        )
+        .unwrap_err()
+        .status,
+        404
     );
     assert!(h.engine.sessions().is_empty());
 }
@@ -301,12 +305,16 @@ fn the_client_limit_refuses_handshakes_and_upgrades_with_503() {
             .0,
         503
     );
-    h.input(Input::WsOpen {
-        conn: livebridge_core::ConnId(7),
-        upgrade: livebridge_core::HttpRequest::new("GET", "/ws", ""),
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 503)
+    assert_eq!(
+        h.open_websocket(
+            livebridge_core::ConnId(7),
+            livebridge_core::HttpRequest::new("GET", "/ws", "")
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1")
+        )
+        .unwrap_err()
+        .status,
+        503
     );
 }
 
@@ -322,19 +330,26 @@ fn a_websocket_resumes_at_open_with_client_id_in_the_url_even_at_the_client_limi
     h.client_closes(conn, None);
     h.publish(job_progress(9));
     // A fresh socket is refused at the limit...
-    h.input(Input::WsOpen {
-        conn: livebridge_core::ConnId(50),
-        upgrade: livebridge_core::HttpRequest::new("GET", "/ws", ""),
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 503)
+    assert_eq!(
+        h.open_websocket(
+            livebridge_core::ConnId(50),
+            livebridge_core::HttpRequest::new("GET", "/ws", "")
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1")
+        )
+        .unwrap_err()
+        .status,
+        503
     );
     // ...but the owner of the session comes back with its id.
     let conn2 = livebridge_core::ConnId(51);
-    h.input(Input::WsOpen {
-        conn: conn2,
-        upgrade: livebridge_core::HttpRequest::new("GET", &format!("/ws?client_id={id}"), ""),
-    });
+    h.open_websocket(
+        conn2,
+        livebridge_core::HttpRequest::new("GET", &format!("/ws?client_id={id}"), "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1"),
+    )
+    .expect("upgrade accepted");
     let frames = h.take_frames(conn2);
     assert_eq!(
         types(&Value::Array(frames.clone())),
@@ -359,4 +374,42 @@ fn a_message_over_the_frame_limit_closes_with_1009_and_keeps_the_session() {
         h.engine.session(&id).is_some(),
         "resumable, like any dropped socket"
     );
+}
+
+#[test]
+fn the_upgrade_decision_is_returned_at_once_and_a_refusal_leaves_nothing_behind() {
+    use livebridge_core::{ConnId, Engine, HttpRequest, Output, SeededIds, Time};
+    let mut engine = Engine::new(
+        livebridge_core::Config::default(),
+        SeededIds::new(3),
+        Time::ZERO,
+        0,
+    );
+    let upgrade = |target: &str| {
+        HttpRequest::new("GET", target, "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1")
+    };
+    let refused = engine
+        .open_websocket(Time::ZERO, ConnId(1), &upgrade("/elsewhere"))
+        .unwrap_err();
+    assert_eq!(refused.status, 404);
+    assert_eq!(engine.poll_output(), None, "a refusal has no outputs");
+    assert!(engine.sessions().is_empty());
+    engine
+        .open_websocket(Time::ZERO, ConnId(2), &upgrade("/ws"))
+        .expect("accepted");
+    let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll_output()).collect();
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::WsFrame { conn, frame }
+            if *conn == ConnId(2) && frame.contains("connection_established"))),
+        "{outputs:?}"
+    );
+    // The same connection id cannot be opened twice.
+    let again = engine
+        .open_websocket(Time::ZERO, ConnId(2), &upgrade("/ws"))
+        .unwrap_err();
+    assert_eq!(again.status, 409);
 }

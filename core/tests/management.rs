@@ -130,7 +130,9 @@ fn routing_errors_have_the_right_status_and_a_json_error() {
         assert_eq!(reply["success"], false, "{method} {path}");
         assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
-    let mut oversized = HttpRequest::new("POST", "/ws/broadcast", "");
+    let mut oversized = HttpRequest::new("POST", "/ws/broadcast", "")
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1");
     oversized.body = RequestBody::TooLarge {
         declared: 10_000_000,
     };
@@ -141,7 +143,9 @@ fn routing_errors_have_the_right_status_and_a_json_error() {
     let reply = h.take_reply(RequestId(900)).unwrap();
     assert_eq!(reply.status, 413);
     assert!(reply.body.contains("65536"));
-    let mut chunked = HttpRequest::new("POST", "/ws/broadcast", "");
+    let mut chunked = HttpRequest::new("POST", "/ws/broadcast", "")
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1");
     chunked.body = RequestBody::LengthRequired;
     h.input(Input::Http {
         request: RequestId(901),

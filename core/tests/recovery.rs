@@ -306,10 +306,13 @@ fn a_resume_with_positions_replays_what_died_in_the_old_socket_without_duplicate
                     .replace('{', "%7B")
                     .replace('}', "%7D")
                     .replace('"', "%22");
-                h.input(Input::WsOpen {
+                h.open_websocket(
                     conn,
-                    upgrade: HttpRequest::new("GET", &target, ""),
-                });
+                    HttpRequest::new("GET", &target, "")
+                        .with_host("localhost:5100")
+                        .with_peer("127.0.0.1"),
+                )
+                .expect("upgrade accepted");
                 h.take_frames(conn)
             }
             _ => {

@@ -9,7 +9,7 @@
 
 mod support;
 
-use livebridge_core::{ClientId, Config, ConnId, HttpRequest, Input};
+use livebridge_core::{ClientId, Config, ConnId, HttpRequest};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -165,10 +165,14 @@ impl World {
             }
             None => "/ws".to_string(),
         };
-        self.h.input(Input::WsOpen {
-            conn,
-            upgrade: HttpRequest::new("GET", &target, ""),
-        });
+        self.h
+            .open_websocket(
+                conn,
+                HttpRequest::new("GET", &target, "")
+                    .with_host("localhost:5100")
+                    .with_peer("127.0.0.1"),
+            )
+            .expect("upgrade accepted");
         self.ws[i].conn = Some(conn);
         let frames = self.take(i);
         let welcome = frames.first().expect("a welcome").clone();

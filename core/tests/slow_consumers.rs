@@ -9,7 +9,7 @@
 
 mod support;
 
-use livebridge_core::{ClientId, Config, ConnId, HttpRequest, Input, SlowConsumerPolicy};
+use livebridge_core::{ClientId, Config, ConnId, HttpRequest, SlowConsumerPolicy};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -126,10 +126,14 @@ impl World {
                     self.next_conn += 1;
                     let conn = ConnId(self.next_conn);
                     let target = format!("/ws?client_id={}", self.clients[i].id);
-                    self.h.input(Input::WsOpen {
-                        conn,
-                        upgrade: HttpRequest::new("GET", &target, ""),
-                    });
+                    self.h
+                        .open_websocket(
+                            conn,
+                            HttpRequest::new("GET", &target, "")
+                                .with_host("localhost:5100")
+                                .with_peer("127.0.0.1"),
+                        )
+                        .expect("upgrade accepted");
                     self.clients[i].conn = Some(conn);
                 }
             }

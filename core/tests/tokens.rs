@@ -4,8 +4,7 @@
 mod support;
 
 use livebridge_core::{
-    ClientClaims, Config, ConnId, HttpRequest, Input, Output, RequestId, close_code,
-    sign_client_token,
+    ClientClaims, Config, ConnId, HttpRequest, Input, RequestId, close_code, sign_client_token,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -127,16 +126,10 @@ fn the_session_ends_when_its_token_expires() {
         "GET",
         &format!("/ws?token={}", token("gui", 30, None, None)),
         "",
-    );
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade,
-    });
-    assert!(
-        h.log
-            .iter()
-            .any(|(_, o)| matches!(o, Output::WsAccept { .. }))
-    );
+    )
+    .with_host("localhost:5100")
+    .with_peer("127.0.0.1");
+    assert!(h.open_websocket(ConnId(1), upgrade).is_ok());
     let (_, reply) = handshake(
         &mut h,
         json!({"client_type": "lightroom", "token": token("plugin", 45, None, None)}),
@@ -158,24 +151,23 @@ fn the_session_ends_when_its_token_expires() {
 #[test]
 fn websockets_without_a_token_are_refused() {
     let mut h = Harness::new(config());
-    h.input(Input::WsOpen {
-        conn: ConnId(1),
-        upgrade: HttpRequest::new("GET", "/ws", ""),
-    });
-    assert!(
-        matches!(h.log.last(), Some((_, Output::WsReject { reply, .. })) if reply.status == 401)
+    assert_eq!(
+        h.open_websocket(
+            ConnId(1),
+            HttpRequest::new("GET", "/ws", "")
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1")
+        )
+        .unwrap_err()
+        .status,
+        401
     );
-    let mut bearer = HttpRequest::new("GET", "/ws", "");
+    let mut bearer = HttpRequest::new("GET", "/ws", "")
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1");
     bearer.authorization = Some(format!("Bearer {}", token("gui", 60, None, None)));
-    h.input(Input::WsOpen {
-        conn: ConnId(2),
-        upgrade: bearer,
-    });
-    assert!(
-        h.log
-            .iter()
-            .any(|(_, o)| matches!(o, Output::WsAccept { conn } if *conn == ConnId(2)))
-    );
+    h.open_websocket(ConnId(2), bearer)
+        .expect("upgrade accepted");
 }
 
 #[test]
@@ -217,7 +209,9 @@ fn operator_endpoints_need_the_admin_token_and_client_ones_do_not() {
         ("GET", "/websocket/stats", ""),
         ("GET", "/metrics", ""),
     ] {
-        let mut http = HttpRequest::new(method, path, body);
+        let mut http = HttpRequest::new(method, path, body)
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
         h.input(Input::Http {
             request: RequestId(1),
             http: http.clone(),

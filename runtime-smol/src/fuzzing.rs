@@ -72,13 +72,10 @@ fn through_the_engine(data: &[u8]) {
             }
             Parsed::Stopped(Stop::Upgrade(head)) => {
                 let upgrade = to_request(head, RequestBody::default(), None);
-                (
-                    Input::WsOpen {
-                        conn: ConnId(1),
-                        upgrade,
-                    },
-                    true,
-                )
+                // The decision is synchronous: accepted or refused, never left pending.
+                let _ = engine.open_websocket(Time::from_millis(round), ConnId(1), &upgrade);
+                while engine.poll_output().is_some() {}
+                return;
             }
             Parsed::Stopped(Stop::BodyRefused(head, declared)) => {
                 let body = match declared {
@@ -109,7 +106,6 @@ fn through_the_engine(data: &[u8]) {
                         serde_json::from_str::<serde_json::Value>(&reply.body).expect("JSON reply");
                     }
                 }
-                Output::WsAccept { .. } | Output::WsReject { .. } => answered = true,
                 _ => {}
             }
         }

@@ -7,15 +7,14 @@
 //! deadline moved earlier; then, with the lock released, wake the connection tasks that got
 //! work. No protocol rule lives here.
 
-use crate::clock::Clock;
 use crate::outbox::Outbox;
 use crate::store::StoreHandle;
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use livebridge_core::{
-    ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent, Time,
-    TransportEvent,
+    ConnId, Engine, HttpRequest, Input, MonotonicClock, OsRandomIds, Output, Reply, RequestId,
+    SessionEvent, Time, TransportEvent,
 };
 use rustc_hash::FxHashMap;
 use std::future::Future;
@@ -23,15 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use tracing::{debug, info};
-
-/// Client ids from the operating system's random generator (UUID v4).
-struct OsRandomIds;
-
-impl IdSource for OsRandomIds {
-    fn next_id_bytes(&mut self) -> [u8; 16] {
-        uuid::Uuid::new_v4().into_bytes()
-    }
-}
 
 struct HubState {
     engine: Engine,
@@ -45,8 +35,6 @@ struct HubState {
     /// publish's frames to all recipients in a row, so this turns one `Arc<str>` into one
     /// shared buffer instead of a copy per recipient.
     last_frame: Option<(Arc<str>, Utf8Bytes)>,
-    /// The answer to the WebSocket upgrade being decided.
-    upgrade_decision: Option<Result<(), Reply>>,
     next_request: u64,
     next_conn: u64,
     /// The deadline the timer task sleeps until.
@@ -58,7 +46,7 @@ struct HubState {
 /// The engine shared by every connection.
 pub struct Hub {
     state: Mutex<HubState>,
-    clock: Clock,
+    clock: MonotonicClock,
     timer_kick: Sender<()>,
     timer_kicked: Receiver<()>,
     /// WebSocket connections accepted and not yet ended (their close handshake included).
@@ -68,7 +56,7 @@ pub struct Hub {
 impl Hub {
     /// A hub around a new engine with `config`.
     pub fn new(config: livebridge_core::Config) -> Arc<Hub> {
-        let clock = Clock::start();
+        let clock = MonotonicClock::start();
         let (anchor, unix_millis) = clock.anchor();
         let engine = Engine::new(config, OsRandomIds, anchor, unix_millis);
         let (timer_kick, timer_kicked) = async_channel::bounded(1);
@@ -79,7 +67,6 @@ impl Hub {
                 conns: FxHashMap::default(),
                 to_wake: Vec::new(),
                 last_frame: None,
-                upgrade_decision: None,
                 next_request: 0,
                 next_conn: 0,
                 armed: None,
@@ -172,26 +159,14 @@ impl Hub {
             state.next_conn += 1;
             let conn = ConnId(state.next_conn);
             state.conns.insert(conn, Arc::clone(&outbox));
-            state.upgrade_decision = None;
-            state
-                .engine
-                .handle_input(now, Input::WsOpen { conn, upgrade });
-            // Dispatch happens after this step; the decision is read from the outputs first.
-            while let Some(output) = state.engine.poll_output() {
-                dispatch(state, output);
-            }
-            match state.upgrade_decision.take() {
-                Some(Ok(())) => {
+            match state.engine.open_websocket(now, conn, &upgrade) {
+                Ok(()) => {
                     self.websockets.fetch_add(1, Ordering::SeqCst);
                     Ok(conn)
                 }
-                Some(Err(reply)) => {
+                Err(reply) => {
                     state.conns.remove(&conn);
                     Err(reply)
-                }
-                None => {
-                    state.conns.remove(&conn);
-                    Err(Reply::error(500, "the engine did not decide the upgrade"))
                 }
             }
         })
@@ -258,8 +233,8 @@ fn dispatch(state: &mut HubState, output: Output) {
                 let _ = waiting.try_send(reply);
             }
         }
-        Output::WsAccept { .. } => state.upgrade_decision = Some(Ok(())),
-        Output::WsReject { reply, .. } => state.upgrade_decision = Some(Err(reply)),
+        // The hub feeds HTTP requests only, never Input::Command.
+        Output::CommandDone { .. } => {}
         Output::WsFrame { conn, frame } => {
             let text = match &state.last_frame {
                 Some((last, bytes)) if Arc::ptr_eq(last, &frame) => bytes.clone(),

@@ -14,7 +14,6 @@
 //! ```
 
 pub mod cli;
-pub mod clock;
 pub mod connection;
 pub mod framer;
 #[doc(hidden)]

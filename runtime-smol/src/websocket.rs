@@ -7,13 +7,13 @@
 
 use crate::outbox::Outbox;
 use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Error as WsError;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, error::CapacityError};
 use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use futures_lite::{AsyncRead, AsyncWrite, Stream, StreamExt};
 use futures_util::SinkExt;
-use livebridge_core::ConnId;
+use livebridge_core::{ConnId, TransportFailure};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -370,12 +370,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                 }
                 Some(Ok(Message::Frame(_))) => continue,
                 Some(Err(error)) => {
-                    let (code, reason) = close_for_error(&error);
-                    debug!(conn = %self.conn, %error, code, "websocket read failed");
-                    return Poll::Ready(Ending::ReadFailed(code.map(|code| CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    })));
+                    let failure = failure_of(&error);
+                    debug!(conn = %self.conn, %error, %failure, "websocket read failed");
+                    return Poll::Ready(Ending::ReadFailed(failure.close_frame().map(
+                        |(code, reason)| CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        },
+                    )));
                 }
                 None => return Poll::Ready(Ending::Reader(None)),
             };
@@ -486,15 +488,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
     }
 }
 
-/// The close code to send after a read error, if the socket can still carry one.
-fn close_for_error(error: &WsError) -> (Option<u16>, &'static str) {
+/// What kind of transport failure a read error is; the close code for it is core's.
+fn failure_of(error: &WsError) -> TransportFailure {
     match error {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            (Some(1009), "message too large")
-        }
-        WsError::Capacity(_) => (Some(1009), "message too large"),
-        WsError::Utf8(_) => (Some(1007), "invalid UTF-8"),
-        WsError::Protocol(_) => (Some(1002), "protocol error"),
-        _ => (None, ""),
+        WsError::Capacity(_) => TransportFailure::MessageTooBig,
+        WsError::Utf8(_) => TransportFailure::InvalidUtf8,
+        WsError::Protocol(_) => TransportFailure::ProtocolError,
+        _ => TransportFailure::ConnectionLost,
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+
+    #[test]
+    fn read_errors_map_to_cores_transport_failures() {
+        let too_long = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 2,
+            max_size: 1,
+        });
+        assert_eq!(failure_of(&too_long), TransportFailure::MessageTooBig);
+        assert_eq!(
+            failure_of(&WsError::Utf8("bad".into())),
+            TransportFailure::InvalidUtf8
+        );
+        let unmasked = WsError::Protocol(ProtocolError::UnmaskedFrameFromClient);
+        assert_eq!(failure_of(&unmasked), TransportFailure::ProtocolError);
+        assert_eq!(
+            failure_of(&WsError::ConnectionClosed),
+            TransportFailure::ConnectionLost
+        );
     }
 }

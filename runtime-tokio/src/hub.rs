@@ -4,29 +4,24 @@
 
 use crate::outbox::{ConnCommand, Outbox};
 use livebridge_core::{
-    Command, ConnId, Engine, HttpRequest, IdSource, Input, Output, Reply, RequestId, SessionEvent,
-    Time,
+    Command, CommandError, CommandResult, ConnId, Engine, HttpRequest, Input, MonotonicClock,
+    OsRandomIds, Output, Reply, RequestId, SessionEvent, Time,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info};
 
-/// Client ids from the operating system's random generator (UUID v4).
-struct OsRandomIds;
-
-impl IdSource for OsRandomIds {
-    fn next_id_bytes(&mut self) -> [u8; 16] {
-        uuid::Uuid::new_v4().into_bytes()
-    }
+/// Who waits for a request's answer.
+enum Waiter {
+    Http(oneshot::Sender<Reply>),
+    Command(oneshot::Sender<Result<CommandResult, CommandError>>),
 }
 
 struct State {
     engine: Engine,
-    replies: HashMap<RequestId, oneshot::Sender<Reply>>,
+    waiters: HashMap<RequestId, Waiter>,
     conns: HashMap<ConnId, Arc<Outbox>>,
-    upgrade_decision: Option<Result<(), Reply>>,
     next_request: u64,
     next_conn: u64,
     armed: Option<Time>,
@@ -35,33 +30,31 @@ struct State {
 /// The engine shared by every connection of one server.
 pub struct Hub {
     state: Mutex<State>,
-    start: Instant,
+    clock: MonotonicClock,
     timer_kick: Notify,
 }
 
 impl Hub {
     /// A hub around a new engine with `config`.
     pub fn new(config: livebridge_core::Config) -> Arc<Hub> {
-        let unix_millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let clock = MonotonicClock::start();
+        let (anchor, unix_millis) = clock.anchor();
         Arc::new(Hub {
             state: Mutex::new(State {
-                engine: Engine::new(config, OsRandomIds, Time::ZERO, unix_millis),
-                replies: HashMap::new(),
+                engine: Engine::new(config, OsRandomIds, anchor, unix_millis),
+                waiters: HashMap::new(),
                 conns: HashMap::new(),
-                upgrade_decision: None,
                 next_request: 0,
                 next_conn: 0,
                 armed: None,
             }),
-            start: Instant::now(),
+            clock,
             timer_kick: Notify::new(),
         })
     }
 
     fn now(&self) -> Time {
-        Time::from_micros(u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX))
+        self.clock.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -95,34 +88,52 @@ impl Hub {
     /// Sends an HTTP request to the engine and waits for its reply. Dropping the returned
     /// future (the client went away during a long poll) withdraws the request.
     pub async fn request(self: &Arc<Self>, http: HttpRequest) -> Reply {
-        self.submit(|request| Input::Http { request, http }).await
-    }
-
-    /// Runs a command as an in-process caller (no HTTP routing) and waits for its reply.
-    pub async fn command(self: &Arc<Self>, command: Command) -> Reply {
-        self.submit(|request| Input::Command { request, command })
-            .await
-    }
-
-    async fn submit(self: &Arc<Self>, input: impl FnOnce(RequestId) -> Input) -> Reply {
         let (tx, rx) = oneshot::channel();
-        let request = self.with_engine(|state, now| {
-            state.next_request += 1;
-            let request = RequestId(state.next_request);
-            state.replies.insert(request, tx);
-            state.engine.handle_input(now, input(request));
-            request
-        });
-        let mut pending = PendingReply {
-            hub: Arc::clone(self),
-            request,
-            answered: false,
-        };
+        let pending = self.submit(Waiter::Http(tx), |request| Input::Http { request, http });
         let reply = rx
             .await
             .unwrap_or_else(|_| Reply::error(503, "the server is shutting down"));
-        pending.answered = true;
+        pending.answered();
         reply
+    }
+
+    /// Runs a command as a trusted in-process caller (no HTTP routing, no Origin, Host or
+    /// admin checks: see docs/embedding.md) and waits for its typed result.
+    pub async fn command(
+        self: &Arc<Self>,
+        command: Command,
+    ) -> Result<CommandResult, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        let pending = self.submit(Waiter::Command(tx), |request| Input::Command {
+            request,
+            command,
+        });
+        let result = rx.await.unwrap_or_else(|_| {
+            Err(CommandError::Unavailable(
+                "the server is shutting down".to_string(),
+            ))
+        });
+        pending.answered();
+        result
+    }
+
+    fn submit(
+        self: &Arc<Self>,
+        waiter: Waiter,
+        input: impl FnOnce(RequestId) -> Input,
+    ) -> PendingReply {
+        let request = self.with_engine(|state, now| {
+            state.next_request += 1;
+            let request = RequestId(state.next_request);
+            state.waiters.insert(request, waiter);
+            state.engine.handle_input(now, input(request));
+            request
+        });
+        PendingReply {
+            hub: Arc::clone(self),
+            request,
+            answered: false,
+        }
     }
 
     /// Asks the engine to accept a WebSocket; on success, the connection's id and the outbox
@@ -132,26 +143,10 @@ impl Hub {
         self.with_engine(|state, now| {
             state.next_conn += 1;
             let conn = ConnId(state.next_conn);
+            state.engine.open_websocket(now, conn, &upgrade)?;
+            // Before the outputs are dispatched: connection_established goes to this outbox.
             state.conns.insert(conn, Arc::clone(&outbox));
-            state.upgrade_decision = None;
-            state
-                .engine
-                .handle_input(now, Input::WsOpen { conn, upgrade });
-            // The decision is among the outputs of this input: read it before returning.
-            while let Some(output) = state.engine.poll_output() {
-                dispatch(state, output);
-            }
-            match state.upgrade_decision.take() {
-                Some(Ok(())) => Ok(conn),
-                Some(Err(reply)) => {
-                    state.conns.remove(&conn);
-                    Err(reply)
-                }
-                None => {
-                    state.conns.remove(&conn);
-                    Err(Reply::error(500, "the engine did not decide the upgrade"))
-                }
-            }
+            Ok(conn)
         })
         .map(|conn| (conn, outbox))
     }
@@ -187,7 +182,7 @@ impl Hub {
             };
             match deadline {
                 Some(at) => {
-                    let when = self.start + Duration::from_micros(at.as_micros());
+                    let when = self.clock.instant(at);
                     tokio::select! {
                         () = tokio::time::sleep_until(when.into()) => {}
                         () = self.timer_kick.notified() => {}
@@ -211,12 +206,18 @@ struct PendingReply {
     answered: bool,
 }
 
+impl PendingReply {
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
 impl Drop for PendingReply {
     fn drop(&mut self) {
         if self.answered {
             return;
         }
-        let withdrawn = self.hub.lock().replies.remove(&self.request).is_some();
+        let withdrawn = self.hub.lock().waiters.remove(&self.request).is_some();
         if withdrawn {
             debug!(request = %self.request, "client went away before its reply");
             self.hub.input(Input::RequestAborted {
@@ -229,12 +230,15 @@ impl Drop for PendingReply {
 fn dispatch(state: &mut State, output: Output) {
     match output {
         Output::Reply { request, reply } => {
-            if let Some(waiting) = state.replies.remove(&request) {
+            if let Some(Waiter::Http(waiting)) = state.waiters.remove(&request) {
                 let _ = waiting.send(reply);
             }
         }
-        Output::WsAccept { .. } => state.upgrade_decision = Some(Ok(())),
-        Output::WsReject { reply, .. } => state.upgrade_decision = Some(Err(reply)),
+        Output::CommandDone { request, result } => {
+            if let Some(Waiter::Command(waiting)) = state.waiters.remove(&request) {
+                let _ = waiting.send(result);
+            }
+        }
         Output::WsFrame { conn, frame } => send_to_conn(state, conn, ConnCommand::Text(frame)),
         Output::WsPing { conn } => send_to_conn(state, conn, ConnCommand::Ping),
         Output::WsClose {

@@ -38,7 +38,7 @@ pub mod outbox;
 mod server;
 pub mod websocket;
 
-pub use handle::{Handle, PublishError};
+pub use handle::Handle;
 pub use server::{Server, ServerConfig};
 
 use std::sync::Arc;

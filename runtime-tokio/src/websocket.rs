@@ -141,7 +141,7 @@ async fn live(socket: &mut WebSocket, conn: ConnId, outbox: &Outbox, peer: &dyn 
                     return Ending::ClientClosed(frame.map(|f| f.code));
                 }
                 Some(Err(error)) => {
-                    let close = crate::close_codes::for_read_error(&error);
+                    let close = crate::close_codes::for_read_error(&error).close_frame();
                     debug!(%conn, %error, "websocket read failed");
                     return Ending::ReadFailed(close);
                 }

@@ -90,8 +90,8 @@ fn a_refused_publish_names_the_field_and_the_http_status() {
     let refused = runtime
         .block_on(handle.publish_json(vec![json!({"type": "job_progress", "job_id": "j1"})]))
         .expect_err("a job_progress without stage and progress is refused");
-    assert_eq!(refused.status, 400);
-    assert!(refused.message.contains("stage"), "{refused}");
+    assert_eq!(refused.http_status(), 400);
+    assert!(refused.to_string().contains("stage"), "{refused}");
     // Nothing was published: the channel has no position yet.
     let (status, history) = http(server.local_addr(), "GET", "/api/history/jobs", "");
     assert_eq!(status, 200, "{history}");

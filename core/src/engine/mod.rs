@@ -9,6 +9,7 @@ use crate::access;
 use crate::auth::{self, ClientClaims};
 use crate::catalogue::FieldError;
 use crate::channel::{ChannelIndex, validate_channel_name};
+use crate::command::CommandKind;
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::history::History;
 use crate::http_api;
@@ -41,6 +42,10 @@ use messages::Via;
 /// The protocol version this engine speaks; handshakes must ask for `1.x`.
 pub const PROTOCOL_VERSION: &str = "1.0";
 
+/// The handshake budget shared by every request that came without a peer address. Peer
+/// addresses are IPs, so this key cannot collide with a real one.
+const UNKNOWN_PEER: &str = "unknown";
+
 /// WebSocket close codes the engine uses.
 pub mod close_code {
     /// The client asked to disconnect.
@@ -49,6 +54,10 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The client could not keep up and the policy is to disconnect slow consumers.
     pub const SLOW_CONSUMER: u16 = 1008;
+    /// The client broke the WebSocket protocol (see [`crate::TransportFailure`]).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// The client sent a text message that is not UTF-8 (see [`crate::TransportFailure`]).
+    pub const INVALID_UTF8: u16 = 1007;
     /// The client sent a message larger than `max_frame_bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server ended the session (operator disconnect, stale, cleanup).
@@ -96,6 +105,8 @@ pub struct Engine {
     pending_polls: BTreeMap<RequestId, SessionKey>,
     /// Handshakes and upgrades still allowed per remote address.
     handshake_budgets: KeyedBuckets,
+    /// Commands not answered yet, by the kind of their typed result.
+    commands: BTreeMap<RequestId, CommandKind>,
     /// Allowed browser origins of requests not answered yet; their replies get CORS headers.
     cors_origins: BTreeMap<RequestId, String>,
     ready_polls: Vec<SessionKey>,
@@ -150,6 +161,7 @@ impl Engine {
             timers: TimerQueue::default(),
             pending_polls: BTreeMap::new(),
             cors_origins: BTreeMap::new(),
+            commands: BTreeMap::new(),
             handshake_budgets: KeyedBuckets::default(),
             ready_polls: Vec::new(),
             outputs: VecDeque::new(),
@@ -176,9 +188,11 @@ impl Engine {
         }
         match input {
             Input::Http { request, http } => self.on_http(now, request, http),
-            Input::Command { request, command } => self.run_command(now, request, None, command),
+            Input::Command { request, command } => {
+                self.commands.insert(request, CommandKind::of(&command));
+                self.run_command(now, request, None, command)
+            }
             Input::RequestAborted { request } => self.on_request_aborted(now, request),
-            Input::WsOpen { conn, upgrade } => self.on_ws_open(now, conn, &upgrade),
             Input::WsText { conn, text } => self.on_ws_text(now, conn, &text),
             Input::WsBinary { conn, len } => {
                 if let Some(key) = self.sessions.key_of_conn(conn) {
@@ -217,6 +231,31 @@ impl Engine {
         if !self.ready_polls.is_empty() {
             self.answer_ready_polls(now);
         }
+    }
+
+    /// Decides a WebSocket upgrade (`GET /ws` with upgrade headers) for the caller's new
+    /// connection `conn`, at once: `Ok` means complete the handshake (the session's
+    /// `connection_established` frame and any backlog are waiting in
+    /// [`Engine::poll_output`]); `Err` is the HTTP reply to refuse it with (403 for an origin
+    /// or host not allowed, 400 without `Host`, 401 for a missing token, 404 for another
+    /// path, 409 for a `conn` already open, 429 over the handshake budget, 503 when full or
+    /// shutting down), and nothing else happened. Like [`Engine::handle_input`], timers due
+    /// at `now` fire first; drain [`Engine::poll_output`] afterwards either way.
+    pub fn open_websocket(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        upgrade: &HttpRequest,
+    ) -> Result<(), Reply> {
+        let now = self.advance(now);
+        if self.timers.first_due(now).is_some() {
+            self.fire_due_timers(now);
+        }
+        let decision = self.on_ws_open(now, conn, upgrade);
+        if !self.ready_polls.is_empty() {
+            self.answer_ready_polls(now);
+        }
+        decision
     }
 
     /// Fires every timer due at `now`. Calling it early, late or twice is harmless.
@@ -268,7 +307,7 @@ impl Engine {
         };
         auth::verify_client_token(secret.as_bytes(), token, self.clock.unix_millis(now))
             .map(Some)
-            .map_err(|problem| Reply::error(401, &problem))
+            .map_err(|problem| Reply::error(401, &problem.to_string()))
     }
 
     /// Gives a session its token's grants and arms the expiry.
@@ -282,19 +321,20 @@ impl Engine {
         self.set_timer(key, TimerKind::TokenExpiry, expires);
     }
 
-    /// Counts one handshake or upgrade against the remote address's budget.
+    /// Counts one handshake or upgrade against the remote address's budget. Requests whose
+    /// peer is unknown fail closed: they all share one budget, [`UNKNOWN_PEER`], so leaving
+    /// the address out never lifts the limit.
     fn spend_handshake_budget(&mut self, now: Time, peer: Option<&str>) -> Result<(), Reply> {
-        let Some(peer) = peer else {
-            return Ok(());
-        };
+        let key = peer.unwrap_or(UNKNOWN_PEER);
         let limit = self.config.handshake_rate;
-        if self.handshake_budgets.take(peer, limit, now) {
+        if self.handshake_budgets.take(key, limit, now) {
             return Ok(());
         }
+        let from = peer.map_or_else(|| "clients of unknown address".to_string(), str::to_string);
         Err(Reply::error(
             429,
             &format!(
-                "too many handshakes from {peer}: at most {} per second (bursts of {})",
+                "too many handshakes from {from}: at most {} per second (bursts of {})",
                 limit.per_second, limit.burst
             ),
         ))
@@ -387,6 +427,14 @@ impl Engine {
                 .http_requests
                 .entry((route, reply.status))
                 .or_default() += 1;
+        }
+        if !self.commands.is_empty()
+            && let Some(kind) = self.commands.remove(&request)
+        {
+            let result = kind.result(reply);
+            return self
+                .outputs
+                .push_back(Output::CommandDone { request, result });
         }
         self.outputs.push_back(Output::Reply { request, reply });
     }

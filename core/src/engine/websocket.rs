@@ -2,10 +2,16 @@
 
 use super::messages::{optional_str, validate_label};
 use super::*;
+use crate::failure::TransportFailure;
 use crate::history::{Since, parse_since};
 
 impl Engine {
-    pub(super) fn on_ws_open(&mut self, now: Time, conn: ConnId, upgrade: &HttpRequest) {
+    pub(super) fn on_ws_open(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        upgrade: &HttpRequest,
+    ) -> Result<(), Reply> {
         let (path, _) = http_api::split_target(&upgrade.target);
         // `/ws?client_id=…` resumes that session directly: no fresh session is made, so a
         // client can come back even when the hub holds its limit of clients.
@@ -81,15 +87,14 @@ impl Engine {
             Ok(claims) => claims,
             Err(reply) => {
                 self.count_upgrade(reply.status);
-                self.outputs.push_back(Output::WsReject { conn, reply });
-                return;
+                return Err(reply);
             }
         };
         self.count_upgrade(101);
-        self.outputs.push_back(Output::WsAccept { conn });
         if let Some(target) = resume {
             let since = since.unwrap_or_default();
-            return self.resume_at_open(now, conn, target, claims, &since);
+            self.resume_at_open(now, conn, target, claims, &since);
+            return Ok(());
         }
         let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
         self.sessions.attach_websocket(key, conn, 0);
@@ -102,6 +107,7 @@ impl Engine {
         }
         let welcome = self.connection_established(now, key, requested.as_deref());
         self.deliver(key, welcome, None);
+        Ok(())
     }
 
     /// Counts an upgrade request with the HTTP requests, under the `/ws` route.
@@ -169,8 +175,10 @@ impl Engine {
         }
         if text.len() > self.config.max_frame_bytes {
             // The same answer the WebSocket layer gives when it enforces the limit itself.
-            let reason = "message too large";
-            return self.close_websocket(key, conn, close_code::MESSAGE_TOO_BIG, reason, false);
+            let (code, reason) = TransportFailure::MessageTooBig
+                .close_frame()
+                .expect("a message too big is answered with a close frame");
+            return self.close_websocket(key, conn, code, reason, false);
         }
         if let Err(problem) =
             http_api::check_json_depth(text.as_bytes(), self.config.max_json_depth)

@@ -212,7 +212,9 @@ impl Harness {
         let request = RequestId(self.next_request);
         self.input(Input::Http {
             request,
-            http: HttpRequest::new(method, target, body),
+            http: HttpRequest::new(method, target, body)
+                .with_host("localhost:5100")
+                .with_peer("127.0.0.1"),
         });
         request
     }
@@ -275,14 +277,35 @@ impl Harness {
         reply
     }
 
+    /// Asks the engine to open a WebSocket on `conn` and records the decision, then
+    /// collects the outputs.
+    pub fn open_websocket(&mut self, conn: ConnId, upgrade: HttpRequest) -> Result<(), Reply> {
+        self.record(format!(
+            "-> open_websocket {conn} {}",
+            serde_json::to_string(&upgrade).unwrap()
+        ));
+        let decision = self.engine.open_websocket(self.now, conn, &upgrade);
+        self.record(match &decision {
+            Ok(()) => "<= accepted".to_string(),
+            Err(reply) => format!("<= refused {}", serde_json::to_string(reply).unwrap()),
+        });
+        self.drain();
+        decision
+    }
+
+    /// An upgrade request for `target` on loopback.
+    pub fn upgrade(target: &str) -> HttpRequest {
+        HttpRequest::new("GET", target, "")
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1")
+    }
+
     /// Opens a WebSocket; returns its connection and the client id of its session.
     pub fn ws_open(&mut self) -> (ConnId, ClientId) {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        self.input(Input::WsOpen {
-            conn,
-            upgrade: HttpRequest::new("GET", "/ws", ""),
-        });
+        self.open_websocket(conn, Harness::upgrade("/ws"))
+            .expect("upgrade accepted");
         let frames = self.take_frames(conn);
         assert_eq!(frames.len(), 1, "one connection_established frame");
         assert_eq!(frames[0]["type"], "connection_established");

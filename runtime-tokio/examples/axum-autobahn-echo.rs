@@ -3,7 +3,7 @@
 //! of the hub.
 //!
 //! ```text
-//! cargo run --release -p livebridge-axum --example autobahn-echo -- --bind 127.0.0.1:9001 --max-frame 16MiB
+//! cargo run --release -p livebridge-axum --example axum-autobahn-echo -- --bind 127.0.0.1:9001 --max-frame 16MiB
 //! ```
 
 use axum::extract::ws::WebSocketUpgrade;
