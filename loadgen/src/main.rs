@@ -10,10 +10,16 @@
 //!
 //! The last line on stdout is one JSON object with every result.
 
+#![recursion_limit = "256"]
+
+mod compare;
+mod publish;
+
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use clap::Parser;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use publish::PublishPath;
 use serde_json::json;
 use smol::net::TcpStream;
 use std::io::{BufRead, BufReader};
@@ -55,9 +61,15 @@ struct Args {
     /// Events per second, all publishers together (0: publish nothing, measure idle memory).
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
-    /// Events per `POST /api/events` (a JSON array when > 1).
+    /// Events per `POST /api/events` (a JSON array when > 1); `ws-broadcast` takes one.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Where publishers send: `POST /api/events` or `POST /ws/broadcast` (to `--channel`).
+    #[arg(long, value_enum, default_value_t = PublishPath::ApiEvents)]
+    publish_path: PublishPath,
+    /// Sent as `Authorization: Bearer` by the publishers (a server with `--admin-token`).
+    #[arg(long)]
+    admin_token: Option<String>,
     /// Seconds of publishing.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -76,7 +88,7 @@ struct Args {
     /// Seconds to stay connected and idle before measuring RSS.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
-    /// Executor threads of this tool.
+    /// Executor threads of the subscriber readers (the publishers have a thread of their own).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// No progress bar or progress lines.
@@ -87,6 +99,13 @@ struct Args {
     /// replayed event arrives (needs `--history-size` and `--recovery-max` at least as large).
     #[arg(long)]
     recover: Option<u64>,
+    /// Run the scenario against two server binaries, A B A B (`--rounds`), a fresh server
+    /// per run, and print every run and the ratio B/A of the main figures.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["spawn", "recover", "server_pid"])]
+    compare: Option<Vec<String>>,
+    /// Rounds of `--compare` (each runs A, then B).
+    #[arg(long, default_value_t = 2, requires = "compare")]
+    rounds: usize,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -197,6 +216,21 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(publishers: usize) -> Self {
+        Shared {
+            epoch: Instant::now(),
+            latency: Histogram::new(),
+            ack_latency: Histogram::new(),
+            delivered: AtomicU64::new(0),
+            published: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            publish_errors: AtomicU64::new(0),
+            ready: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            poll_requests: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
     fn now_micros(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -280,6 +314,8 @@ struct Http {
     stream: TcpStream,
     buf: Vec<u8>,
     host: String,
+    /// A bearer token sent with every request (publishers of a server with an admin token).
+    auth: Option<String>,
 }
 
 impl Http {
@@ -290,6 +326,7 @@ impl Http {
             stream,
             buf: Vec::with_capacity(16 * 1024),
             host: addr.to_string(),
+            auth: None,
         })
     }
 
@@ -300,6 +337,10 @@ impl Http {
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(self.host.as_bytes());
+        if let Some(token) = &self.auth {
+            out.extend_from_slice(b"\r\nAuthorization: Bearer ");
+            out.extend_from_slice(token.as_bytes());
+        }
         if !body.is_empty() || method == "POST" {
             out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
             out.extend_from_slice(body.len().to_string().as_bytes());
@@ -499,69 +540,6 @@ async fn poll_client(
     }
 }
 
-async fn publisher(
-    addr: SocketAddr,
-    index: usize,
-    args: Args,
-    shared: Arc<Shared>,
-    start: Instant,
-) -> std::io::Result<()> {
-    let mut http = Http::connect(addr).await?;
-    let per_publisher = args.rate / args.publishers as f64;
-    let interval = Duration::from_secs_f64(args.batch as f64 / per_publisher);
-    let end = start + Duration::from_secs_f64(args.duration);
-    // Filler so the delivered frame is about `payload` bytes (timestamp and envelope ~120).
-    let filler = "x".repeat(args.payload.saturating_sub(125));
-    let mut body = Vec::with_capacity(args.batch * (args.payload + 64));
-    let mut request = Vec::with_capacity(body.capacity() + 256);
-    let mut seq = 0u64;
-    // Publishers share one schedule, offset by a fraction of the interval each, so the
-    // aggregate rate is even: with a common start they would fire together and every tick
-    // would be a burst of P publishes (latency would measure the burst, not the rate).
-    let mut next = start + interval.mul_f64(index as f64 / args.publishers as f64);
-    while next < end {
-        if next > Instant::now() {
-            smol::Timer::at(next).await;
-        }
-        next += interval;
-        body.clear();
-        if args.batch > 1 {
-            body.push(b'[');
-        }
-        let sent = shared.now_micros();
-        for i in 0..args.batch {
-            if i > 0 {
-                body.push(b',');
-            }
-            seq += 1;
-            use std::io::Write;
-            write!(
-                body,
-                r#"{{"type":"job_progress","job_id":"load","stage":"s","progress":1,"message":"lg{index}.{seq}.{sent}.{filler}"}}"#
-            )?;
-        }
-        if args.batch > 1 {
-            body.push(b']');
-        }
-        http.write_request(&mut request, "POST", "/api/events", &body);
-        let (status, _) = http.exchange(&request).await?;
-        if status == 200 {
-            shared
-                .ack_latency
-                .record(shared.now_micros().saturating_sub(sent));
-            shared.published[index].store(seq, Relaxed);
-        } else {
-            if shared.publish_errors.fetch_add(1, Relaxed) < 3 {
-                let text = String::from_utf8_lossy(&http.buf).into_owned();
-                eprintln!("publish failed: {status} {text}");
-            }
-            // The sequence numbers of a refused request were never sent: reuse them.
-            seq -= args.batch as u64;
-        }
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------
 // Progress during the publish phase.
 
@@ -674,11 +652,49 @@ fn spawn_server(path: &str, extra: &[String]) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// Checks the combinations clap cannot express; the message names the flag.
+fn validate(args: &Args) -> Result<(), String> {
+    if args.publishers == 0 {
+        return Err("--publishers must be at least 1".into());
+    }
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    if args.publish_path == PublishPath::WsBroadcast && args.batch > 1 {
+        return Err(
+            "--publish-path ws-broadcast sends one event per request: --batch must be 1".into(),
+        );
+    }
+    if args.compare.is_some() && args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn stop_server(child: Option<Child>) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 fn main() {
     let args = Args::parse();
-    assert!(args.publishers > 0, "--publishers must be at least 1");
-    assert!(args.batch > 0, "--batch must be at least 1");
-    let (mut child, addr) = match &args.spawn {
+    if let Err(problem) = validate(&args) {
+        eprintln!("livebridge-load: {problem}");
+        std::process::exit(2);
+    }
+    if let Some([a, b]) = args.compare.as_deref() {
+        let summary = compare::compare(a, b, args.rounds, |binary| {
+            let (child, addr) = spawn_server(binary, &args.server_args);
+            let result = measure(&args, addr, Some(child.id()));
+            stop_server(Some(child));
+            result
+        });
+        println!("{summary}");
+        return;
+    }
+    let (child, addr) = match &args.spawn {
         Some(path) => {
             let (child, addr) = spawn_server(path, &args.server_args);
             (Some(child), addr)
@@ -692,33 +708,50 @@ fn main() {
     };
     let pid = child.as_ref().map(Child::id).or(args.server_pid);
     if let Some(events) = args.recover {
-        let result = smol::block_on(measure_recovery(addr, &args.channel, events));
-        if let Some(child) = child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let result = smol::block_on(measure_recovery(
+            addr,
+            &args.channel,
+            events,
+            args.admin_token.clone(),
+        ));
+        stop_server(child);
         println!("{}", result.expect("recovery measurement"));
         return;
     }
+    let result = measure(&args, addr, pid);
+    stop_server(child);
+    println!("{result}");
+}
+
+/// One load run against the server at `addr`: the subscriber readers on `--threads`
+/// executor threads, the publishers on their own (see [`publish`]).
+fn measure(args: &Args, addr: SocketAddr, pid: Option<u32>) -> serde_json::Value {
     let ex = Arc::new(smol::Executor::new());
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let threads: Vec<_> = (0..args.threads.max(1))
-        .map(|_| {
+        .map(|i| {
             let ex = Arc::clone(&ex);
             let stop_rx = stop_rx.clone();
-            std::thread::spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+            std::thread::Builder::new()
+                .name(format!("readers-{i}"))
+                .spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+                .expect("reader thread")
         })
         .collect();
-    let result = smol::block_on(run(&ex, &args, addr, pid));
+    let result = smol::block_on(run(&ex, args, addr, pid));
     drop(stop_tx);
     for t in threads {
         let _ = t.join();
     }
-    if let Some(child) = child.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    println!("{result}");
+    result
+}
+
+/// The server's `/api/websocket/stats`, if it answers.
+async fn server_stats(addr: SocketAddr, args: &Args) -> Option<serde_json::Value> {
+    let mut http = Http::connect(addr).await.ok()?;
+    http.auth = args.admin_token.clone();
+    let (_, body) = http.call("GET", "/api/websocket/stats", b"").await.ok()?;
+    serde_json::from_str::<serde_json::Value>(&body).ok()
 }
 
 /// `--recover N`: the time from a `subscribe` with `since` to the last of N replayed events.
@@ -726,8 +759,10 @@ async fn measure_recovery(
     addr: SocketAddr,
     channel: &str,
     events: u64,
+    admin_token: Option<String>,
 ) -> std::io::Result<serde_json::Value> {
     let mut http = Http::connect(addr).await?;
+    http.auth = admin_token;
     let mut request = Vec::new();
     let mut published = 0;
     while published < events {
@@ -804,18 +839,7 @@ async fn run(
     pid: Option<u32>,
 ) -> serde_json::Value {
     let ticks = clock_ticks_per_second();
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        latency: Histogram::new(),
-        ack_latency: Histogram::new(),
-        delivered: AtomicU64::new(0),
-        published: (0..args.publishers).map(|_| AtomicU64::new(0)).collect(),
-        publish_errors: AtomicU64::new(0),
-        ready: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        poll_requests: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(args.publishers));
     let self_pid = std::process::id();
     // Let the server finish starting before the baseline.
     smol::Timer::after(Duration::from_millis(300)).await;
@@ -876,22 +900,15 @@ async fn run(
     let mut published_total = 0u64;
     let mut publish_secs = 0.0;
     let mut drain_secs = 0.0;
+    let stats_before = server_stats(addr, args).await;
+    let mut publisher_thread_cpu = None;
     let before = pid.and_then(|p| proc_sample(p, ticks));
     let self_before = proc_sample(self_pid, ticks);
     let delivered_before = shared.delivered.load(Relaxed);
     if args.rate > 0.0 && args.duration > 0.0 {
-        let start = Instant::now() + Duration::from_millis(10);
-        let publishers: Vec<_> = (0..args.publishers)
-            .map(|i| {
-                let args = args.clone();
-                let shared = Arc::clone(&shared);
-                ex.spawn(async move {
-                    if let Err(e) = publisher(addr, i, args, shared, start).await {
-                        eprintln!("publisher {i} failed: {e}");
-                    }
-                })
-            })
-            .collect();
+        let (started_tx, started_rx) = async_channel::bounded(1);
+        let publishers = publish::spawn_publishers(addr, args, Arc::clone(&shared), started_tx);
+        let start = started_rx.recv().await.unwrap_or_else(|_| Instant::now());
         let progress = {
             let shared = Arc::clone(&shared);
             let progress = Progress::new(args.quiet, args.duration);
@@ -917,8 +934,15 @@ async fn run(
                 }
             })
         };
-        for p in publishers {
-            p.await;
+        // The publisher thread ends with the schedule; wait for it without blocking this
+        // executor thread.
+        let (done_tx, done_rx) = async_channel::bounded(1);
+        std::thread::spawn(move || {
+            let _ = done_tx.send_blocking(publishers.join());
+        });
+        match done_rx.recv().await {
+            Ok(Ok(outcome)) => publisher_thread_cpu = outcome.thread_cpu_secs,
+            _ => eprintln!("the publisher thread failed"),
         }
         publish_secs = start.elapsed().as_secs_f64();
         published_total = shared.published.iter().map(|p| p.load(Relaxed)).sum();
@@ -980,12 +1004,17 @@ async fn run(
     }
     shared.stop.store(true, Relaxed);
 
-    let server_stats = async {
-        let mut http = Http::connect(addr).await.ok()?;
-        let (_, body) = http.call("GET", "/api/websocket/stats", b"").await.ok()?;
-        serde_json::from_str::<serde_json::Value>(&body).ok()
-    }
-    .await;
+    let server_stats = server_stats(addr, args).await;
+    // The server's own count of what it handed to clients over the same phase (it includes
+    // replies and notices, a handful here): a check of `delivered` that does not depend on
+    // this tool's readers.
+    let server_delivered = match (&stats_before, &server_stats) {
+        (Some(b), Some(a)) => a["messages_delivered"]
+            .as_u64()
+            .zip(b["messages_delivered"].as_u64())
+            .map(|(a, b)| a.saturating_sub(b)),
+        _ => None,
+    };
     let cpu = match (before, after) {
         (Some((b, _, _)), Some((a, _, _))) => Some(a - b),
         _ => None,
@@ -1044,10 +1073,119 @@ async fn run(
         "server_cpu_util": cpu.map(|c| if wall > 0.0 { c / wall } else { 0.0 }),
         "server_cpu_ns_per_delivery": cpu.filter(|_| delivered > 0).map(|c| c * 1e9 / delivered as f64),
         "tool_cpu_secs": tool_cpu,
+        "tool_cpu_ns_per_delivery": tool_cpu.filter(|_| delivered > 0).map(|c| c * 1e9 / delivered as f64),
+        "tool_publisher_cpu_secs": publisher_thread_cpu,
+        "tool_reader_threads": args.threads.max(1),
+        "publish_path": args.publish_path.name(),
+        "server_messages_delivered": server_delivered,
         "server_stats": server_stats,
     });
     for t in tasks {
         drop(t);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn shared(publishers: usize) -> Shared {
+        Shared::new(publishers)
+    }
+
+    fn parse(line: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("livebridge-load").chain(line.iter().copied()))
+    }
+
+    #[test]
+    fn existing_flags_still_parse() {
+        let args = parse(&[
+            "--spawn",
+            "target/release/livebridge",
+            "--server-arg=--threads=2",
+            "--ws",
+            "1000",
+            "--rate",
+            "1000",
+            "--publishers",
+            "32",
+            "--batch",
+            "10",
+            "--threads",
+            "2",
+            "--quiet",
+        ])
+        .unwrap();
+        assert_eq!(args.server_args, ["--threads=2"]);
+        assert_eq!(
+            (args.ws_clients, args.publishers, args.batch),
+            (1000, 32, 10)
+        );
+        assert_eq!(args.publish_path, PublishPath::ApiEvents);
+        assert!(args.compare.is_none());
+        let args = parse(&[
+            "--addr",
+            "127.0.0.1:5100",
+            "--server-pid",
+            "7",
+            "--recover",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!((args.server_pid, args.recover), (Some(7), Some(1000)));
+    }
+
+    #[test]
+    fn compare_takes_two_binaries_and_rounds() {
+        let args = parse(&[
+            "--compare",
+            "old/livebridge",
+            "new/livebridge",
+            "--ws",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.compare.as_deref().unwrap(),
+            ["old/livebridge", "new/livebridge"]
+        );
+        assert_eq!(args.rounds, 2);
+        let args = parse(&["--compare", "a", "b", "--rounds", "3"]).unwrap();
+        assert_eq!(args.rounds, 3);
+        assert!(parse(&["--compare", "only-one"]).is_err());
+        assert!(parse(&["--compare", "a", "b", "--spawn", "c"]).is_err());
+        assert!(
+            parse(&["--rounds", "3"]).is_err(),
+            "--rounds without --compare"
+        );
+        assert!(validate(&parse(&["--compare", "a", "b", "--rounds", "0"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn broadcast_publishing_is_one_event_per_request() {
+        let args = parse(&["--publish-path", "ws-broadcast"]).unwrap();
+        assert_eq!(args.publish_path, PublishPath::WsBroadcast);
+        assert_eq!(args.publish_path.target(), "/ws/broadcast");
+        assert!(validate(&args).is_ok());
+        let batched = parse(&["--publish-path", "ws-broadcast", "--batch", "10"]).unwrap();
+        assert!(validate(&batched).unwrap_err().contains("--batch"));
+        assert!(parse(&["--publish-path", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn requests_carry_the_bearer_token_when_given() {
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut http = Http::connect(listener.local_addr().unwrap()).await.unwrap();
+            let mut out = Vec::new();
+            http.write_request(&mut out, "POST", "/ws/broadcast", b"{}");
+            assert!(!String::from_utf8_lossy(&out).contains("Authorization"));
+            http.auth = Some("secret".into());
+            http.write_request(&mut out, "POST", "/ws/broadcast", b"{}");
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("\r\nAuthorization: Bearer secret\r\n"));
+            assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"));
+        });
+    }
 }
