@@ -255,22 +255,14 @@ fn parse_u64(bytes: &[u8]) -> (u64, usize) {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    let first = needle[0];
-    let mut start = 0;
-    while start + needle.len() <= haystack.len() {
-        let offset = haystack[start..=haystack.len() - needle.len()]
-            .iter()
-            .position(|&b| b == first)?;
-        let at = start + offset;
-        if &haystack[at..at + needle.len()] == needle {
-            return Some(at);
-        }
-        start = at + 1;
-    }
-    None
+    memchr::memmem::find(haystack, needle)
+}
+
+/// The event mark, searched once per delivered frame: a prebuilt SIMD searcher.
+fn find_mark(haystack: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(MARK));
+    FINDER.find(haystack)
 }
 
 /// Records every marked event in `text` (one frame, or a whole poll reply). Returns how many;
@@ -278,7 +270,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn scan_events(shared: &Shared, sub: &SubState, text: &[u8], now: u64) -> u64 {
     let mut rest = text;
     let mut count = 0;
-    while let Some(at) = find(rest, MARK) {
+    while let Some(at) = find_mark(rest) {
         let s = &rest[at + MARK.len()..];
         let (publisher, a) = parse_u64(s);
         let s = &s[a + 1..];
