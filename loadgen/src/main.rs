@@ -774,15 +774,24 @@ async fn run(
     smol::Timer::after(Duration::from_millis(300)).await;
     let base = pid.and_then(|p| proc_sample(p, ticks));
 
-    // Connect the subscribers, `connect_concurrency` at a time.
+    // Connect the subscribers: the WebSocket ones on their reader threads, the long-polling
+    // ones on the executor, `connect_concurrency` at a time.
     let total = args.ws_clients + args.poll_clients;
     let connect_start = Instant::now();
-    let mut subs = Vec::with_capacity(total);
-    let mut tasks = Vec::with_capacity(total);
+    let subs: Vec<Arc<SubState>> = (0..total)
+        .map(|_| Arc::new(SubState::new(args.publishers)))
+        .collect();
+    let readers = wsreader::spawn_readers(
+        addr,
+        &args.channel,
+        subs[..args.ws_clients].to_vec(),
+        args.threads,
+        &shared,
+    );
+    let mut tasks = Vec::with_capacity(args.poll_clients);
     let (permit_tx, permit_rx) = async_channel::bounded::<()>(args.connect_concurrency.max(1));
-    for i in 0..total {
-        let sub = Arc::new(SubState::new(args.publishers));
-        subs.push(Arc::clone(&sub));
+    for sub in &subs[args.ws_clients..] {
+        let sub = Arc::clone(sub);
         permit_tx.send(()).await.expect("permits");
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let permits = permit_rx.clone();
@@ -793,21 +802,14 @@ async fn run(
         .detach();
         let shared = Arc::clone(&shared);
         let channel = args.channel.clone();
-        let task = if i < args.ws_clients {
-            ex.spawn(wsreader::websocket_client(
-                addr, channel, shared, sub, done_tx,
-            ))
-        } else {
-            ex.spawn(poll_client(
-                addr,
-                channel,
-                args.poll_wait,
-                shared,
-                sub,
-                done_tx,
-            ))
-        };
-        tasks.push(task);
+        tasks.push(ex.spawn(poll_client(
+            addr,
+            channel,
+            args.poll_wait,
+            shared,
+            sub,
+            done_tx,
+        )));
     }
     while shared.ready.load(Relaxed) + shared.failed.load(Relaxed) < total as u64 {
         smol::Timer::after(Duration::from_millis(20)).await;
@@ -934,6 +936,9 @@ async fn run(
         unexplained = unexplained.saturating_sub(missing_each * failed);
     }
     shared.stop.store(true, Relaxed);
+    for reader in readers {
+        let _ = reader.join();
+    }
 
     let server_stats = server_stats(addr, args).await;
     // The server's own count of what it handed to clients over the same phase (it includes

@@ -1,16 +1,19 @@
-//! The WebSocket subscriber: a raw client that does the upgrade and the `subscribe` itself and
-//! then parses server frames straight out of one read buffer per connection, scanning text
-//! payloads in place (no message allocation, no UTF-8 validation, one clock reading and one
-//! shared counter update per read rather than per frame). The reader is what the tool spends
-//! per delivery; a general WebSocket library cost about as much CPU per delivery as the server
-//! under test, on the same cores.
+//! The WebSocket subscribers: raw clients that do the upgrade and the `subscribe` themselves,
+//! then are read by `--threads` reader threads, each an event loop over its share of the
+//! connections (level-triggered epoll through `polling`, one read per ready socket per turn).
+//! Server frames are parsed in place from one read buffer per connection and text payloads
+//! scanned there (no message allocation, no UTF-8 validation, one clock reading per turn and
+//! one shared counter update per turn). A general WebSocket library on an async executor cost
+//! 2-3x the CPU per delivery of an independent C reader (docs/performance.md), on the same
+//! two cores as the server under test; this loop does what the C reader does.
 
 use crate::{Shared, SubState, find, reported_drops, scan_events};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use smol::net::TcpStream;
-use std::net::SocketAddr;
+use polling::{Event, PollMode, Poller};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -58,18 +61,20 @@ pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// One connection's read buffer: bytes `start..end` are received and not yet parsed.
-struct Reader {
+/// One subscriber connection: bytes `start..end` of `buf` are received and not yet parsed.
+struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    sub: Arc<SubState>,
 }
 
-impl Reader {
-    /// Reads more bytes, first making room at the end (moving the unparsed tail to the front,
-    /// or growing for a frame larger than the buffer). Returns false at end of stream.
-    async fn fill(&mut self, wanted: usize) -> std::io::Result<bool> {
+impl Conn {
+    /// Reads once, first making room at the end (moving the unparsed tail to the front, or
+    /// growing for a frame larger than the buffer). Ok(false) at end of stream.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        let wanted = self.pending_frame_len();
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         } else if self.start > 0 && self.buf.len() - self.end < 4096 {
@@ -83,7 +88,7 @@ impl Reader {
             let len = self.buf.len();
             self.buf.resize(len * 2, 0);
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        let n = self.stream.read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n > 0)
     }
@@ -103,110 +108,167 @@ impl Reader {
     fn pending_frame_len(&self) -> usize {
         frame_head(&self.buf[self.start..self.end]).map_or(0, |(h, _, len)| h + len)
     }
-}
 
-/// Opens the WebSocket, subscribes to `channel` and waits for the `subscribed` reply.
-async fn connect(addr: SocketAddr, channel: &str) -> std::io::Result<Reader> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut reader = Reader {
-        stream,
-        buf: vec![0; READ_BUFFER],
-        start: 0,
-        end: 0,
-    };
-    let head_end = loop {
-        if let Some(at) = find(&reader.buf[..reader.end], b"\r\n\r\n") {
-            break at + 4;
-        }
-        if !reader.fill(0).await? {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    };
-    if !reader.buf.starts_with(b"HTTP/1.1 101") {
-        let head = String::from_utf8_lossy(&reader.buf[..head_end]).into_owned();
-        return Err(std::io::Error::other(format!("upgrade refused: {head}")));
-    }
-    reader.start = head_end;
-    let subscribe = format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#);
-    reader
-        .stream
-        .write_all(&client_frame(1, subscribe.as_bytes()))
-        .await?;
-    loop {
-        while let Some((opcode, payload)) = reader.next_frame() {
-            if opcode == 1 && find(&reader.buf[payload], b"\"subscribed\"").is_some() {
-                return Ok(reader);
-            }
-        }
-        let wanted = reader.pending_frame_len();
-        if !reader.fill(wanted).await? {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-}
-
-/// A WebSocket subscriber: connects, reports it is ready (dropping `done`), then records every
-/// marked event until the connection ends or the run stops.
-pub async fn websocket_client(
-    addr: SocketAddr,
-    channel: String,
-    shared: Arc<Shared>,
-    sub: Arc<SubState>,
-    done: async_channel::Sender<()>,
-) {
-    let connected = connect(addr, &channel).await;
-    drop(done);
-    let mut reader = match connected {
-        Ok(reader) => reader,
-        Err(e) => {
-            if shared.failed.fetch_add(1, Relaxed) < 5 {
-                eprintln!("websocket client failed: {e}");
-            }
-            return;
-        }
-    };
-    shared.ready.fetch_add(1, Relaxed);
-    let mut writer = reader.stream.clone();
-    loop {
-        let now = shared.now_micros();
-        let mut delivered = 0;
-        while let Some((opcode, payload)) = reader.next_frame() {
-            let bytes = &reader.buf[payload];
+    /// Handles every complete frame; returns the marked events found, or None when the
+    /// connection is over (a close frame, or a pong that cannot be written).
+    fn drain(&mut self, shared: &Shared, now: u64) -> Option<u64> {
+        let mut found = 0;
+        while let Some((opcode, payload)) = self.next_frame() {
+            let bytes = &self.buf[payload];
             match opcode {
                 // Text (and its continuations, which a scan can treat alike).
                 0 | 1 => {
-                    let found = scan_events(&shared, &sub, bytes, now);
-                    delivered += found;
-                    if found == 0 && bytes.starts_with(b"{\"type\":\"messages_dropped\"") {
-                        sub.drops
+                    let events = scan_events(shared, &self.sub, bytes, now);
+                    found += events;
+                    if events == 0 && bytes.starts_with(b"{\"type\":\"messages_dropped\"") {
+                        self.sub
+                            .drops
                             .fetch_add(reported_drops(bytes, b"\"dropped\":"), Relaxed);
                     }
                 }
                 9 => {
                     let pong = client_frame(10, bytes);
-                    if writer.write_all(&pong).await.is_err() {
-                        return;
-                    }
+                    (&self.stream).write_all(&pong).ok()?;
                 }
-                8 => return,
+                8 => return None,
                 _ => {}
+            }
+        }
+        Some(found)
+    }
+}
+
+/// Opens the WebSocket (blocking), subscribes to `channel` and waits for the `subscribed` reply.
+fn connect(addr: SocketAddr, channel: &str, sub: Arc<SubState>) -> std::io::Result<Conn> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut conn = Conn {
+        stream,
+        buf: vec![0; READ_BUFFER],
+        start: 0,
+        end: 0,
+        sub,
+    };
+    let head_end = loop {
+        if let Some(at) = find(&conn.buf[..conn.end], b"\r\n\r\n") {
+            break at + 4;
+        }
+        if !conn.fill()? {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    };
+    if !conn.buf.starts_with(b"HTTP/1.1 101") {
+        let head = String::from_utf8_lossy(&conn.buf[..head_end]).into_owned();
+        return Err(std::io::Error::other(format!("upgrade refused: {head}")));
+    }
+    conn.start = head_end;
+    let subscribe = format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#);
+    conn.stream
+        .write_all(&client_frame(1, subscribe.as_bytes()))?;
+    loop {
+        while let Some((opcode, payload)) = conn.next_frame() {
+            if opcode == 1 && find(&conn.buf[payload], b"\"subscribed\"").is_some() {
+                conn.stream.set_read_timeout(None)?;
+                conn.stream.set_nonblocking(true)?;
+                return Ok(conn);
+            }
+        }
+        if !conn.fill()? {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// Starts `threads` reader threads for the WebSocket subscribers `subs`, shared round-robin.
+/// Each connects its subscribers one after the other (counting `ready` and `failed`), then
+/// reads until `shared.stop`.
+pub fn spawn_readers(
+    addr: SocketAddr,
+    channel: &str,
+    subs: Vec<Arc<SubState>>,
+    threads: usize,
+    shared: &Arc<Shared>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let threads = threads.max(1);
+    let mut shares: Vec<Vec<Arc<SubState>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, sub) in subs.into_iter().enumerate() {
+        shares[i % threads].push(sub);
+    }
+    shares
+        .into_iter()
+        .enumerate()
+        .map(|(i, share)| {
+            let shared = Arc::clone(shared);
+            let channel = channel.to_string();
+            std::thread::Builder::new()
+                .name(format!("ws-readers-{i}"))
+                .spawn(move || read_loop(addr, &channel, share, &shared))
+                .expect("reader thread")
+        })
+        .collect()
+}
+
+fn read_loop(addr: SocketAddr, channel: &str, share: Vec<Arc<SubState>>, shared: &Shared) {
+    let poller = match Poller::new() {
+        Ok(poller) => poller,
+        Err(e) => {
+            eprintln!("cannot create a poller: {e}");
+            shared.failed.fetch_add(share.len() as u64, Relaxed);
+            return;
+        }
+    };
+    let mut conns: Vec<Option<Conn>> = Vec::with_capacity(share.len());
+    for sub in share {
+        let conn = connect(addr, channel, sub).and_then(|conn| {
+            poller.add_with_mode(&conn.stream, Event::readable(conns.len()), PollMode::Level)?;
+            Ok(conn)
+        });
+        match conn {
+            Ok(conn) => {
+                conns.push(Some(conn));
+                shared.ready.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                if shared.failed.fetch_add(1, Relaxed) < 5 {
+                    eprintln!("websocket client failed: {e}");
+                }
+            }
+        }
+    }
+    let mut events = Vec::with_capacity(1024);
+    while !shared.stop.load(Relaxed) {
+        events.clear();
+        if poller
+            .wait(&mut events, Some(Duration::from_millis(100)))
+            .is_err()
+        {
+            continue;
+        }
+        let now = shared.now_micros();
+        let mut delivered = 0;
+        for event in &events {
+            let Some(slot) = conns.get_mut(event.key) else {
+                continue;
+            };
+            let Some(conn) = slot else { continue };
+            let alive = match conn.fill() {
+                Ok(true) => conn.drain(shared, now).map(|found| delivered += found),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(()),
+                _ => None,
+            };
+            if alive.is_none() {
+                let _ = poller.delete(&conn.stream);
+                *slot = None;
             }
         }
         if delivered > 0 {
             shared.delivered.fetch_add(delivered, Relaxed);
-        }
-        if shared.stop.load(Relaxed) {
-            return;
-        }
-        let wanted = reader.pending_frame_len();
-        if !matches!(reader.fill(wanted).await, Ok(true)) {
-            return;
         }
     }
 }
