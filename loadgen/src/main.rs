@@ -8,6 +8,10 @@
 //! are compared with the drops the server reported (`messages_dropped` frames, `dropped` in
 //! poll replies). Server CPU and RSS come from `/proc/PID/{stat,status}` before and after.
 //!
+//! Threads: the publishers have one of their own ([`publish`]), the WebSocket subscribers are
+//! read by `--threads` epoll loops ([`wsreader`]), long-poll subscribers run on an executor;
+//! `--compare` ([`compare`]) repeats a run against two server binaries.
+//!
 //! The last line on stdout is one JSON object with every result.
 
 #![recursion_limit = "256"]
