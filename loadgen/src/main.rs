@@ -8,12 +8,22 @@
 //! are compared with the drops the server reported (`messages_dropped` frames, `dropped` in
 //! poll replies). Server CPU and RSS come from `/proc/PID/{stat,status}` before and after.
 //!
+//! Threads: the publishers have one of their own ([`publish`]), the WebSocket subscribers are
+//! read by `--threads` epoll loops ([`wsreader`]), long-poll subscribers run on an executor;
+//! `--compare` ([`compare`]) repeats a run against two server binaries.
+//!
 //! The last line on stdout is one JSON object with every result.
 
+#![recursion_limit = "256"]
+
+mod compare;
+mod publish;
+mod wsreader;
+
 use async_tungstenite::tungstenite::Message;
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use clap::Parser;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use publish::PublishPath;
 use serde_json::json;
 use smol::net::TcpStream;
 use std::io::{BufRead, BufReader};
@@ -55,9 +65,15 @@ struct Args {
     /// Events per second, all publishers together (0: publish nothing, measure idle memory).
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
-    /// Events per `POST /api/events` (a JSON array when > 1).
+    /// Events per `POST /api/events` (a JSON array when > 1); `ws-broadcast` takes one.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Where publishers send: `POST /api/events` or `POST /ws/broadcast` (to `--channel`).
+    #[arg(long, value_enum, default_value_t = PublishPath::ApiEvents)]
+    publish_path: PublishPath,
+    /// Sent as `Authorization: Bearer` by the publishers (a server with `--admin-token`).
+    #[arg(long)]
+    admin_token: Option<String>,
     /// Seconds of publishing.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -76,7 +92,7 @@ struct Args {
     /// Seconds to stay connected and idle before measuring RSS.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
-    /// Executor threads of this tool.
+    /// Executor threads of the subscriber readers (the publishers have a thread of their own).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// No progress bar or progress lines.
@@ -87,6 +103,13 @@ struct Args {
     /// replayed event arrives (needs `--history-size` and `--recovery-max` at least as large).
     #[arg(long)]
     recover: Option<u64>,
+    /// Run the scenario against two server binaries, A B A B (`--rounds`), a fresh server
+    /// per run, and print every run and the ratio B/A of the main figures.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["spawn", "recover", "server_pid"])]
+    compare: Option<Vec<String>>,
+    /// Rounds of `--compare` (each runs A, then B).
+    #[arg(long, default_value_t = 2, requires = "compare")]
+    rounds: usize,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -135,7 +158,10 @@ impl Histogram {
     fn record(&self, v: u64) {
         self.buckets[Self::index(v)].fetch_add(1, Relaxed);
         self.count.fetch_add(1, Relaxed);
-        self.max.fetch_max(v, Relaxed);
+        // Most values are below the maximum: a load is cheaper than a read-modify-write.
+        if v > self.max.load(Relaxed) {
+            self.max.fetch_max(v, Relaxed);
+        }
     }
 
     fn quantile(&self, q: f64) -> u64 {
@@ -197,6 +223,21 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(publishers: usize) -> Self {
+        Shared {
+            epoch: Instant::now(),
+            latency: Histogram::new(),
+            ack_latency: Histogram::new(),
+            delivered: AtomicU64::new(0),
+            published: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            publish_errors: AtomicU64::new(0),
+            ready: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            poll_requests: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
     fn now_micros(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -218,29 +259,22 @@ fn parse_u64(bytes: &[u8]) -> (u64, usize) {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    let first = needle[0];
-    let mut start = 0;
-    while start + needle.len() <= haystack.len() {
-        let offset = haystack[start..=haystack.len() - needle.len()]
-            .iter()
-            .position(|&b| b == first)?;
-        let at = start + offset;
-        if &haystack[at..at + needle.len()] == needle {
-            return Some(at);
-        }
-        start = at + 1;
-    }
-    None
+    memchr::memmem::find(haystack, needle)
 }
 
-/// Records every marked event in `text` (one frame, or a whole poll reply). Returns how many.
+/// The event mark, searched once per delivered frame: a prebuilt SIMD searcher.
+fn find_mark(haystack: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(MARK));
+    FINDER.find(haystack)
+}
+
+/// Records every marked event in `text` (one frame, or a whole poll reply). Returns how many;
+/// the caller adds them to `shared.delivered` (once per read, not per frame).
 fn scan_events(shared: &Shared, sub: &SubState, text: &[u8], now: u64) -> u64 {
     let mut rest = text;
     let mut count = 0;
-    while let Some(at) = find(rest, MARK) {
+    while let Some(at) = find_mark(rest) {
         let s = &rest[at + MARK.len()..];
         let (publisher, a) = parse_u64(s);
         let s = &s[a + 1..];
@@ -262,9 +296,6 @@ fn scan_events(shared: &Shared, sub: &SubState, text: &[u8], now: u64) -> u64 {
             }
         }
     }
-    if count > 0 {
-        shared.delivered.fetch_add(count, Relaxed);
-    }
     count
 }
 
@@ -280,6 +311,8 @@ struct Http {
     stream: TcpStream,
     buf: Vec<u8>,
     host: String,
+    /// A bearer token sent with every request (publishers of a server with an admin token).
+    auth: Option<String>,
 }
 
 impl Http {
@@ -290,6 +323,7 @@ impl Http {
             stream,
             buf: Vec::with_capacity(16 * 1024),
             host: addr.to_string(),
+            auth: None,
         })
     }
 
@@ -300,6 +334,10 @@ impl Http {
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(self.host.as_bytes());
+        if let Some(token) = &self.auth {
+            out.extend_from_slice(b"\r\nAuthorization: Bearer ");
+            out.extend_from_slice(token.as_bytes());
+        }
         if !body.is_empty() || method == "POST" {
             out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
             out.extend_from_slice(body.len().to_string().as_bytes());
@@ -367,71 +405,6 @@ impl Http {
 // ---------------------------------------------------------------------------------------
 // Clients.
 
-async fn websocket_client(
-    addr: SocketAddr,
-    channel: String,
-    shared: Arc<Shared>,
-    sub: Arc<SubState>,
-    done: async_channel::Sender<()>,
-) {
-    let connected = async {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
-            .write_buffer_size(0);
-        let url = format!("ws://{addr}/ws");
-        let (mut ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config))
-            .await
-            .map_err(std::io::Error::other)?;
-        let subscribe = format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#);
-        ws.send(Message::text(subscribe))
-            .await
-            .map_err(std::io::Error::other)?;
-        // Wait for the `subscribed` reply.
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) if text.as_str().contains("\"subscribed\"") => break,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            }
-        }
-        Ok::<_, std::io::Error>(ws)
-    }
-    .await;
-    drop(done);
-    let mut ws = match connected {
-        Ok(ws) => ws,
-        Err(e) => {
-            if shared.failed.fetch_add(1, Relaxed) < 5 {
-                eprintln!("websocket client failed: {e}");
-            }
-            return;
-        }
-    };
-    shared.ready.fetch_add(1, Relaxed);
-    while let Some(message) = ws.next().await {
-        match message {
-            Ok(Message::Text(text)) => {
-                let bytes = text.as_bytes();
-                let now = shared.now_micros();
-                if scan_events(&shared, &sub, bytes, now) == 0
-                    && bytes.starts_with(b"{\"type\":\"messages_dropped\"")
-                {
-                    sub.drops
-                        .fetch_add(reported_drops(bytes, b"\"dropped\":"), Relaxed);
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if shared.stop.load(Relaxed) {
-            break;
-        }
-    }
-}
-
 async fn poll_client(
     addr: SocketAddr,
     channel: String,
@@ -493,73 +466,11 @@ async fn poll_client(
         }
         let body = &http.buf[range];
         let now = shared.now_micros();
-        scan_events(&shared, &sub, body, now);
+        let found = scan_events(&shared, &sub, body, now);
+        shared.delivered.fetch_add(found, Relaxed);
         sub.drops
             .fetch_add(reported_drops(body, b"],\"dropped\":"), Relaxed);
     }
-}
-
-async fn publisher(
-    addr: SocketAddr,
-    index: usize,
-    args: Args,
-    shared: Arc<Shared>,
-    start: Instant,
-) -> std::io::Result<()> {
-    let mut http = Http::connect(addr).await?;
-    let per_publisher = args.rate / args.publishers as f64;
-    let interval = Duration::from_secs_f64(args.batch as f64 / per_publisher);
-    let end = start + Duration::from_secs_f64(args.duration);
-    // Filler so the delivered frame is about `payload` bytes (timestamp and envelope ~120).
-    let filler = "x".repeat(args.payload.saturating_sub(125));
-    let mut body = Vec::with_capacity(args.batch * (args.payload + 64));
-    let mut request = Vec::with_capacity(body.capacity() + 256);
-    let mut seq = 0u64;
-    // Publishers share one schedule, offset by a fraction of the interval each, so the
-    // aggregate rate is even: with a common start they would fire together and every tick
-    // would be a burst of P publishes (latency would measure the burst, not the rate).
-    let mut next = start + interval.mul_f64(index as f64 / args.publishers as f64);
-    while next < end {
-        if next > Instant::now() {
-            smol::Timer::at(next).await;
-        }
-        next += interval;
-        body.clear();
-        if args.batch > 1 {
-            body.push(b'[');
-        }
-        let sent = shared.now_micros();
-        for i in 0..args.batch {
-            if i > 0 {
-                body.push(b',');
-            }
-            seq += 1;
-            use std::io::Write;
-            write!(
-                body,
-                r#"{{"type":"job_progress","job_id":"load","stage":"s","progress":1,"message":"lg{index}.{seq}.{sent}.{filler}"}}"#
-            )?;
-        }
-        if args.batch > 1 {
-            body.push(b']');
-        }
-        http.write_request(&mut request, "POST", "/api/events", &body);
-        let (status, _) = http.exchange(&request).await?;
-        if status == 200 {
-            shared
-                .ack_latency
-                .record(shared.now_micros().saturating_sub(sent));
-            shared.published[index].store(seq, Relaxed);
-        } else {
-            if shared.publish_errors.fetch_add(1, Relaxed) < 3 {
-                let text = String::from_utf8_lossy(&http.buf).into_owned();
-                eprintln!("publish failed: {status} {text}");
-            }
-            // The sequence numbers of a refused request were never sent: reuse them.
-            seq -= args.batch as u64;
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -674,11 +585,49 @@ fn spawn_server(path: &str, extra: &[String]) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// Checks the combinations clap cannot express; the message names the flag.
+fn validate(args: &Args) -> Result<(), String> {
+    if args.publishers == 0 {
+        return Err("--publishers must be at least 1".into());
+    }
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    if args.publish_path == PublishPath::WsBroadcast && args.batch > 1 {
+        return Err(
+            "--publish-path ws-broadcast sends one event per request: --batch must be 1".into(),
+        );
+    }
+    if args.compare.is_some() && args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn stop_server(child: Option<Child>) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 fn main() {
     let args = Args::parse();
-    assert!(args.publishers > 0, "--publishers must be at least 1");
-    assert!(args.batch > 0, "--batch must be at least 1");
-    let (mut child, addr) = match &args.spawn {
+    if let Err(problem) = validate(&args) {
+        eprintln!("livebridge-load: {problem}");
+        std::process::exit(2);
+    }
+    if let Some([a, b]) = args.compare.as_deref() {
+        let summary = compare::compare(a, b, args.rounds, |binary| {
+            let (child, addr) = spawn_server(binary, &args.server_args);
+            let result = measure(&args, addr, Some(child.id()));
+            stop_server(Some(child));
+            result
+        });
+        println!("{summary}");
+        return;
+    }
+    let (child, addr) = match &args.spawn {
         Some(path) => {
             let (child, addr) = spawn_server(path, &args.server_args);
             (Some(child), addr)
@@ -692,33 +641,50 @@ fn main() {
     };
     let pid = child.as_ref().map(Child::id).or(args.server_pid);
     if let Some(events) = args.recover {
-        let result = smol::block_on(measure_recovery(addr, &args.channel, events));
-        if let Some(child) = child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let result = smol::block_on(measure_recovery(
+            addr,
+            &args.channel,
+            events,
+            args.admin_token.clone(),
+        ));
+        stop_server(child);
         println!("{}", result.expect("recovery measurement"));
         return;
     }
+    let result = measure(&args, addr, pid);
+    stop_server(child);
+    println!("{result}");
+}
+
+/// One load run against the server at `addr`: the subscriber readers on `--threads`
+/// executor threads, the publishers on their own (see [`publish`]).
+fn measure(args: &Args, addr: SocketAddr, pid: Option<u32>) -> serde_json::Value {
     let ex = Arc::new(smol::Executor::new());
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let threads: Vec<_> = (0..args.threads.max(1))
-        .map(|_| {
+        .map(|i| {
             let ex = Arc::clone(&ex);
             let stop_rx = stop_rx.clone();
-            std::thread::spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+            std::thread::Builder::new()
+                .name(format!("readers-{i}"))
+                .spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+                .expect("reader thread")
         })
         .collect();
-    let result = smol::block_on(run(&ex, &args, addr, pid));
+    let result = smol::block_on(run(&ex, args, addr, pid));
     drop(stop_tx);
     for t in threads {
         let _ = t.join();
     }
-    if let Some(child) = child.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    println!("{result}");
+    result
+}
+
+/// The server's `/api/websocket/stats`, if it answers.
+async fn server_stats(addr: SocketAddr, args: &Args) -> Option<serde_json::Value> {
+    let mut http = Http::connect(addr).await.ok()?;
+    http.auth = args.admin_token.clone();
+    let (_, body) = http.call("GET", "/api/websocket/stats", b"").await.ok()?;
+    serde_json::from_str::<serde_json::Value>(&body).ok()
 }
 
 /// `--recover N`: the time from a `subscribe` with `since` to the last of N replayed events.
@@ -726,8 +692,10 @@ async fn measure_recovery(
     addr: SocketAddr,
     channel: &str,
     events: u64,
+    admin_token: Option<String>,
 ) -> std::io::Result<serde_json::Value> {
     let mut http = Http::connect(addr).await?;
+    http.auth = admin_token;
     let mut request = Vec::new();
     let mut published = 0;
     while published < events {
@@ -804,32 +772,30 @@ async fn run(
     pid: Option<u32>,
 ) -> serde_json::Value {
     let ticks = clock_ticks_per_second();
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        latency: Histogram::new(),
-        ack_latency: Histogram::new(),
-        delivered: AtomicU64::new(0),
-        published: (0..args.publishers).map(|_| AtomicU64::new(0)).collect(),
-        publish_errors: AtomicU64::new(0),
-        ready: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        poll_requests: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(args.publishers));
     let self_pid = std::process::id();
     // Let the server finish starting before the baseline.
     smol::Timer::after(Duration::from_millis(300)).await;
     let base = pid.and_then(|p| proc_sample(p, ticks));
 
-    // Connect the subscribers, `connect_concurrency` at a time.
+    // Connect the subscribers: the WebSocket ones on their reader threads, the long-polling
+    // ones on the executor, `connect_concurrency` at a time.
     let total = args.ws_clients + args.poll_clients;
     let connect_start = Instant::now();
-    let mut subs = Vec::with_capacity(total);
-    let mut tasks = Vec::with_capacity(total);
+    let subs: Vec<Arc<SubState>> = (0..total)
+        .map(|_| Arc::new(SubState::new(args.publishers)))
+        .collect();
+    let readers = wsreader::spawn_readers(
+        addr,
+        &args.channel,
+        subs[..args.ws_clients].to_vec(),
+        args.threads,
+        &shared,
+    );
+    let mut tasks = Vec::with_capacity(args.poll_clients);
     let (permit_tx, permit_rx) = async_channel::bounded::<()>(args.connect_concurrency.max(1));
-    for i in 0..total {
-        let sub = Arc::new(SubState::new(args.publishers));
-        subs.push(Arc::clone(&sub));
+    for sub in &subs[args.ws_clients..] {
+        let sub = Arc::clone(sub);
         permit_tx.send(()).await.expect("permits");
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let permits = permit_rx.clone();
@@ -840,19 +806,14 @@ async fn run(
         .detach();
         let shared = Arc::clone(&shared);
         let channel = args.channel.clone();
-        let task = if i < args.ws_clients {
-            ex.spawn(websocket_client(addr, channel, shared, sub, done_tx))
-        } else {
-            ex.spawn(poll_client(
-                addr,
-                channel,
-                args.poll_wait,
-                shared,
-                sub,
-                done_tx,
-            ))
-        };
-        tasks.push(task);
+        tasks.push(ex.spawn(poll_client(
+            addr,
+            channel,
+            args.poll_wait,
+            shared,
+            sub,
+            done_tx,
+        )));
     }
     while shared.ready.load(Relaxed) + shared.failed.load(Relaxed) < total as u64 {
         smol::Timer::after(Duration::from_millis(20)).await;
@@ -876,22 +837,15 @@ async fn run(
     let mut published_total = 0u64;
     let mut publish_secs = 0.0;
     let mut drain_secs = 0.0;
+    let stats_before = server_stats(addr, args).await;
+    let mut publisher_thread_cpu = None;
     let before = pid.and_then(|p| proc_sample(p, ticks));
     let self_before = proc_sample(self_pid, ticks);
     let delivered_before = shared.delivered.load(Relaxed);
     if args.rate > 0.0 && args.duration > 0.0 {
-        let start = Instant::now() + Duration::from_millis(10);
-        let publishers: Vec<_> = (0..args.publishers)
-            .map(|i| {
-                let args = args.clone();
-                let shared = Arc::clone(&shared);
-                ex.spawn(async move {
-                    if let Err(e) = publisher(addr, i, args, shared, start).await {
-                        eprintln!("publisher {i} failed: {e}");
-                    }
-                })
-            })
-            .collect();
+        let (started_tx, started_rx) = async_channel::bounded(1);
+        let publishers = publish::spawn_publishers(addr, args, Arc::clone(&shared), started_tx);
+        let start = started_rx.recv().await.unwrap_or_else(|_| Instant::now());
         let progress = {
             let shared = Arc::clone(&shared);
             let progress = Progress::new(args.quiet, args.duration);
@@ -917,8 +871,15 @@ async fn run(
                 }
             })
         };
-        for p in publishers {
-            p.await;
+        // The publisher thread ends with the schedule; wait for it without blocking this
+        // executor thread.
+        let (done_tx, done_rx) = async_channel::bounded(1);
+        std::thread::spawn(move || {
+            let _ = done_tx.send_blocking(publishers.join());
+        });
+        match done_rx.recv().await {
+            Ok(Ok(outcome)) => publisher_thread_cpu = outcome.thread_cpu_secs,
+            _ => eprintln!("the publisher thread failed"),
         }
         publish_secs = start.elapsed().as_secs_f64();
         published_total = shared.published.iter().map(|p| p.load(Relaxed)).sum();
@@ -979,13 +940,21 @@ async fn run(
         unexplained = unexplained.saturating_sub(missing_each * failed);
     }
     shared.stop.store(true, Relaxed);
-
-    let server_stats = async {
-        let mut http = Http::connect(addr).await.ok()?;
-        let (_, body) = http.call("GET", "/api/websocket/stats", b"").await.ok()?;
-        serde_json::from_str::<serde_json::Value>(&body).ok()
+    for reader in readers {
+        let _ = reader.join();
     }
-    .await;
+
+    let server_stats = server_stats(addr, args).await;
+    // The server's own count of what it handed to clients over the same phase (it includes
+    // replies and notices, a handful here): a check of `delivered` that does not depend on
+    // this tool's readers.
+    let server_delivered = match (&stats_before, &server_stats) {
+        (Some(b), Some(a)) => a["messages_delivered"]
+            .as_u64()
+            .zip(b["messages_delivered"].as_u64())
+            .map(|(a, b)| a.saturating_sub(b)),
+        _ => None,
+    };
     let cpu = match (before, after) {
         (Some((b, _, _)), Some((a, _, _))) => Some(a - b),
         _ => None,
@@ -1044,10 +1013,119 @@ async fn run(
         "server_cpu_util": cpu.map(|c| if wall > 0.0 { c / wall } else { 0.0 }),
         "server_cpu_ns_per_delivery": cpu.filter(|_| delivered > 0).map(|c| c * 1e9 / delivered as f64),
         "tool_cpu_secs": tool_cpu,
+        "tool_cpu_ns_per_delivery": tool_cpu.filter(|_| delivered > 0).map(|c| c * 1e9 / delivered as f64),
+        "tool_publisher_cpu_secs": publisher_thread_cpu,
+        "tool_reader_threads": args.threads.max(1),
+        "publish_path": args.publish_path.name(),
+        "server_messages_delivered": server_delivered,
         "server_stats": server_stats,
     });
     for t in tasks {
         drop(t);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn shared(publishers: usize) -> Shared {
+        Shared::new(publishers)
+    }
+
+    fn parse(line: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("livebridge-load").chain(line.iter().copied()))
+    }
+
+    #[test]
+    fn existing_flags_still_parse() {
+        let args = parse(&[
+            "--spawn",
+            "target/release/livebridge",
+            "--server-arg=--threads=2",
+            "--ws",
+            "1000",
+            "--rate",
+            "1000",
+            "--publishers",
+            "32",
+            "--batch",
+            "10",
+            "--threads",
+            "2",
+            "--quiet",
+        ])
+        .unwrap();
+        assert_eq!(args.server_args, ["--threads=2"]);
+        assert_eq!(
+            (args.ws_clients, args.publishers, args.batch),
+            (1000, 32, 10)
+        );
+        assert_eq!(args.publish_path, PublishPath::ApiEvents);
+        assert!(args.compare.is_none());
+        let args = parse(&[
+            "--addr",
+            "127.0.0.1:5100",
+            "--server-pid",
+            "7",
+            "--recover",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!((args.server_pid, args.recover), (Some(7), Some(1000)));
+    }
+
+    #[test]
+    fn compare_takes_two_binaries_and_rounds() {
+        let args = parse(&[
+            "--compare",
+            "old/livebridge",
+            "new/livebridge",
+            "--ws",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.compare.as_deref().unwrap(),
+            ["old/livebridge", "new/livebridge"]
+        );
+        assert_eq!(args.rounds, 2);
+        let args = parse(&["--compare", "a", "b", "--rounds", "3"]).unwrap();
+        assert_eq!(args.rounds, 3);
+        assert!(parse(&["--compare", "only-one"]).is_err());
+        assert!(parse(&["--compare", "a", "b", "--spawn", "c"]).is_err());
+        assert!(
+            parse(&["--rounds", "3"]).is_err(),
+            "--rounds without --compare"
+        );
+        assert!(validate(&parse(&["--compare", "a", "b", "--rounds", "0"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn broadcast_publishing_is_one_event_per_request() {
+        let args = parse(&["--publish-path", "ws-broadcast"]).unwrap();
+        assert_eq!(args.publish_path, PublishPath::WsBroadcast);
+        assert_eq!(args.publish_path.target(), "/ws/broadcast");
+        assert!(validate(&args).is_ok());
+        let batched = parse(&["--publish-path", "ws-broadcast", "--batch", "10"]).unwrap();
+        assert!(validate(&batched).unwrap_err().contains("--batch"));
+        assert!(parse(&["--publish-path", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn requests_carry_the_bearer_token_when_given() {
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut http = Http::connect(listener.local_addr().unwrap()).await.unwrap();
+            let mut out = Vec::new();
+            http.write_request(&mut out, "POST", "/ws/broadcast", b"{}");
+            assert!(!String::from_utf8_lossy(&out).contains("Authorization"));
+            http.auth = Some("secret".into());
+            http.write_request(&mut out, "POST", "/ws/broadcast", b"{}");
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("\r\nAuthorization: Bearer secret\r\n"));
+            assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"));
+        });
+    }
 }
