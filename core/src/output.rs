@@ -22,8 +22,9 @@ pub enum Output {
     CommandDone {
         /// The command's request id.
         request: RequestId,
-        /// What it produced, or why it was refused.
-        result: Result<crate::command::CommandResult, crate::command::CommandError>,
+        /// What it produced, or why it was refused. (Boxed: outputs are moved through the
+        /// queue and dropped at the size of the largest variant, once per delivery.)
+        result: Box<Result<crate::command::CommandResult, crate::command::CommandError>>,
     },
     /// Send a text frame. The same frame text is shared by every recipient of a publish.
     /// Report it with [`crate::Input::WsWritten`] once written.

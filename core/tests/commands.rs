@@ -38,7 +38,7 @@ impl Caller {
             match output {
                 Output::CommandDone { request, result } => {
                     assert!(
-                        self.answers.insert(request, result).is_none(),
+                        self.answers.insert(request, *result).is_none(),
                         "answered twice"
                     );
                 }

@@ -236,7 +236,7 @@ fn dispatch(state: &mut State, output: Output) {
         }
         Output::CommandDone { request, result } => {
             if let Some(Waiter::Command(waiting)) = state.waiters.remove(&request) {
-                let _ = waiting.send(result);
+                let _ = waiting.send(*result);
             }
         }
         Output::WsFrame { conn, frame } => send_to_conn(state, conn, ConnCommand::Text(frame)),

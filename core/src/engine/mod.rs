@@ -431,7 +431,7 @@ impl Engine {
         if !self.commands.is_empty()
             && let Some(kind) = self.commands.remove(&request)
         {
-            let result = kind.result(reply);
+            let result = Box::new(kind.result(reply));
             return self
                 .outputs
                 .push_back(Output::CommandDone { request, result });
