@@ -41,12 +41,10 @@
 //! again. Nothing in the engine reads a clock or draws random numbers: client ids come from
 //! the [`IdSource`] given to [`Engine::new`].
 //!
-//! ## Features
-//!
-//! - `os-random`: helpers for runtimes, outside the engine: `OsRandomIds`, the production
-//!   [`IdSource`] (the operating system's generator), and `MonotonicClock`, which turns
-//!   `std::time::Instant` into [`Time`]. See `docs/embedding.md` for the loop an embedder
-//!   writes.
+//! The helpers a runtime needs from the operating system — `OsRandomIds`, the production
+//! [`IdSource`], and `MonotonicClock`, which turns `std::time::Instant` into [`Time`] — live
+//! outside this crate, in `livebridge-runtime-support`. See `docs/embedding.md` for the loop
+//! an embedder writes.
 
 #![warn(missing_docs)]
 
@@ -66,8 +64,6 @@ mod history;
 pub mod http_api;
 mod ids;
 mod input;
-#[cfg(feature = "os-random")]
-mod os;
 mod output;
 mod queue;
 mod rate;
@@ -95,8 +91,6 @@ pub use failure::TransportFailure;
 pub use history::Position;
 pub use ids::{ClientId, ConnId, IdSource, RequestId, SeededIds};
 pub use input::{Command, HttpRequest, Initiator, Input, RequestBody, TransportEvent};
-#[cfg(feature = "os-random")]
-pub use os::{MonotonicClock, OsRandomIds};
 pub use output::{
     CloseReason, ContentType, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };

@@ -13,15 +13,15 @@ use crate::websocket::{ConnCommand, Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use livebridge_core::{
-    ConnId, Engine, HttpRequest, Input, MonotonicClock, OsRandomIds, Output, Reply, RequestId,
-    SessionEvent, Time, TransportEvent,
+    ConnId, Engine, HttpRequest, Input, Output, Reply, RequestId, Time, TransportEvent,
 };
+use livebridge_runtime_support::{MonotonicClock, OsRandomIds, log_session_event};
 use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
-use tracing::{debug, info};
+use tracing::debug;
 
 struct HubState {
     engine: Engine,
@@ -276,32 +276,6 @@ fn dispatch(state: &mut HubState, output: Output) {
 fn send_to_conn(state: &mut HubState, conn: ConnId, command: ConnCommand) {
     if let Some(outbox) = state.conns.get(&conn) {
         state.to_wake.extend(outbox.push(command));
-    }
-}
-
-fn log_session_event(event: &SessionEvent) {
-    match event {
-        SessionEvent::Opened {
-            client_id,
-            client_type,
-            transport,
-        } => info!(%client_id, client_type, transport = transport.as_str(), "session opened"),
-        SessionEvent::Resumed {
-            client_id,
-            transport,
-        } => info!(%client_id, transport = transport.as_str(), "session resumed"),
-        SessionEvent::Detached { client_id } => {
-            info!(%client_id, "websocket detached; session kept")
-        }
-        SessionEvent::Closed {
-            client_id,
-            reason,
-            undelivered,
-            unreported_drops,
-        } => info!(%client_id, ?reason, undelivered, unreported_drops, "session closed"),
-        SessionEvent::UnwrittenAfterEnd { client_id, frames } => {
-            info!(%client_id, frames, "frames unwritten when the ended session's socket closed")
-        }
     }
 }
 

@@ -4,13 +4,14 @@
 
 use crate::outbox::{ConnCommand, Outbox};
 use livebridge_core::{
-    Command, CommandError, CommandResult, ConnId, Engine, HttpRequest, Input, MonotonicClock,
-    OsRandomIds, Output, Reply, RequestId, SessionEvent, Time,
+    Command, CommandError, CommandResult, ConnId, Engine, HttpRequest, Input, Output, Reply,
+    RequestId, Time,
 };
+use livebridge_runtime_support::{MonotonicClock, OsRandomIds, log_session_event};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot};
-use tracing::{debug, info};
+use tracing::debug;
 
 /// Who waits for a request's answer.
 enum Waiter {
@@ -286,31 +287,5 @@ impl crate::websocket::Peer for Hub {
 fn send_to_conn(state: &mut State, conn: ConnId, command: ConnCommand) {
     if let Some(outbox) = state.conns.get(&conn) {
         outbox.push(command);
-    }
-}
-
-fn log_session_event(event: &SessionEvent) {
-    match event {
-        SessionEvent::Opened {
-            client_id,
-            client_type,
-            transport,
-        } => info!(%client_id, client_type, transport = transport.as_str(), "session opened"),
-        SessionEvent::Resumed {
-            client_id,
-            transport,
-        } => info!(%client_id, transport = transport.as_str(), "session resumed"),
-        SessionEvent::Detached { client_id } => {
-            info!(%client_id, "websocket detached; session kept")
-        }
-        SessionEvent::Closed {
-            client_id,
-            reason,
-            undelivered,
-            unreported_drops,
-        } => info!(%client_id, ?reason, undelivered, unreported_drops, "session closed"),
-        SessionEvent::UnwrittenAfterEnd { client_id, frames } => {
-            info!(%client_id, frames, "frames unwritten when the ended session's socket closed")
-        }
     }
 }

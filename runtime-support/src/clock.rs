@@ -1,38 +1,15 @@
-//! What a runtime needs from the operating system to drive the engine, and the engine itself
-//! never touches: unpredictable bytes for client ids ([`OsRandomIds`]) and the conversion of
-//! a monotonic clock into engine [`Time`] ([`MonotonicClock`]). Compiled only with the
-//! `os-random` feature, so that the engine's own build has no clock and no randomness at all.
+//! The one clock a runtime reads: a monotonic [`Instant`] turned into engine [`Time`], and the
+//! wall clock read once at start-up to anchor timestamps. The engine never reads a clock.
 
-use crate::ids::IdSource;
-use crate::time::Time;
+use livebridge_core::Time;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The production [`IdSource`]: client-id bytes from the operating system's cryptographically
-/// secure generator (via `getrandom`). A client id is the credential that resumes a session,
-/// so it must not be predictable, which [`crate::SeededIds`] is.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OsRandomIds;
-
-impl IdSource for OsRandomIds {
-    /// # Panics
-    ///
-    /// When the operating system cannot supply random bytes. That happens only on a broken
-    /// system (no `/dev/urandom`, a sandbox forbidding `getrandom(2)`), where handing out a
-    /// guessable id would be worse than stopping.
-    fn next_id_bytes(&mut self) -> [u8; 16] {
-        let mut bytes = [0u8; 16];
-        if let Err(error) = getrandom::fill(&mut bytes) {
-            panic!("the operating system's random generator failed: {error}");
-        }
-        bytes
-    }
-}
-
 /// Engine [`Time`] from [`std::time::Instant`]: microseconds since the instant the clock was
-/// started, plus the wall-clock reading at that instant for [`crate::Engine::new`].
+/// started, plus the wall-clock reading at that instant for [`livebridge_core::Engine::new`].
 ///
 /// ```
-/// use livebridge_core::{Config, Engine, MonotonicClock, OsRandomIds};
+/// use livebridge_core::{Config, Engine};
+/// use livebridge_runtime_support::{MonotonicClock, OsRandomIds};
 ///
 /// let clock = MonotonicClock::start();
 /// let (now, unix_millis) = clock.anchor();
@@ -76,12 +53,12 @@ impl MonotonicClock {
     }
 
     /// The instant an engine time stands for: where to arm a timer for
-    /// [`crate::Engine::poll_timeout`].
+    /// [`livebridge_core::Engine::poll_timeout`].
     pub fn instant(&self, time: Time) -> Instant {
         self.start + Duration::from_micros(time.as_micros())
     }
 
-    /// The `(now, unix_millis)` pair [`crate::Engine::new`] takes: engine time zero and the
+    /// The `(now, unix_millis)` pair [`livebridge_core::Engine::new`] takes: engine time zero and the
     /// wall clock then.
     pub fn anchor(&self) -> (Time, u64) {
         (Time::ZERO, self.start_unix_millis)
@@ -91,12 +68,6 @@ impl MonotonicClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn os_random_ids_differ() {
-        let mut ids = OsRandomIds;
-        assert_ne!(ids.next_id_bytes(), ids.next_id_bytes());
-    }
 
     #[test]
     fn instants_and_engine_time_convert_both_ways() {

@@ -7,14 +7,14 @@
 //! see `runtime-smol/src/websocket.rs`.
 //!
 //! ```sh
-//! cargo run -p livebridge-core --features os-random --example plain_thread            # 127.0.0.1:5100
-//! cargo run -p livebridge-core --features os-random --example plain_thread -- --self-test
+//! cargo run -p livebridge-runtime-support --example plain_thread            # 127.0.0.1:5100
+//! cargo run -p livebridge-runtime-support --example plain_thread -- --self-test
 //! ```
 
 use livebridge_core::{
-    Config, Engine, HttpRequest, Input, MonotonicClock, OsRandomIds, Output, Reply, RequestBody,
-    RequestId, SessionEvent,
+    Config, Engine, HttpRequest, Input, Output, Reply, RequestBody, RequestId, SessionEvent,
 };
+use livebridge_runtime_support::{MonotonicClock, OsRandomIds};
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,15 @@
+//! # livebridge-runtime-support
+//!
+//! What every livebridge runtime needs and `livebridge-core` must not contain, written once:
+//! client ids from the operating system's generator ([`OsRandomIds`]), the monotonic clock in
+//! engine time ([`MonotonicClock`]), and the log lines of session events
+//! ([`log_session_event`]). `livebridge-smol` and `livebridge-axum` use it; an embedder with
+//! its own runtime can too (`examples/plain_thread.rs`, `docs/embedding.md`).
+
+mod clock;
+mod ids;
+mod session_log;
+
+pub use clock::MonotonicClock;
+pub use ids::OsRandomIds;
+pub use session_log::log_session_event;
