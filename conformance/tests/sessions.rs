@@ -1,5 +1,6 @@
-//! Runs every session of `conformance/sessions/` on both back ends and prints, per session,
-//! which back end failed and the first differing step.
+//! Runs every session of `conformance/sessions/` on every back end (the engine, the smol
+//! server, the axum server) and prints, per session, which back end failed and the first
+//! differing step.
 //!
 //! `CONFORMANCE_FILTER=substring` runs only the matching sessions;
 //! `CONFORMANCE_BACKEND=engine|live|live-axum` only one back end; `CONFORMANCE_DIR=path` replays the
@@ -9,7 +10,7 @@ use livebridge_conformance::{Backend, Transcript, run, session_files, sessions_d
 use std::sync::Mutex;
 
 #[test]
-fn every_session_on_both_back_ends() {
+fn every_session_on_every_back_end() {
     let filter = std::env::var("CONFORMANCE_FILTER").unwrap_or_default();
     let only = std::env::var("CONFORMANCE_BACKEND").unwrap_or_default();
     let dir = std::env::var_os("CONFORMANCE_DIR").map_or_else(sessions_dir, Into::into);
