@@ -1,8 +1,8 @@
 //! Engine benchmarks: the cost of the protocol state machine alone, without sockets.
 //!
 //! Every benchmark drives the engine the way a runtime does: feed an input, drain
-//! `poll_output`, and acknowledge each WebSocket frame with `Input::WsWritten` so the write
-//! window never fills. Publish benchmarks report throughput in delivered messages
+//! `poll_output`, and acknowledge each WebSocket frame with `Engine::frames_written` (what
+//! `Input::WsWritten` does, called directly as the runtimes do) so the write window never fills. Publish benchmarks report throughput in delivered messages
 //! (`Throughput::Elements(subscribers)`), so criterion prints deliveries per second.
 //!
 //! Run with `cargo bench -p livebridge-core --bench engine`; results and the machine they
@@ -41,7 +41,7 @@ fn drain_and_ack(engine: &mut Engine, now: Time, acks: &mut Vec<ConnId>) -> usiz
         }
     }
     for &conn in acks.iter() {
-        engine.handle_input(now, Input::WsWritten { conn, frames: 1 });
+        engine.frames_written(now, conn, 1);
     }
     // Acks may open windows on which queued frames go out; none are queued here.
     while let Some(output) = engine.poll_output() {
@@ -183,13 +183,7 @@ fn publish_command(c: &mut Criterion) {
             }
             let frames = drain(&mut engine);
             for i in 0..subscribers {
-                engine.handle_input(
-                    Time::ZERO,
-                    Input::WsWritten {
-                        conn: ConnId(i as u64 + 1),
-                        frames: BATCH,
-                    },
-                );
+                engine.frames_written(Time::ZERO, ConnId(i as u64 + 1), BATCH);
             }
             drain(&mut engine);
             frames

@@ -12,15 +12,18 @@ fn drain(engine: &mut Engine, now: Time) {
     let mut acks = Vec::new();
     loop {
         while let Some(output) = engine.poll_output() {
-            if let Output::WsFrame { conn, .. } = output {
+            // Moved out of the output as the runtimes do (they hand the frame to the
+            // connection's outbox), so no `Output` drop glue runs per delivery.
+            if let Output::WsFrame { conn, frame } = output {
                 acks.push(conn);
+                drop(frame);
             }
         }
         if acks.is_empty() {
             return;
         }
         for conn in acks.drain(..) {
-            engine.handle_input(now, Input::WsWritten { conn, frames: 1 });
+            engine.frames_written(now, conn, 1);
         }
     }
 }

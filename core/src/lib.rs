@@ -37,8 +37,8 @@
 //! Every HTTP request gets exactly one [`Output::Reply`] (every [`Input::Command`] one
 //! [`Output::CommandDone`]), possibly later (a long poll is
 //! answered when a message arrives or its wait ends). WebSocket frames are handed out within a
-//! per-connection write window; report written frames with [`Input::WsWritten`] to open it
-//! again. Nothing in the engine reads a clock or draws random numbers: client ids come from
+//! per-connection write window; report written frames with [`Engine::frames_written`] (or
+//! [`Input::WsWritten`], the same as a recordable input) to open it again. Nothing in the engine reads a clock or draws random numbers: client ids come from
 //! the [`IdSource`] given to [`Engine::new`].
 //!
 //! The helpers a runtime needs from the operating system — `OsRandomIds`, the production

@@ -63,6 +63,12 @@ struct World {
 
 impl World {
     fn new(policy: SlowConsumerPolicy) -> Self {
+        World::acknowledging(policy, false)
+    }
+
+    /// `through_input`: written frames reported as `Input::WsWritten` rather than with
+    /// `Engine::frames_written`.
+    fn acknowledging(policy: SlowConsumerPolicy, through_input: bool) -> Self {
         let mut h = Harness::new(Config {
             queue_limit: 3,
             ws_write_window: 2,
@@ -71,6 +77,7 @@ impl World {
             stale_after: Duration::from_secs(3_600),
             ..Config::default()
         });
+        h.acknowledge_through_input = through_input;
         let mut clients = Vec::new();
         for _ in 0..CLIENTS {
             let (conn, id) = h.ws_open();
@@ -228,6 +235,24 @@ proptest! {
     #[test]
     fn with_disconnect_every_event_is_received_or_reported(ops in prop::collection::vec(op(), 1..80)) {
         run(SlowConsumerPolicy::Disconnect, &ops);
+    }
+
+    /// `Engine::frames_written` (the runtimes' fast path) and `Input::WsWritten` (what
+    /// recorded sessions replay) are the same acknowledgement.
+    #[test]
+    fn acknowledging_directly_or_through_input_gives_the_same_outputs(
+        ops in prop::collection::vec(op(), 1..80),
+        disconnect in any::<bool>(),
+    ) {
+        let policy = if disconnect { SlowConsumerPolicy::Disconnect } else { SlowConsumerPolicy::DropOldest };
+        let mut direct = World::acknowledging(policy, false);
+        let mut through_input = World::acknowledging(policy, true);
+        for op in &ops {
+            direct.apply(op);
+            through_input.apply(op);
+        }
+        prop_assert_eq!(&direct.h.log, &through_input.h.log);
+        prop_assert_eq!(&direct.h.transcript, &through_input.h.transcript);
     }
 }
 

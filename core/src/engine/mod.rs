@@ -194,31 +194,13 @@ impl Engine {
             }
             Input::RequestAborted { request } => self.on_request_aborted(now, request),
             Input::WsText { conn, text } => self.on_ws_text(now, conn, &text),
-            Input::WsBinary { conn, len } => {
-                if let Some(key) = self.sessions.key_of_conn(conn) {
-                    self.touch(now, key);
-                    let problem = self.spend_message_budget(now, key).err().unwrap_or_else(|| {
-                        format!(
-                            "binary messages are not supported ({len} bytes received); send JSON text"
-                        )
-                    });
-                    self.send_error(now, key, &problem);
-                }
-            }
+            Input::WsBinary { conn, len } => self.on_ws_binary(now, conn, len),
             Input::WsPong { conn } => {
                 if let Some(key) = self.sessions.key_of_conn(conn) {
                     self.touch(now, key);
                 }
             }
-            Input::WsWritten { conn, frames } => match self.sessions.key_of_conn(conn) {
-                Some(key) => self.on_ws_written(now, key, frames),
-                None => {
-                    if let Some((_, _, in_flight)) = self.closing.get_mut(&conn) {
-                        *in_flight = in_flight.saturating_sub(frames);
-                        self.inherited_written(conn, frames);
-                    }
-                }
-            },
+            Input::WsWritten { conn, frames } => self.on_frames_written(now, conn, frames),
             Input::WsClosed { conn, code } => self.on_ws_closed(now, conn, code),
             Input::Shutdown => self.shutdown(now),
             Input::Transport(event) => self.count_transport_event(event),
@@ -230,6 +212,48 @@ impl Engine {
         }
         if !self.ready_polls.is_empty() {
             self.answer_ready_polls(now);
+        }
+    }
+
+    fn on_ws_binary(&mut self, now: Time, conn: ConnId, len: usize) {
+        if let Some(key) = self.sessions.key_of_conn(conn) {
+            self.touch(now, key);
+            let problem = self
+                .spend_message_budget(now, key)
+                .err()
+                .unwrap_or_else(|| {
+                    format!(
+                        "binary messages are not supported ({len} bytes received); send JSON text"
+                    )
+                });
+            self.send_error(now, key, &problem);
+        }
+    }
+
+    /// The caller wrote `frames` of the frames the engine handed it for `conn`: the same as
+    /// [`Input::WsWritten`], for runtimes to call directly. Acknowledgements are as frequent
+    /// as deliveries, and going through [`Input`] costs more than the acknowledgement itself
+    /// (decoding and dropping the larger enum): about 10 % of the engine's cost per delivery.
+    pub fn frames_written(&mut self, now: Time, conn: ConnId, frames: usize) {
+        let now = self.advance(now);
+        if self.timers.first_due(now).is_some() {
+            self.fire_due_timers(now);
+        }
+        self.on_frames_written(now, conn, frames);
+        if !self.ready_polls.is_empty() {
+            self.answer_ready_polls(now);
+        }
+    }
+
+    fn on_frames_written(&mut self, now: Time, conn: ConnId, frames: usize) {
+        match self.sessions.key_of_conn(conn) {
+            Some(key) => self.on_ws_written(now, key, frames),
+            None => {
+                if let Some((_, _, in_flight)) = self.closing.get_mut(&conn) {
+                    *in_flight = in_flight.saturating_sub(frames);
+                    self.inherited_written(conn, frames);
+                }
+            }
         }
     }
 

@@ -50,6 +50,9 @@ pub struct Harness {
     pub unstored: Vec<BatchId>,
     /// Acknowledge every batch to store at once, as a store that never fails.
     pub store_instantly: bool,
+    /// Report written frames as `Input::WsWritten` (as a recorded session does) instead of
+    /// calling `Engine::frames_written` (as the runtimes do).
+    pub acknowledge_through_input: bool,
 }
 
 impl Harness {
@@ -72,6 +75,7 @@ impl Harness {
             transcript: Vec::new(),
             unstored: Vec::new(),
             store_instantly: true,
+            acknowledge_through_input: false,
         }
     }
 
@@ -145,8 +149,7 @@ impl Harness {
             }
             for (conn, frames) in acks {
                 self.write(conn, frames);
-                self.engine
-                    .handle_input(self.now, Input::WsWritten { conn, frames });
+                self.acknowledge(conn, frames);
             }
             // The runtime reports a closed connection's end after its last writes.
             for conn in ends {
@@ -203,7 +206,20 @@ impl Harness {
         }
         let frames = self.unacked.get(&conn).copied().unwrap_or(0);
         self.write(conn, frames);
-        self.input(Input::WsWritten { conn, frames });
+        let input = Input::WsWritten { conn, frames };
+        self.record(format!("-> {}", serde_json::to_string(&input).unwrap()));
+        self.acknowledge(conn, frames);
+        self.drain();
+    }
+
+    /// Tells the engine that `frames` of `conn`'s frames were written.
+    fn acknowledge(&mut self, conn: ConnId, frames: usize) {
+        if self.acknowledge_through_input {
+            self.engine
+                .handle_input(self.now, Input::WsWritten { conn, frames });
+        } else {
+            self.engine.frames_written(self.now, conn, frames);
+        }
     }
 
     /// Sends an HTTP request; returns its id (the reply may come later).
