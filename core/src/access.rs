@@ -9,6 +9,7 @@
 //! name in `Host`, which only loopback names and configured names pass.
 
 use crate::config::Config;
+use crate::input::HttpRequest;
 use crate::output::Reply;
 
 /// Host names always accepted: the loopback names.
@@ -30,7 +31,7 @@ fn host_name(host: &str) -> String {
 ///
 /// A request without `Host` fails closed: HTTP/1.1 requires the header, and a check that an
 /// embedder could switch off by leaving the field empty would be no protection.
-pub(crate) fn check_host(config: &Config, host: Option<&str>) -> Result<(), Reply> {
+fn check_host(config: &Config, host: Option<&str>) -> Result<(), Reply> {
     let Some(host) = host else {
         return Err(Reply::error(
             400,
@@ -76,7 +77,7 @@ fn is_own_origin(origin: &str, host: Option<&str>) -> bool {
 /// allowed browser origin (which gets CORS headers), `Ok(None)` for a request without one,
 /// `Err` with the 403 reply otherwise. Allowed are the hub's own origin on loopback and the
 /// configured origins.
-pub(crate) fn check_origin<'a>(
+fn check_origin<'a>(
     config: &Config,
     origin: Option<&'a str>,
     host: Option<&str>,
@@ -100,6 +101,18 @@ pub(crate) fn check_origin<'a>(
             ),
         ))
     }
+}
+
+/// Admits a request (HTTP or WebSocket upgrade) from where it came: its `Host` first, then
+/// its `Origin` against that host. `Ok(Some(origin))` for an allowed browser origin (its
+/// replies get CORS headers), `Ok(None)` for a client that sent no `Origin`, `Err` with the
+/// refusal otherwise.
+pub(crate) fn admit<'a>(
+    config: &Config,
+    request: &'a HttpRequest,
+) -> Result<Option<&'a str>, Reply> {
+    check_host(config, request.host.as_deref())?;
+    check_origin(config, request.origin.as_deref(), request.host.as_deref())
 }
 
 /// Adds the CORS headers that let an allowed origin read the reply.

@@ -146,6 +146,21 @@ pub(crate) fn is_admin(admin_token: &str, authorization: Option<&str>) -> bool {
     digest(presented) == digest(admin_token)
 }
 
+/// A session opened with a token can only be taken over (resumed by a handshake, a `/ws`
+/// upgrade or a `register`) by a client presenting a token of the same subject: a client id
+/// that leaked does not hand the session to another token holder.
+pub(crate) fn check_same_subject(
+    owner: Option<&ClientClaims>,
+    newcomer: Option<&ClientClaims>,
+) -> Result<(), crate::CommandError> {
+    match (owner, newcomer) {
+        (Some(owner), Some(newcomer)) if owner.sub != newcomer.sub => Err(
+            crate::CommandError::Forbidden("that session belongs to another token subject".into()),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 pub(crate) fn bearer(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim().split_once(' ')?;

@@ -8,6 +8,7 @@ use crate::output::{ContentType, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a command was refused. Its text says what is wrong; [`CommandError::http_status`] is
 /// the status the same refusal has over HTTP.
@@ -78,7 +79,8 @@ impl CommandError {
         }
     }
 
-    fn from_status(status: u16, message: String) -> Self {
+    /// The refusal an HTTP caller gets as `status`.
+    pub(crate) fn from_status(status: u16, message: String) -> Self {
         match status {
             400 => CommandError::InvalidRequest(message),
             401 => CommandError::Unauthorized(message),
@@ -158,84 +160,187 @@ pub enum CommandResult {
     },
 }
 
-/// Which command a pending request runs, to type its answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CommandKind {
-    Handshake,
-    Poll,
-    Send,
-    Disconnect,
-    Delivery,
-    Metrics,
-    Asset,
-    Report,
+/// What the engine's parts answer a command with, before it takes the form its caller asked
+/// for: an HTTP [`Reply`] (JSON text) for a request that came over HTTP, a [`CommandResult`]
+/// for an [`crate::Input::Command`]. Answers whose content is already JSON text (queued
+/// frames, a client message's response) stay text until then, so the HTTP path does not
+/// re-encode them and the typed path parses only what it hands out.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A session opened or resumed; `details` is the whole answer.
+    Handshake {
+        client_id: ClientId,
+        resumed: bool,
+        queued: usize,
+        details: Value,
+    },
+    /// Messages taken from a session's queue, oldest first, each a JSON text.
+    Poll {
+        frames: Vec<Arc<str>>,
+        dropped: u64,
+        timestamp: String,
+        /// Answered empty because another poll or transport took over.
+        superseded: bool,
+    },
+    /// The engine's response to a client's message, as JSON text.
+    Sent { response: String },
+    /// A channel's retained events after an offset, oldest first, each a JSON text.
+    History {
+        channel: String,
+        epoch: String,
+        /// The channel's latest offset.
+        offset: u64,
+        /// Whether the events start right after the offset asked for.
+        complete: bool,
+        events: Vec<Arc<str>>,
+    },
+    /// The session ended; `details` is the answer.
+    Disconnected { details: Value },
+    /// A message or events went out; `details` says to whom (recipients, offsets...).
+    Delivered { details: Value },
+    /// A report (status, stats, health, clients, history, catalogue, cleanup).
+    Report { report: Value },
+    /// Prometheus text.
+    Metrics { text: String },
+    /// A compiled-in file.
+    Asset(crate::assets::Asset),
 }
 
-impl CommandKind {
-    pub(crate) fn of(command: &crate::input::Command) -> Self {
-        use crate::input::Command;
-        match command {
-            Command::Handshake { .. } => CommandKind::Handshake,
-            Command::Poll { .. } => CommandKind::Poll,
-            Command::Send { .. } => CommandKind::Send,
-            Command::Disconnect { .. } => CommandKind::Disconnect,
-            Command::Broadcast { .. } | Command::SendTo { .. } | Command::Publish { .. } => {
-                CommandKind::Delivery
+/// An [`Outcome`] or the refusal.
+pub(crate) type Answered = Result<Outcome, CommandError>;
+
+impl Outcome {
+    /// The HTTP reply: JSON text as the protocol documents it.
+    pub(crate) fn into_reply(self) -> Reply {
+        match self {
+            Outcome::Handshake { details, .. }
+            | Outcome::Disconnected { details }
+            | Outcome::Delivered { details }
+            | Outcome::Report { report: details } => Reply::json(200, details.to_string()),
+            Outcome::Poll {
+                frames,
+                dropped,
+                timestamp,
+                superseded,
+            } => {
+                let mut body =
+                    String::with_capacity(96 + frames.iter().map(|f| f.len() + 1).sum::<usize>());
+                body.push_str("{\"success\":true,\"messages\":[");
+                push_joined(&mut body, &frames);
+                body.push_str("],\"dropped\":");
+                body.push_str(&dropped.to_string());
+                if superseded {
+                    body.push_str(",\"superseded\":true");
+                }
+                body.push_str(",\"timestamp\":");
+                body.push_str(&Value::from(timestamp).to_string());
+                body.push('}');
+                Reply::json(200, body)
             }
-            Command::Metrics => CommandKind::Metrics,
-            Command::Asset { .. } => CommandKind::Asset,
-            _ => CommandKind::Report,
+            Outcome::History {
+                channel,
+                epoch,
+                offset,
+                complete,
+                events,
+            } => {
+                let mut body =
+                    String::with_capacity(128 + events.iter().map(|e| e.len() + 1).sum::<usize>());
+                body.push_str("{\"success\":true,\"channel\":");
+                body.push_str(&Value::from(channel).to_string());
+                body.push_str(",\"epoch\":");
+                body.push_str(&Value::from(epoch).to_string());
+                body.push_str(",\"offset\":");
+                body.push_str(&offset.to_string());
+                body.push_str(",\"complete\":");
+                body.push_str(if complete { "true" } else { "false" });
+                body.push_str(",\"events\":[");
+                push_joined(&mut body, &events);
+                body.push_str("]}");
+                Reply::json(200, body)
+            }
+            Outcome::Sent { response } => {
+                Reply::json(200, format!("{{\"success\":true,\"response\":{response}}}"))
+            }
+            Outcome::Metrics { text } => Reply {
+                status: 200,
+                content_type: ContentType::Prometheus,
+                headers: Vec::new(),
+                body: text,
+            },
+            Outcome::Asset(asset) => asset.reply(),
         }
     }
 
-    /// Types the engine's answer. The engine's parts still answer in HTTP terms; this is the
-    /// one place that reads those answers back, so callers of commands never have to.
-    pub(crate) fn result(self, reply: Reply) -> Result<CommandResult, CommandError> {
-        let json = || serde_json::from_str::<Value>(&reply.body).unwrap_or(Value::Null);
-        if !(200..300).contains(&reply.status) {
-            let message = json()["error"]
-                .as_str()
-                .map_or_else(|| reply.body.clone(), str::to_string);
-            return Err(CommandError::from_status(reply.status, message));
+    /// The typed result of an in-process command.
+    pub(crate) fn into_result(self) -> CommandResult {
+        // The engine writes these texts itself; they are JSON.
+        let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
+        match self {
+            Outcome::Handshake {
+                client_id,
+                resumed,
+                queued,
+                details,
+            } => CommandResult::Handshake {
+                client_id,
+                resumed,
+                queued,
+                details,
+            },
+            Outcome::Poll {
+                frames, dropped, ..
+            } => CommandResult::Poll {
+                messages: frames.iter().map(|frame| parse(frame)).collect(),
+                dropped,
+            },
+            Outcome::History {
+                channel,
+                epoch,
+                offset,
+                complete,
+                events,
+            } => CommandResult::Report {
+                report: serde_json::json!({
+                    "success": true,
+                    "channel": channel,
+                    "epoch": epoch,
+                    "offset": offset,
+                    "complete": complete,
+                    "events": events.iter().map(|event| parse(event)).collect::<Vec<Value>>(),
+                }),
+            },
+            Outcome::Sent { response } => CommandResult::Sent {
+                response: parse(&response),
+            },
+            Outcome::Disconnected { .. } => CommandResult::Disconnected,
+            Outcome::Delivered { details } => CommandResult::Delivered { details },
+            Outcome::Report { report } => CommandResult::Report { report },
+            Outcome::Metrics { text } => CommandResult::Metrics { text },
+            Outcome::Asset(asset) => {
+                let Reply {
+                    content_type, body, ..
+                } = asset.reply();
+                CommandResult::Asset { content_type, body }
+            }
         }
-        Ok(match self {
-            CommandKind::Handshake => {
-                let details = json();
-                CommandResult::Handshake {
-                    client_id: details["client_id"]
-                        .as_str()
-                        .and_then(|id| id.parse().ok())
-                        .expect("a handshake answer names its session"),
-                    resumed: details["resumed"] == true,
-                    queued: details["queued"]
-                        .as_u64()
-                        .and_then(|n| usize::try_from(n).ok())
-                        .unwrap_or(0),
-                    details,
-                }
-            }
-            CommandKind::Poll => {
-                let mut body = json();
-                CommandResult::Poll {
-                    messages: match body["messages"].take() {
-                        Value::Array(messages) => messages,
-                        _ => Vec::new(),
-                    },
-                    dropped: body["dropped"].as_u64().unwrap_or(0),
-                }
-            }
-            CommandKind::Send => CommandResult::Sent {
-                response: json()["response"].take(),
-            },
-            CommandKind::Disconnect => CommandResult::Disconnected,
-            CommandKind::Delivery => CommandResult::Delivered { details: json() },
-            CommandKind::Metrics => CommandResult::Metrics { text: reply.body },
-            CommandKind::Asset => CommandResult::Asset {
-                content_type: reply.content_type,
-                body: reply.body,
-            },
-            CommandKind::Report => CommandResult::Report { report: json() },
-        })
+    }
+}
+
+/// Appends JSON texts separated by commas: the inside of an array.
+fn push_joined(body: &mut String, texts: &[Arc<str>]) {
+    for (index, text) in texts.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str(text);
+    }
+}
+
+impl CommandError {
+    /// The refusal as an HTTP reply: its status and `{"success": false, "error": ...}`.
+    pub fn to_reply(&self) -> Reply {
+        Reply::error(self.http_status(), self.message())
     }
 }
 
@@ -244,13 +349,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_error_keeps_its_http_status_and_text() {
-        for status in [400, 401, 403, 404, 409, 410, 413, 429, 503, 507, 418] {
-            let error = CommandKind::Report
-                .result(Reply::error(status, "what went wrong"))
-                .unwrap_err();
-            assert_eq!(error.http_status(), status, "{error:?}");
+    fn an_error_renders_as_the_http_error_reply_of_its_status() {
+        let errors = [
+            CommandError::InvalidRequest("what went wrong".into()),
+            CommandError::Unauthorized("what went wrong".into()),
+            CommandError::Forbidden("what went wrong".into()),
+            CommandError::UnknownClient("what went wrong".into()),
+            CommandError::Conflict("what went wrong".into()),
+            CommandError::Gone("what went wrong".into()),
+            CommandError::TooLarge("what went wrong".into()),
+            CommandError::RateLimited("what went wrong".into()),
+            CommandError::Unavailable("what went wrong".into()),
+            CommandError::StoreFull("what went wrong".into()),
+            CommandError::Other {
+                status: 418,
+                message: "what went wrong".into(),
+            },
+        ];
+        let statuses: Vec<u16> = errors.iter().map(CommandError::http_status).collect();
+        assert_eq!(
+            statuses,
+            [400, 401, 403, 404, 409, 410, 413, 429, 503, 507, 418]
+        );
+        for error in errors {
+            let reply = error.to_reply();
+            assert_eq!(reply.status, error.http_status());
+            assert_eq!(reply, Reply::error(error.http_status(), "what went wrong"));
             assert_eq!(error.to_string(), "what went wrong");
         }
+    }
+
+    #[test]
+    fn a_poll_renders_its_frames_verbatim_and_types_them_parsed() {
+        let poll = || Outcome::Poll {
+            frames: vec![
+                Arc::from(r#"{"type":"a","n":1}"#),
+                Arc::from(r#"{"type":"b"}"#),
+            ],
+            dropped: 2,
+            timestamp: "2026-12-01T00:00:00.000Z".into(),
+            superseded: false,
+        };
+        assert_eq!(
+            poll().into_reply().body,
+            r#"{"success":true,"messages":[{"type":"a","n":1},{"type":"b"}],"dropped":2,"timestamp":"2026-12-01T00:00:00.000Z"}"#
+        );
+        assert_eq!(
+            poll().into_result(),
+            CommandResult::Poll {
+                messages: vec![
+                    serde_json::json!({"type": "a", "n": 1}),
+                    serde_json::json!({"type": "b"})
+                ],
+                dropped: 2,
+            }
+        );
     }
 }

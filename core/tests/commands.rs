@@ -199,3 +199,112 @@ proptest! {
         prop_assert_eq!(error.http_status(), 404);
     }
 }
+
+/// The same steps as commands and as HTTP requests, on two engines from the same seed: every
+/// typed answer says what the HTTP reply says (its details are the reply's JSON, its
+/// refusals the reply's status and error text), so the two paths cannot drift apart.
+#[test]
+fn a_typed_answer_says_what_the_http_reply_says() {
+    use livebridge_core::HttpRequest;
+    use serde_json::Value;
+
+    let mut typed = Caller::new();
+    let mut http = Engine::new(Config::default(), SeededIds::new(5), Time::ZERO, 0);
+    let mut next = 0;
+    let mut call = |method: &str, target: &str, body: &str| -> (u16, Value) {
+        next += 1;
+        let request = RequestId(next);
+        let http_request = HttpRequest::new(method, target, body)
+            .with_host("localhost:5100")
+            .with_peer("127.0.0.1");
+        http.handle_input(
+            Time::ZERO,
+            Input::Http {
+                request,
+                http: http_request,
+            },
+        );
+        let mut answer = None;
+        while let Some(output) = http.poll_output() {
+            if let Output::Reply { request: r, reply } = output
+                && r == request
+            {
+                answer = Some((reply.status, serde_json::from_str(&reply.body).unwrap()));
+            }
+        }
+        answer.expect("answered at once")
+    };
+
+    let id = typed.handshake();
+    let (status, body) = call(
+        "POST",
+        "/ws/handshake",
+        r#"{"client_type":"embedded","protocol_version":"1.0"}"#,
+    );
+    assert_eq!(
+        (status, body["client_id"].as_str()),
+        (200, Some(&*id.to_string()))
+    );
+
+    let subscribe = json!({"type": "subscribe", "channels": ["jobs"]});
+    let Ok(CommandResult::Sent { response }) = typed.run(Command::Send {
+        client_id: id,
+        message: subscribe.clone(),
+    }) else {
+        panic!("subscribe answered")
+    };
+    let (_, body) = call(
+        "POST",
+        "/ws/send",
+        &json!({"client_id": id, "message": subscribe}).to_string(),
+    );
+    assert_eq!(response, body["response"]);
+
+    let event =
+        json!({"type": "job_progress", "job_id": "j", "stage": "s", "progress": 5, "message": "m"});
+    let Ok(CommandResult::Delivered { details }) = typed.run(Command::Publish {
+        events: vec![event.clone()],
+    }) else {
+        panic!("published")
+    };
+    assert_eq!(details, call("POST", "/api/events", &event.to_string()).1);
+
+    let Ok(CommandResult::Poll { messages, dropped }) = typed.run(Command::Poll {
+        client_id: id,
+        wait: None,
+    }) else {
+        panic!("polled")
+    };
+    let (_, body) = call("GET", &format!("/ws/poll?client_id={id}"), "");
+    assert_eq!(Value::from(messages), body["messages"]);
+    assert_eq!(Value::from(dropped), body["dropped"]);
+
+    let Ok(CommandResult::Report { report }) = typed.run(Command::History {
+        channel: "jobs".into(),
+        since: 0,
+        limit: 10,
+    }) else {
+        panic!("history")
+    };
+    assert_eq!(
+        report,
+        call("GET", "/api/history/jobs?since=0&limit=10", "").1
+    );
+    assert_eq!(report["events"].as_array().map(Vec::len), Some(1));
+
+    let Ok(CommandResult::Report { report }) = typed.run(Command::ListClients) else {
+        panic!("clients")
+    };
+    assert_eq!(report, call("GET", "/ws/clients", "").1);
+
+    let unknown: ClientId = "00000000-0000-4000-8000-000000000000".parse().unwrap();
+    let Err(refusal) = typed.run(Command::Poll {
+        client_id: unknown,
+        wait: None,
+    }) else {
+        panic!("an unknown client is refused")
+    };
+    let (status, body) = call("GET", &format!("/ws/poll?client_id={unknown}"), "");
+    assert_eq!(refusal.http_status(), status);
+    assert_eq!(Value::from(refusal.message()), body["error"]);
+}

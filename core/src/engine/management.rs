@@ -4,22 +4,21 @@
 use super::*;
 
 impl Engine {
-    pub(super) fn disconnect(&mut self, client_id: ClientId, initiator: Initiator) -> Reply {
+    pub(super) fn disconnect(&mut self, client_id: ClientId, initiator: Initiator) -> Answered {
         let Some(key) = self.sessions.key_of(&client_id) else {
-            return Self::unknown_client(client_id);
+            return Err(Self::unknown_client(client_id));
         };
         let reason = match initiator {
             Initiator::Client => CloseReason::ClientDisconnect,
             Initiator::Admin => CloseReason::AdminDisconnect,
         };
         self.end_session(key, reason);
-        Reply::json(
-            200,
-            json!({"success": true, "client_id": client_id, "disconnected": true}).to_string(),
-        )
+        Ok(Outcome::Disconnected {
+            details: json!({"success": true, "client_id": client_id, "disconnected": true}),
+        })
     }
 
-    pub(super) fn cleanup(&mut self, now: Time, idle_for: Duration) -> Reply {
+    pub(super) fn cleanup(&mut self, now: Time, idle_for: Duration) -> Answered {
         // Only detached sessions are idle: a pending poll or an open WebSocket is a client
         // that is there (an open WebSocket that stops answering pings goes stale instead).
         let idle: Vec<SessionKey> = self
@@ -34,14 +33,12 @@ impl Engine {
         for &key in &idle {
             self.end_session(key, CloseReason::Cleanup);
         }
-        Reply::json(
-            200,
-            json!({"success": true, "removed": idle.len(), "remaining": self.sessions.len()})
-                .to_string(),
-        )
+        Ok(Outcome::Report {
+            report: json!({"success": true, "removed": idle.len(), "remaining": self.sessions.len()}),
+        })
     }
 
-    pub(super) fn list_clients(&self, now: Time) -> Reply {
+    pub(super) fn list_clients(&self, now: Time) -> Answered {
         let clients: Vec<Value> = self
             .sessions
             .iter_by_age()
@@ -63,10 +60,9 @@ impl Engine {
                 })
             })
             .collect();
-        Reply::json(
-            200,
-            json!({"success": true, "count": clients.len(), "clients": clients}).to_string(),
-        )
+        Ok(Outcome::Report {
+            report: json!({"success": true, "count": clients.len(), "clients": clients}),
+        })
     }
 
     pub(super) fn status_json(&self, now: Time, with_config: bool) -> Value {
@@ -121,10 +117,9 @@ impl Engine {
         status
     }
 
-    pub(super) fn health(&self, now: Time) -> Reply {
-        Reply::json(
-            200,
-            json!({
+    pub(super) fn health(&self, now: Time) -> Outcome {
+        Outcome::Report {
+            report: json!({
                 "success": true,
                 "status": "healthy",
                 "service": "livebridge",
@@ -132,12 +127,11 @@ impl Engine {
                 "protocol_version": PROTOCOL_VERSION,
                 "uptime_seconds": now.saturating_since(self.started_at).as_secs_f64(),
                 "clients": self.sessions.len(),
-            })
-            .to_string(),
-        )
+            }),
+        }
     }
 
-    pub(super) fn metrics(&self, now: Time) -> Reply {
+    pub(super) fn metrics(&self, now: Time) -> Outcome {
         let mut sessions: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
         let mut queued = 0;
         for (_, session) in self.sessions.iter() {
@@ -158,11 +152,8 @@ impl Engine {
             channels: self.channels.counts().count(),
             uptime_seconds: now.saturating_since(self.started_at).as_secs_f64(),
         };
-        Reply {
-            status: 200,
-            content_type: crate::output::ContentType::Prometheus,
-            headers: Vec::new(),
-            body: render_prometheus(&self.counters, &gauges),
+        Outcome::Metrics {
+            text: render_prometheus(&self.counters, &gauges),
         }
     }
 }

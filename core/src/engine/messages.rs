@@ -33,16 +33,18 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    pub(super) fn status(&self) -> u16 {
-        match self {
-            Refusal::Invalid(_) => 400,
-            Refusal::Forbidden(_) => 403,
-        }
-    }
-
     pub(super) fn text(&self) -> &str {
         match self {
             Refusal::Invalid(text) | Refusal::Forbidden(text) => text,
+        }
+    }
+}
+
+impl From<Refusal> for CommandError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(text) => CommandError::InvalidRequest(text),
+            Refusal::Forbidden(text) => CommandError::Forbidden(text),
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::access;
 use crate::auth::{self, ClientClaims};
 use crate::catalogue::FieldError;
 use crate::channel::{ChannelIndex, validate_channel_name};
-use crate::command::CommandKind;
+use crate::command::{Answered, CommandError, Outcome};
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::history::History;
 use crate::http_api;
@@ -105,8 +105,8 @@ pub struct Engine {
     pending_polls: BTreeMap<RequestId, SessionKey>,
     /// Handshakes and upgrades still allowed per remote address.
     handshake_budgets: KeyedBuckets,
-    /// Commands not answered yet, by the kind of their typed result.
-    commands: BTreeMap<RequestId, CommandKind>,
+    /// Commands not answered yet: their answers are typed, not HTTP replies.
+    commands: BTreeSet<RequestId>,
     /// Allowed browser origins of requests not answered yet; their replies get CORS headers.
     cors_origins: BTreeMap<RequestId, String>,
     ready_polls: Vec<SessionKey>,
@@ -161,7 +161,7 @@ impl Engine {
             timers: TimerQueue::default(),
             pending_polls: BTreeMap::new(),
             cors_origins: BTreeMap::new(),
-            commands: BTreeMap::new(),
+            commands: BTreeSet::new(),
             handshake_budgets: KeyedBuckets::default(),
             ready_polls: Vec::new(),
             outputs: VecDeque::new(),
@@ -189,7 +189,7 @@ impl Engine {
         match input {
             Input::Http { request, http } => self.on_http(now, request, http),
             Input::Command { request, command } => {
-                self.commands.insert(request, CommandKind::of(&command));
+                self.commands.insert(request);
                 self.run_command(now, request, None, command)
             }
             Input::RequestAborted { request } => self.on_request_aborted(now, request),
@@ -322,16 +322,22 @@ impl Engine {
     }
 
     /// Verifies a client token when the server requires one: `Ok(None)` when it does not.
-    fn authenticate(&self, now: Time, token: Option<&str>) -> Result<Option<ClientClaims>, Reply> {
+    fn authenticate(
+        &self,
+        now: Time,
+        token: Option<&str>,
+    ) -> Result<Option<ClientClaims>, CommandError> {
         let Some(secret) = &self.config.client_token_secret else {
             return Ok(None);
         };
         let Some(token) = token else {
-            return Err(Reply::error(401, "a client token is required"));
+            return Err(CommandError::Unauthorized(
+                "a client token is required".into(),
+            ));
         };
         auth::verify_client_token(secret.as_bytes(), token, self.clock.unix_millis(now))
             .map(Some)
-            .map_err(|problem| Reply::error(401, &problem.to_string()))
+            .map_err(|problem| CommandError::Unauthorized(problem.to_string()))
     }
 
     /// Gives a session its token's grants and arms the expiry.
@@ -403,10 +409,7 @@ impl Engine {
 
     fn on_http(&mut self, now: Time, request: RequestId, http: HttpRequest) {
         let routed = http_api::route(&http, &self.config);
-        let access = access::check_host(&self.config, http.host.as_deref()).and_then(|()| {
-            access::check_origin(&self.config, http.origin.as_deref(), http.host.as_deref())
-        });
-        let origin = match access {
+        let origin = match access::admit(&self.config, &http) {
             Ok(origin) => origin,
             Err(refusal) => return self.reply(request, Some(routed.route), refusal),
         };
@@ -417,8 +420,7 @@ impl Engine {
             return self.reply(request, Some(routed.route), access::preflight());
         }
         if self.shutting_down {
-            let reply = Reply::error(503, "the server is shutting down");
-            return self.reply(request, Some(routed.route), reply);
+            return self.reply(request, Some(routed.route), shutting_down().to_reply());
         }
         if let Some(admin_token) = &self.config.admin_token
             && routed.admin
@@ -441,6 +443,22 @@ impl Engine {
         }
     }
 
+    /// Answers a command: typed for an in-process caller, as an HTTP reply otherwise.
+    fn answer(&mut self, request: RequestId, route: Option<&'static str>, answered: Answered) {
+        if !self.commands.is_empty() && self.commands.remove(&request) {
+            let result = Box::new(answered.map(Outcome::into_result));
+            return self
+                .outputs
+                .push_back(Output::CommandDone { request, result });
+        }
+        let reply = match answered {
+            Ok(outcome) => outcome.into_reply(),
+            Err(refusal) => refusal.to_reply(),
+        };
+        self.reply(request, route, reply);
+    }
+
+    /// Sends an HTTP reply, with CORS headers for an allowed browser origin, and counts it.
     fn reply(&mut self, request: RequestId, route: Option<&'static str>, mut reply: Reply) {
         if let Some(origin) = self.cors_origins.remove(&request) {
             access::add_cors_headers(&mut reply, &origin);
@@ -451,14 +469,6 @@ impl Engine {
                 .http_requests
                 .entry((route, reply.status))
                 .or_default() += 1;
-        }
-        if !self.commands.is_empty()
-            && let Some(kind) = self.commands.remove(&request)
-        {
-            let result = Box::new(kind.result(reply));
-            return self
-                .outputs
-                .push_back(Output::CommandDone { request, result });
         }
         self.outputs.push_back(Output::Reply { request, reply });
     }
@@ -471,13 +481,9 @@ impl Engine {
         command: Command,
     ) {
         if self.shutting_down {
-            return self.reply(
-                request,
-                route,
-                Reply::error(503, "the server is shutting down"),
-            );
+            return self.answer(request, route, Err(shutting_down()));
         }
-        let reply = match command {
+        let answered = match command {
             Command::Handshake {
                 client_type,
                 protocol_version,
@@ -498,13 +504,13 @@ impl Engine {
             ),
             Command::Poll { client_id, wait } => {
                 match self.poll(now, request, route.is_some(), client_id, wait) {
-                    Some(reply) => reply,
+                    Some(answered) => answered,
                     None => return,
                 }
             }
             Command::Send { client_id, message } => {
                 match self.http_send(now, request, route, client_id, message) {
-                    Some(reply) => reply,
+                    Some(answered) => answered,
                     None => return,
                 }
             }
@@ -519,13 +525,13 @@ impl Engine {
             } => {
                 let (channel, client_type) = (channel.as_deref(), client_type.as_deref());
                 match self.broadcast(now, request, route, message, channel, client_type) {
-                    Some(reply) => reply,
+                    Some(answered) => answered,
                     None => return,
                 }
             }
             Command::SendTo { client_id, message } => self.send_to(now, client_id, message),
             Command::Publish { events } => match self.publish_events(now, request, route, events) {
-                Some(reply) => reply,
+                Some(answered) => answered,
                 None => return,
             },
             Command::History {
@@ -535,18 +541,26 @@ impl Engine {
             } => self.read_history(now, &channel, since, limit),
             Command::Cleanup { idle_for } => self.cleanup(now, idle_for),
             Command::ListClients => self.list_clients(now),
-            Command::Status => Reply::json(200, self.status_json(now, true).to_string()),
-            Command::Stats => Reply::json(200, self.status_json(now, false).to_string()),
-            Command::Health => self.health(now),
-            Command::Metrics => self.metrics(now),
-            Command::Catalogue => {
-                let body = json!({"success": true, "events": self.config.catalogue.events()});
-                Reply::json(200, body.to_string())
-            }
-            Command::Asset { asset } => asset.reply(),
+            Command::Status => Ok(Outcome::Report {
+                report: self.status_json(now, true),
+            }),
+            Command::Stats => Ok(Outcome::Report {
+                report: self.status_json(now, false),
+            }),
+            Command::Health => Ok(self.health(now)),
+            Command::Metrics => Ok(self.metrics(now)),
+            Command::Catalogue => Ok(Outcome::Report {
+                report: json!({"success": true, "events": self.config.catalogue.events()}),
+            }),
+            Command::Asset { asset } => Ok(Outcome::Asset(asset)),
         };
-        self.reply(request, route, reply);
+        self.answer(request, route, answered);
     }
+}
+
+/// The refusal of everything while the server stops.
+fn shutting_down() -> CommandError {
+    CommandError::Unavailable("the server is shutting down".into())
 }
 
 /// A fresh epoch: eight random bytes (from the id source), as 16 hex digits.

@@ -17,7 +17,7 @@ pub(super) struct Handshake {
 }
 
 impl Engine {
-    pub(super) fn handshake(&mut self, now: Time, handshake: Handshake) -> Reply {
+    pub(super) fn handshake(&mut self, now: Time, handshake: Handshake) -> Answered {
         let Handshake {
             client_type,
             protocol_version,
@@ -28,36 +28,25 @@ impl Engine {
         } = handshake;
         let (client_id, token, since) = (client_id.as_deref(), token.as_deref(), &since);
         if protocol_version != "1" && !protocol_version.starts_with("1.") {
-            return Reply::error(
-                400,
-                &format!(
-                    "unsupported protocol_version {protocol_version:?}; this server speaks {PROTOCOL_VERSION}"
-                ),
-            );
+            return Err(CommandError::InvalidRequest(format!(
+                "unsupported protocol_version {protocol_version:?}; this server speaks {PROTOCOL_VERSION}"
+            )));
         }
-        if let Err(problem) = validate_label("client_type", &client_type) {
-            return Reply::error(400, &problem);
-        }
-        let claims = match self.authenticate(now, token) {
-            Ok(claims) => claims,
-            Err(refusal) => return refusal,
-        };
+        validate_label("client_type", &client_type).map_err(CommandError::InvalidRequest)?;
+        let claims = self.authenticate(now, token)?;
         if let Some(allowed) = claims.as_ref().and_then(|c| c.client_type.as_deref())
             && allowed != client_type
         {
-            return Reply::error(
-                403,
-                &format!("the token allows client_type {allowed:?}, not {client_type:?}"),
-            );
+            return Err(CommandError::Forbidden(format!(
+                "the token allows client_type {allowed:?}, not {client_type:?}"
+            )));
         }
         let resumable = client_id
             .and_then(|text| text.parse::<ClientId>().ok())
             .and_then(|id| self.sessions.key_of(&id));
-        if let (Some(key), Some(new)) = (resumable, &claims)
-            && let Some(old) = self.sessions.get(key).and_then(|s| s.claims.as_ref())
-            && old.sub != new.sub
-        {
-            return Reply::error(403, "that session belongs to another token subject");
+        if let Some(key) = resumable {
+            let owner = self.sessions.get(key).and_then(|s| s.claims.as_ref());
+            auth::check_same_subject(owner, claims.as_ref())?;
         }
         let (key, resumed) = match resumable {
             Some(key) => {
@@ -76,7 +65,7 @@ impl Engine {
             }
             None => {
                 if self.sessions.len() >= self.config.max_clients {
-                    return self.server_full();
+                    return Err(self.server_full());
                 }
                 let key = self.open_session(now, client_type, TransportKind::Polling);
                 let welcome = self.connection_established(now, key, None);
@@ -113,27 +102,27 @@ impl Engine {
         }
         self.start_replays(now, key, recovery.replays);
         let session = self.sessions.get(key).expect("live session");
-        body["queued"] = Value::from(session.queue.messages());
-        Reply::json(200, body.to_string())
+        let (client_id, queued) = (session.id, session.queue.messages());
+        body["queued"] = Value::from(queued);
+        Ok(Outcome::Handshake {
+            client_id,
+            resumed,
+            queued: usize::try_from(queued).unwrap_or(usize::MAX),
+            details: body,
+        })
     }
 
-    pub(super) fn server_full(&self) -> Reply {
-        Reply::error(
-            503,
-            &format!(
-                "the server holds its limit of {} clients; try again later",
-                self.config.max_clients
-            ),
-        )
+    pub(super) fn server_full(&self) -> CommandError {
+        CommandError::Unavailable(format!(
+            "the server holds its limit of {} clients; try again later",
+            self.config.max_clients
+        ))
     }
 
-    pub(super) fn unknown_client(client_id: ClientId) -> Reply {
-        Reply::error(
-            404,
-            &format!(
-                "unknown client_id {client_id}: the session ended or never existed; handshake again"
-            ),
-        )
+    pub(super) fn unknown_client(client_id: ClientId) -> CommandError {
+        CommandError::UnknownClient(format!(
+            "unknown client_id {client_id}: the session ended or never existed; handshake again"
+        ))
     }
 
     /// Returns the reply, or `None` when the poll waits for messages.
@@ -144,16 +133,15 @@ impl Engine {
         http: bool,
         client_id: ClientId,
         wait: Option<Duration>,
-    ) -> Option<Reply> {
+    ) -> Option<Answered> {
         let Some(key) = self.sessions.key_of(&client_id) else {
-            return Some(Self::unknown_client(client_id));
+            return Some(Err(Self::unknown_client(client_id)));
         };
         let session = self.sessions.get(key).expect("indexed session");
         if session.websocket().is_some() {
-            return Some(Reply::error(
-                409,
-                &format!("client {client_id} is connected over WebSocket and cannot poll as well"),
-            ));
+            return Some(Err(CommandError::Conflict(format!(
+                "client {client_id} is connected over WebSocket and cannot poll as well"
+            ))));
         }
         // A second poll supersedes the first, which is answered at once: no request hangs.
         if let Transport::PendingPoll { request: older, .. } = session.transport {
@@ -167,7 +155,7 @@ impl Engine {
         session.kind = TransportKind::Polling;
         if !session.queue.is_empty() || wait.is_zero() {
             self.touch(now, key);
-            return Some(self.take_poll_reply(now, key));
+            return Some(Ok(self.take_poll_reply(now, key)));
         }
         session.transport = Transport::PendingPoll { request, http };
         session.last_activity = now;
@@ -199,45 +187,41 @@ impl Engine {
         self.pending_polls.remove(&request);
         self.set_timer(key, TimerKind::LongPollExpiry, None);
         self.touch(now, key);
-        let reply = if superseded {
-            let body = json!({"success": true, "messages": [], "dropped": 0,
-                              "superseded": true, "timestamp": self.timestamp(now)});
-            Reply::json(200, body.to_string())
+        let outcome = if superseded {
+            Outcome::Poll {
+                frames: Vec::new(),
+                dropped: 0,
+                timestamp: self.timestamp(now),
+                superseded: true,
+            }
         } else {
             self.take_poll_reply(now, key)
         };
-        self.reply(request, http.then_some("/ws/poll"), reply);
+        self.answer(request, http.then_some("/ws/poll"), Ok(outcome));
     }
 
-    /// Drains the queue into a poll reply. Messages are already JSON, so the reply is
-    /// assembled from them without re-encoding.
-    pub(super) fn take_poll_reply(&mut self, now: Time, key: SessionKey) -> Reply {
+    /// Drains the queue into a poll's answer. Messages are already JSON; they stay text.
+    pub(super) fn take_poll_reply(&mut self, now: Time, key: SessionKey) -> Outcome {
         let timestamp = self.timestamp(now);
         let session = self.sessions.get_mut(key).expect("polling session");
-        let mut body = String::with_capacity(64 + session.queue.len() * 160);
-        body.push_str("{\"success\":true,\"messages\":[");
-        let mut count = 0u64;
+        let mut frames = Vec::with_capacity(session.queue.len());
         while let Some(message) = recovery::next_message(
             &mut session.queue,
             &mut self.history,
             &mut self.counters,
             now,
         ) {
-            if count > 0 {
-                body.push(',');
-            }
-            body.push_str(&message);
-            count += 1;
+            frames.push(message);
         }
         // Read after the queue: a replay that found events trimmed counts them as dropped.
         let dropped = session.queue.take_unreported_drops();
-        body.push_str("],\"dropped\":");
-        body.push_str(&dropped.to_string());
-        body.push_str(",\"timestamp\":\"");
-        body.push_str(&timestamp);
-        body.push_str("\"}");
-        self.counters.delivered += count;
-        Reply::json(200, body)
+        self.counters.delivered += frames.len() as u64;
+        Outcome::Poll {
+            frames,
+            dropped,
+            timestamp,
+            superseded: false,
+        }
     }
 
     pub(super) fn answer_ready_polls(&mut self, now: Time) {
@@ -266,23 +250,21 @@ impl Engine {
         route: Option<&'static str>,
         client_id: ClientId,
         message: Value,
-    ) -> Option<Reply> {
+    ) -> Option<Answered> {
         let Some(key) = self.sessions.key_of(&client_id) else {
-            return Some(Self::unknown_client(client_id));
+            return Some(Err(Self::unknown_client(client_id)));
         };
         self.touch(now, key);
         if let Err(problem) = self.spend_message_budget(now, key) {
-            return Some(Reply::error(429, &problem));
+            return Some(Err(CommandError::RateLimited(problem)));
         }
         match self.client_message(now, key, message, Via::Http, Some((request, route))) {
             Ok(answer) => {
-                let reply = answer.reply.map(|response| {
-                    Reply::json(200, format!("{{\"success\":true,\"response\":{response}}}"))
-                });
+                let answered = answer.reply.map(|response| Ok(Outcome::Sent { response }));
                 self.start_replays(now, key, answer.replays);
-                reply
+                answered
             }
-            Err(refusal) => Some(Reply::error(refusal.status(), refusal.text())),
+            Err(refusal) => Some(Err(refusal.into())),
         }
     }
 

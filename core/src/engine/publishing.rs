@@ -144,17 +144,17 @@ impl Engine {
         message: Value,
         channel: Option<&str>,
         client_type: Option<&str>,
-    ) -> Option<Reply> {
+    ) -> Option<Answered> {
         if let Some(channel) = channel
             && let Err(problem) = validate_channel_name(channel, self.config.max_channel_name_bytes)
         {
-            return Some(Reply::error(400, &problem));
+            return Some(Err(CommandError::InvalidRequest(problem)));
         }
         let kind = message.get("type").cloned().unwrap_or(Value::Null);
         let on_channel = channel.is_some() && client_type.is_none();
         let json = match self.encode_message(now, message, on_channel) {
             Ok(json) => json,
-            Err(problem) => return Some(Reply::error(400, &problem)),
+            Err(problem) => return Some(Err(CommandError::InvalidRequest(problem))),
         };
         if let (Some(channel), true) = (channel, on_channel) {
             let message = ChannelMessage {
@@ -175,30 +175,25 @@ impl Engine {
             None => Audience::Everyone { client_type },
         };
         let recipients = self.publish(audience, json.into(), None, None);
-        Some(Reply::json(
-            200,
-            json!({"success": true, "type": kind, "channel": channel,
-                   "client_type": client_type, "recipients": recipients})
-            .to_string(),
-        ))
+        Some(Ok(Outcome::Delivered {
+            details: json!({"success": true, "type": kind, "channel": channel,
+                            "client_type": client_type, "recipients": recipients}),
+        }))
     }
 
-    pub(super) fn send_to(&mut self, now: Time, client_id: ClientId, message: Value) -> Reply {
+    pub(super) fn send_to(&mut self, now: Time, client_id: ClientId, message: Value) -> Answered {
         let Some(key) = self.sessions.key_of(&client_id) else {
-            return Self::unknown_client(client_id);
+            return Err(Self::unknown_client(client_id));
         };
         let kind = message.get("type").cloned().unwrap_or(Value::Null);
-        let json = match self.encode_message(now, message, false) {
-            Ok(json) => json,
-            Err(problem) => return Reply::error(400, &problem),
-        };
+        let json = self
+            .encode_message(now, message, false)
+            .map_err(CommandError::InvalidRequest)?;
         let recipients = self.publish(Audience::Session(key), json.into(), None, None);
-        Reply::json(
-            200,
-            json!({"success": true, "type": kind, "client_id": client_id,
-                   "recipients": recipients})
-            .to_string(),
-        )
+        Ok(Outcome::Delivered {
+            details: json!({"success": true, "type": kind, "client_id": client_id,
+                            "recipients": recipients}),
+        })
     }
 
     /// `POST /api/events` and `/ws/notify/*`: every event is validated before any is
@@ -209,9 +204,11 @@ impl Engine {
         request: RequestId,
         route: Option<&'static str>,
         events: Vec<Value>,
-    ) -> Option<Reply> {
+    ) -> Option<Answered> {
         if events.is_empty() {
-            return Some(Reply::error(400, "no events to publish"));
+            return Some(Err(CommandError::InvalidRequest(
+                "no events to publish".into(),
+            )));
         }
         let batch = events.len() > 1;
         let timestamp = self.timestamp(now);
@@ -224,7 +221,7 @@ impl Engine {
             };
             let Value::Object(map) = value else {
                 let problem = format!("{prefix}an event must be a JSON object");
-                return Some(Reply::error(400, &problem));
+                return Some(Err(CommandError::InvalidRequest(problem)));
             };
             match self.encode_event(&map, &timestamp) {
                 Ok(Some(event)) => encoded.push(event),
@@ -235,9 +232,15 @@ impl Engine {
                         }
                         _ => "missing field `type`".to_string(),
                     };
-                    return Some(Reply::error(400, &format!("{prefix}{problem}")));
+                    return Some(Err(CommandError::InvalidRequest(format!(
+                        "{prefix}{problem}"
+                    ))));
                 }
-                Err(problem) => return Some(Reply::error(400, &format!("{prefix}{problem}"))),
+                Err(problem) => {
+                    return Some(Err(CommandError::InvalidRequest(format!(
+                        "{prefix}{problem}"
+                    ))));
+                }
             }
         }
         self.publish_on_channels(now, encoded, Publisher::Events { request, route });
@@ -373,15 +376,15 @@ impl Engine {
                                "recipients": recipients})
                     })
                     .collect();
-                let body = json!({"success": true, "events": events});
-                self.reply(request, route, Reply::json(200, body.to_string()));
+                let details = json!({"success": true, "events": events});
+                self.answer(request, route, Ok(Outcome::Delivered { details }));
             }
             Publisher::Broadcast { request, route } => {
                 let (kind, channel, offset, recipients) = &results[0];
-                let body = json!({"success": true, "type": kind, "channel": &**channel,
-                                  "client_type": null, "offset": offset,
-                                  "recipients": recipients});
-                self.reply(request, route, Reply::json(200, body.to_string()));
+                let details = json!({"success": true, "type": kind, "channel": &**channel,
+                                     "client_type": null, "offset": offset,
+                                     "recipients": recipients});
+                self.answer(request, route, Ok(Outcome::Delivered { details }));
             }
             Publisher::ClientOverHttp { request, route } => {
                 let (kind, channel, offset, recipients) = &results[0];
@@ -393,8 +396,10 @@ impl Engine {
                     &epoch_of(self, channel),
                     *recipients,
                 );
-                let body = format!("{{\"success\":true,\"response\":{published}}}");
-                self.reply(request, route, Reply::json(200, body));
+                let sent = Outcome::Sent {
+                    response: published,
+                };
+                self.answer(request, route, Ok(sent));
             }
             Publisher::ClientOverWebSocket { key } => {
                 let (kind, channel, offset, recipients) = &results[0];
@@ -472,12 +477,12 @@ impl Engine {
         let problem =
             format!("could not store the event ({error}); nothing was published, try again later");
         for failed in refused {
-            let status = error.status();
             match failed.publisher {
                 Publisher::Events { request, route }
                 | Publisher::Broadcast { request, route }
                 | Publisher::ClientOverHttp { request, route } => {
-                    self.reply(request, route, Reply::error(status, &problem));
+                    let refusal = CommandError::from_status(error.status(), problem.clone());
+                    self.answer(request, route, Err(refusal));
                 }
                 Publisher::ClientOverWebSocket { key } => {
                     if self.sessions.get(key).is_some() {

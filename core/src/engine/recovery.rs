@@ -87,35 +87,22 @@ impl Engine {
         channel: &str,
         since: u64,
         limit: usize,
-    ) -> Reply {
+    ) -> Answered {
         if let Err(problem) = validate_channel_name(channel, self.config.max_channel_name_bytes) {
-            return Reply::error(400, &problem);
+            return Err(CommandError::InvalidRequest(problem));
         }
         let position = self.history.position(channel);
         let (events, complete) = match self.history.id(channel) {
             Some(id) => self.history.read(id, since, limit, now),
             None => (Vec::new(), true),
         };
-        let complete = complete || since >= position.offset;
-        let mut body =
-            String::with_capacity(128 + events.iter().map(|e| e.len() + 1).sum::<usize>());
-        body.push_str("{\"success\":true,\"channel\":");
-        body.push_str(&Value::from(channel).to_string());
-        body.push_str(",\"epoch\":");
-        body.push_str(&Value::from(position.epoch).to_string());
-        body.push_str(",\"offset\":");
-        body.push_str(&position.offset.to_string());
-        body.push_str(",\"complete\":");
-        body.push_str(if complete { "true" } else { "false" });
-        body.push_str(",\"events\":[");
-        for (index, event) in events.iter().enumerate() {
-            if index > 0 {
-                body.push(',');
-            }
-            body.push_str(event);
-        }
-        body.push_str("]}");
-        Reply::json(200, body)
+        Ok(Outcome::History {
+            channel: channel.to_string(),
+            epoch: position.epoch,
+            offset: position.offset,
+            complete: complete || since >= position.offset,
+            events,
+        })
     }
 }
 

@@ -27,17 +27,10 @@ impl Engine {
                 .map_err(|e| format!("`since` is not valid JSON: {e}"))
                 .and_then(|value| parse_since(Some(&value), None)),
         };
-        let access = access::check_host(&self.config, upgrade.host.as_deref()).and_then(|()| {
-            access::check_origin(
-                &self.config,
-                upgrade.origin.as_deref(),
-                upgrade.host.as_deref(),
-            )
-        });
-        let refusal = if let Err(refusal) = access {
+        let refusal = if let Err(refusal) = access::admit(&self.config, upgrade) {
             Some(refusal)
         } else if self.shutting_down {
-            Some(Reply::error(503, "the server is shutting down"))
+            Some(shutting_down().to_reply())
         } else if path != http_api::WEBSOCKET_PATH {
             Some(Reply::error(
                 404,
@@ -48,40 +41,28 @@ impl Engine {
         } else if let Err(problem) = &since {
             Some(Reply::error(400, problem))
         } else if resume.is_none() && self.sessions.len() >= self.config.max_clients {
-            Some(self.server_full())
+            Some(self.server_full().to_reply())
         } else {
             self.spend_handshake_budget(now, upgrade.peer.as_deref())
                 .err()
         };
         let claims = match refusal {
             Some(reply) => Err(reply),
-            None => self.authenticate(
-                now,
-                query_param(upgrade, "token")
-                    .or_else(|| {
-                        upgrade
-                            .authorization
-                            .as_deref()
-                            .and_then(auth::bearer)
-                            .map(str::to_string)
+            None => {
+                // A browser cannot set headers on a WebSocket upgrade: the token may come in
+                // the query instead.
+                let token = query_param(upgrade, "token").or_else(|| {
+                    let authorization = upgrade.authorization.as_deref()?;
+                    auth::bearer(authorization).map(str::to_string)
+                });
+                self.authenticate(now, token.as_deref())
+                    .and_then(|claims| {
+                        let owner = resume.and_then(|target| self.sessions.get(target));
+                        let owner = owner.and_then(|s| s.claims.as_ref());
+                        auth::check_same_subject(owner, claims.as_ref()).map(|()| claims)
                     })
-                    .as_deref(),
-            ),
-        };
-        let claims = match (claims, resume) {
-            (Ok(Some(new)), Some(target))
-                if self
-                    .sessions
-                    .get(target)
-                    .and_then(|s| s.claims.as_ref())
-                    .is_some_and(|old| old.sub != new.sub) =>
-            {
-                Err(Reply::error(
-                    403,
-                    "that session belongs to another token subject",
-                ))
+                    .map_err(|refusal| refusal.to_reply())
             }
-            (claims, _) => claims,
         };
         let claims = match claims {
             Ok(claims) => claims,
@@ -241,10 +222,8 @@ impl Engine {
         };
         let fresh_claims = self.sessions.get(fresh).and_then(|s| s.claims.clone());
         let owner = self.sessions.get(target).and_then(|s| s.claims.as_ref());
-        if let (Some(new), Some(old)) = (&fresh_claims, owner)
-            && new.sub != old.sub
-        {
-            return self.send_error(now, fresh, "that session belongs to another token subject");
+        if let Err(refusal) = auth::check_same_subject(owner, fresh_claims.as_ref()) {
+            return self.send_error(now, fresh, refusal.message());
         }
         let reason = "session resumed on another connection";
         self.release_transport(now, target, true, close_code::SESSION_TAKEN_OVER, reason);
