@@ -73,7 +73,7 @@ impl Engine {
     /// window when it has room and nothing is queued ahead, otherwise into the bounded queue
     /// (dropping the oldest when full) where a poll or the window will pick it up.
     pub(super) fn deliver(&mut self, key: SessionKey, frame: Arc<str>, origin: Origin) {
-        let window = self.config.ws_write_window.max(1);
+        let window = write_window(&self.config);
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
@@ -81,10 +81,8 @@ impl Engine {
             Transport::WebSocket { conn, in_flight }
                 if *in_flight < window && session.queue.is_empty() =>
             {
-                *in_flight += 1;
-                self.counters.delivered += 1;
-                self.outputs
-                    .push_back(Output::WsFrame { conn: *conn, frame });
+                let written = (&mut self.counters, &mut self.outputs);
+                hand_to_writer(*conn, in_flight, frame, written);
             }
             transport => {
                 let dropped = session.queue.push(frame, origin);
@@ -108,4 +106,22 @@ impl Engine {
             }
         }
     }
+}
+
+/// How many frames a WebSocket may have handed out and not yet written.
+pub(super) fn write_window(config: &Config) -> usize {
+    config.ws_write_window.max(1)
+}
+
+/// The one place a frame enters a WebSocket's write window: counted as delivered, handed to
+/// the runtime's writer. The caller has checked that the window has room.
+pub(super) fn hand_to_writer(
+    conn: ConnId,
+    in_flight: &mut usize,
+    frame: Arc<str>,
+    (counters, outputs): (&mut Counters, &mut VecDeque<Output>),
+) {
+    *in_flight += 1;
+    counters.delivered += 1;
+    outputs.push_back(Output::WsFrame { conn, frame });
 }

@@ -1,5 +1,6 @@
 //! The WebSocket transport: open, frames, the write window, resume by `register`, close.
 
+use super::delivery;
 use super::messages::{optional_str, validate_label};
 use super::*;
 use crate::failure::TransportFailure;
@@ -306,7 +307,7 @@ impl Engine {
     /// Moves queued messages into the write window, preceded by a `messages_dropped` notice
     /// when some were lost.
     pub(super) fn flush_websocket(&mut self, now: Time, key: SessionKey) {
-        let window = self.config.ws_write_window.max(1);
+        let window = delivery::write_window(&self.config);
         loop {
             let Some(session) = self.sessions.get_mut(key) else {
                 return;
@@ -345,10 +346,8 @@ impl Engine {
     pub(super) fn emit_frame(&mut self, key: SessionKey, frame: Arc<str>) {
         let session = self.sessions.get_mut(key).expect("live session");
         if let Transport::WebSocket { conn, in_flight } = &mut session.transport {
-            *in_flight += 1;
-            self.counters.delivered += 1;
-            self.outputs
-                .push_back(Output::WsFrame { conn: *conn, frame });
+            let written = (&mut self.counters, &mut self.outputs);
+            delivery::hand_to_writer(*conn, in_flight, frame, written);
         }
     }
 
