@@ -129,6 +129,37 @@ fn a_session_driven_by_commands_gets_typed_results() {
 }
 
 #[test]
+fn a_waiting_poll_of_a_session_that_ends_gets_a_typed_gone() {
+    let mut c = Caller::new();
+    let id = c.handshake();
+    c.run(Command::Poll {
+        client_id: id,
+        wait: None,
+    })
+    .expect("the welcome is taken");
+    let waiting = c.start(
+        Time::ZERO,
+        Command::Poll {
+            client_id: id,
+            wait: Some(Duration::from_secs(20)),
+        },
+    );
+    assert_eq!(c.done(waiting), None);
+    c.run(Command::Disconnect {
+        client_id: id,
+        initiator: Initiator::Admin,
+    })
+    .expect("disconnected");
+    match c.done(waiting) {
+        Some(Err(gone @ CommandError::Gone(_))) => {
+            assert_eq!(gone.http_status(), 410);
+            assert!(gone.message().contains("session ended"), "{gone}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn refusals_are_typed_errors_with_their_http_status() {
     let mut c = Caller::new();
     let id = c.handshake();

@@ -312,9 +312,12 @@ impl Engine {
         match self.sessions.detach(key) {
             Transport::PendingPoll { request, http } => {
                 self.pending_polls.remove(&request);
-                let reply =
-                    Reply::error(410, &format!("the session ended ({})", reason_text(reason)));
-                self.reply(request, http.then_some("/ws/poll"), reply);
+                let ended = format!("the session ended ({})", reason_text(reason));
+                self.answer(
+                    request,
+                    http.then_some("/ws/poll"),
+                    Err(CommandError::Gone(ended)),
+                );
             }
             Transport::WebSocket { conn, in_flight } => {
                 self.await_websocket_end(key, conn, in_flight);

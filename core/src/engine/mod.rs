@@ -411,16 +411,16 @@ impl Engine {
         let routed = http_api::route(&http, &self.config);
         let origin = match access::admit(&self.config, &http) {
             Ok(origin) => origin,
-            Err(refusal) => return self.reply(request, Some(routed.route), refusal),
+            Err(refusal) => return self.http_reply(request, Some(routed.route), refusal),
         };
         if let Some(origin) = origin {
             self.cors_origins.insert(request, origin.to_string());
         }
         if http.method == "OPTIONS" && origin.is_some() {
-            return self.reply(request, Some(routed.route), access::preflight());
+            return self.http_reply(request, Some(routed.route), access::preflight());
         }
         if self.shutting_down {
-            return self.reply(request, Some(routed.route), shutting_down().to_reply());
+            return self.http_reply(request, Some(routed.route), shutting_down().to_reply());
         }
         if let Some(admin_token) = &self.config.admin_token
             && routed.admin
@@ -430,16 +430,16 @@ impl Engine {
                 401,
                 "this endpoint needs the admin token: send Authorization: Bearer <token>",
             );
-            return self.reply(request, Some(routed.route), refusal);
+            return self.http_reply(request, Some(routed.route), refusal);
         }
         if matches!(routed.command, Ok(Command::Handshake { .. }))
             && let Err(refusal) = self.spend_handshake_budget(now, http.peer.as_deref())
         {
-            return self.reply(request, Some(routed.route), refusal);
+            return self.http_reply(request, Some(routed.route), refusal);
         }
         match routed.command {
             Ok(command) => self.run_command(now, request, Some(routed.route), command),
-            Err(reply) => self.reply(request, Some(routed.route), reply),
+            Err(reply) => self.http_reply(request, Some(routed.route), reply),
         }
     }
 
@@ -455,11 +455,12 @@ impl Engine {
             Ok(outcome) => outcome.into_reply(),
             Err(refusal) => refusal.to_reply(),
         };
-        self.reply(request, route, reply);
+        self.http_reply(request, route, reply);
     }
 
-    /// Sends an HTTP reply, with CORS headers for an allowed browser origin, and counts it.
-    fn reply(&mut self, request: RequestId, route: Option<&'static str>, mut reply: Reply) {
+    /// Sends the reply to a request that came over HTTP (never to a command: see
+    /// [`Engine::answer`]), with CORS headers for an allowed browser origin, and counts it.
+    fn http_reply(&mut self, request: RequestId, route: Option<&'static str>, mut reply: Reply) {
         if let Some(origin) = self.cors_origins.remove(&request) {
             access::add_cors_headers(&mut reply, &origin);
         }
