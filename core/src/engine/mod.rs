@@ -35,9 +35,11 @@ mod messages;
 mod polling;
 mod publishing;
 mod recovery;
+mod requests;
 mod websocket;
 
 use messages::Via;
+use requests::Requests;
 
 /// The protocol version this engine speaks; handshakes must ask for `1.x`.
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -105,10 +107,8 @@ pub struct Engine {
     pending_polls: BTreeMap<RequestId, SessionKey>,
     /// Handshakes and upgrades still allowed per remote address.
     handshake_budgets: KeyedBuckets,
-    /// Commands not answered yet: their answers are typed, not HTTP replies.
-    commands: BTreeSet<RequestId>,
-    /// Allowed browser origins of requests not answered yet; their replies get CORS headers.
-    cors_origins: BTreeMap<RequestId, String>,
+    /// Requests not answered yet, and the form their answers take.
+    requests: Requests,
     ready_polls: Vec<SessionKey>,
     outputs: VecDeque<Output>,
     counters: Counters,
@@ -160,8 +160,7 @@ impl Engine {
             channels: ChannelIndex::default(),
             timers: TimerQueue::default(),
             pending_polls: BTreeMap::new(),
-            cors_origins: BTreeMap::new(),
-            commands: BTreeSet::new(),
+            requests: Requests::default(),
             handshake_budgets: KeyedBuckets::default(),
             ready_polls: Vec::new(),
             outputs: VecDeque::new(),
@@ -189,7 +188,7 @@ impl Engine {
         match input {
             Input::Http { request, http } => self.on_http(now, request, http),
             Input::Command { request, command } => {
-                self.commands.insert(request);
+                self.requests.command(request);
                 self.run_command(now, request, None, command)
             }
             Input::RequestAborted { request } => self.on_request_aborted(now, request),
@@ -414,7 +413,7 @@ impl Engine {
             Err(refusal) => return self.http_reply(request, Some(routed.route), refusal),
         };
         if let Some(origin) = origin {
-            self.cors_origins.insert(request, origin.to_string());
+            self.requests.http_from_origin(request, origin);
         }
         if http.method == "OPTIONS" && origin.is_some() {
             return self.http_reply(request, Some(routed.route), access::preflight());
@@ -445,33 +444,26 @@ impl Engine {
 
     /// Answers a command: typed for an in-process caller, as an HTTP reply otherwise.
     fn answer(&mut self, request: RequestId, route: Option<&'static str>, answered: Answered) {
-        if !self.commands.is_empty() && self.commands.remove(&request) {
-            let result = Box::new(answered.map(Outcome::into_result));
-            return self
-                .outputs
-                .push_back(Output::CommandDone { request, result });
-        }
-        let reply = match answered {
-            Ok(outcome) => outcome.into_reply(),
-            Err(refusal) => refusal.to_reply(),
-        };
-        self.http_reply(request, route, reply);
+        let (output, status) = self.requests.answer(request, answered);
+        self.send_answer(route, output, status);
     }
 
-    /// Sends the reply to a request that came over HTTP (never to a command: see
-    /// [`Engine::answer`]), with CORS headers for an allowed browser origin, and counts it.
-    fn http_reply(&mut self, request: RequestId, route: Option<&'static str>, mut reply: Reply) {
-        if let Some(origin) = self.cors_origins.remove(&request) {
-            access::add_cors_headers(&mut reply, &origin);
-        }
-        if let Some(route) = route {
+    /// Sends the reply to a request that came over HTTP, never to a command (see
+    /// [`Engine::answer`]).
+    fn http_reply(&mut self, request: RequestId, route: Option<&'static str>, reply: Reply) {
+        let (output, status) = self.requests.reply(request, reply);
+        self.send_answer(route, output, status);
+    }
+
+    fn send_answer(&mut self, route: Option<&'static str>, output: Output, status: Option<u16>) {
+        if let (Some(route), Some(status)) = (route, status) {
             *self
                 .counters
                 .http_requests
-                .entry((route, reply.status))
+                .entry((route, status))
                 .or_default() += 1;
         }
-        self.outputs.push_back(Output::Reply { request, reply });
+        self.outputs.push_back(output);
     }
 
     fn run_command(

@@ -269,8 +269,7 @@ impl Engine {
     }
 
     pub(super) fn on_request_aborted(&mut self, now: Time, request: RequestId) {
-        self.cors_origins.remove(&request);
-        self.commands.remove(&request);
+        self.requests.forget(request);
         let Some(key) = self.pending_polls.remove(&request) else {
             return;
         };
