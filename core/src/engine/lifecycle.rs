@@ -197,80 +197,29 @@ impl Engine {
     /// Remembers a WebSocket the engine let go of until the runtime reports its end, with the
     /// frames handed to it that were not reported written yet: those it never writes are lost.
     fn await_websocket_end(&mut self, key: SessionKey, conn: ConnId, in_flight: usize) {
-        if in_flight > 0
-            && let Some(session) = self.sessions.get(key)
-        {
-            self.closing.insert(conn, (key, session.id, in_flight));
-        } else {
-            self.inherited.remove(&conn);
-        }
+        let owner = self.sessions.get(key).map(|session| (key, session.id));
+        self.unwritten.socket_let_go(conn, owner, in_flight);
     }
 
     /// The runtime reported the end of a WebSocket the engine had closed.
     pub(super) fn on_closed_websocket_ended(&mut self, now: Time, conn: ConnId) {
-        if let Some((key, client_id, unwritten)) = self.closing.remove(&conn) {
-            self.count_unwritten(now, key, client_id, conn, unwritten);
+        if let Some((key, client_id, lost)) = self.unwritten.let_go_socket_ended(conn) {
+            self.charge_lost_frames(now, key, client_id, lost);
         }
     }
 
-    /// Frames a connection moved to another session had unwritten are now the oldest of its
-    /// frames in flight, handed out for the earlier session.
-    pub(super) fn inherit_unwritten(&mut self, conn: ConnId, earlier: ClientId, in_flight: usize) {
-        let list = self.inherited.entry(conn).or_default();
-        let counted: usize = list.iter().map(|(_, n)| n).sum();
-        if in_flight > counted {
-            list.push((earlier, in_flight - counted));
-        }
-        if list.is_empty() {
-            self.inherited.remove(&conn);
-        }
-    }
-
-    /// `frames` of a connection's oldest frames were written.
-    #[inline]
-    pub(super) fn inherited_written(&mut self, conn: ConnId, frames: usize) {
-        // Checked inline: this runs for every acknowledgement, and the map is almost always
-        // empty.
-        if !self.inherited.is_empty() {
-            self.inherited_written_slow(conn, frames);
-        }
-    }
-
-    #[cold]
-    fn inherited_written_slow(&mut self, conn: ConnId, frames: usize) {
-        let Some(list) = self.inherited.get_mut(&conn) else {
-            return;
-        };
-        let mut left = frames;
-        while left > 0 && !list.is_empty() {
-            let taken = left.min(list[0].1);
-            list[0].1 -= taken;
-            left -= taken;
-            if list[0].1 == 0 {
-                list.remove(0);
-            }
-        }
-        if list.is_empty() {
-            self.inherited.remove(&conn);
-        }
-    }
-
-    /// A WebSocket ended with `unwritten` frames never written: each session that lost some
-    /// is told (or, when it has ended, they are logged and counted undelivered).
-    pub(super) fn count_unwritten(
+    /// A WebSocket ended with frames never written: each session that lost some is told (or,
+    /// when it has ended, they are logged and counted undelivered).
+    pub(super) fn charge_lost_frames(
         &mut self,
         now: Time,
         key: SessionKey,
         client_id: ClientId,
-        conn: ConnId,
-        unwritten: usize,
+        lost: Lost,
     ) {
-        let inherited = self.inherited.remove(&conn).unwrap_or_default();
-        let earlier: usize = inherited.iter().map(|(_, n)| n).sum();
-        let own = unwritten.saturating_sub(earlier);
         let live = self.sessions.get(key).is_some().then_some(key);
-        let mut losers = vec![(client_id, live, own)];
-        for (owner, frames) in inherited {
+        let mut losers = vec![(client_id, live, lost.own)];
+        for (owner, frames) in lost.earlier {
             losers.push((owner, self.sessions.key_of(&owner), frames));
         }
         for (owner, live, frames) in losers {

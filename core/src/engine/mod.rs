@@ -36,10 +36,12 @@ mod polling;
 mod publishing;
 mod recovery;
 mod requests;
+mod unwritten;
 mod websocket;
 
 use messages::Via;
 use requests::Requests;
+use unwritten::{Lost, UnwrittenFrames};
 
 /// The protocol version this engine speaks; handshakes must ask for `1.x`.
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -119,13 +121,8 @@ pub struct Engine {
     history: History,
     /// Publishes waiting for the store, when history is durable.
     durability: publishing::Durability,
-    /// WebSockets the engine closed whose end the runtime has not reported yet: the session
-    /// they served and the frames handed to them not yet reported written.
-    closing: BTreeMap<ConnId, (SessionKey, ClientId, usize)>,
-    /// For connections a `register` moved to another session with frames unwritten: the
-    /// oldest of those frames, by the earlier sessions they were handed out for (rare, so kept
-    /// here rather than in every session).
-    inherited: BTreeMap<ConnId, Vec<(ClientId, usize)>>,
+    /// Frames of sockets the engine let go of, or that changed sessions, not yet written.
+    unwritten: UnwrittenFrames,
 }
 
 impl std::fmt::Debug for Engine {
@@ -167,8 +164,7 @@ impl Engine {
             counters: Counters::default(),
             shutting_down: false,
             recipients: Vec::new(),
-            closing: BTreeMap::new(),
-            inherited: BTreeMap::new(),
+            unwritten: UnwrittenFrames::default(),
         }
     }
 
@@ -248,10 +244,7 @@ impl Engine {
         match self.sessions.key_of_conn(conn) {
             Some(key) => self.on_ws_written(now, key, frames),
             None => {
-                if let Some((_, _, in_flight)) = self.closing.get_mut(&conn) {
-                    *in_flight = in_flight.saturating_sub(frames);
-                    self.inherited_written(conn, frames);
-                }
+                self.unwritten.written_after_let_go(conn, frames);
             }
         }
     }

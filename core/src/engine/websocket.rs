@@ -234,7 +234,7 @@ impl Engine {
             Some(Transport::WebSocket { in_flight, .. }) => *in_flight,
             _ => 0,
         };
-        self.inherit_unwritten(conn, fresh_id, in_flight);
+        self.unwritten.inherit(conn, fresh_id, in_flight);
         let carried: Vec<String> = self
             .sessions
             .get(fresh)
@@ -294,7 +294,7 @@ impl Engine {
         {
             *in_flight = in_flight.saturating_sub(frames);
             let (conn, idle) = (*conn, queue.is_empty() && queue.unreported_drops() == 0);
-            self.inherited_written(conn, frames);
+            self.unwritten.written(conn, frames);
             // The common case, an acknowledgement with nothing waiting behind the window, is
             // done here; it is as frequent as deliveries.
             if idle {
@@ -358,7 +358,8 @@ impl Engine {
         if let Transport::WebSocket { in_flight, .. } = self.sessions.detach(key) {
             // Whatever the socket had not written when it died never reached the client.
             let client_id = self.sessions.get(key).expect("live session").id;
-            self.count_unwritten(now, key, client_id, conn, in_flight);
+            let lost = self.unwritten.lost(conn, in_flight);
+            self.charge_lost_frames(now, key, client_id, lost);
         }
         self.set_timer(key, TimerKind::Ping, None);
         if code == Some(close_code::NORMAL) {
