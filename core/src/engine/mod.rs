@@ -18,7 +18,6 @@ use crate::input::{Command, HttpRequest, Initiator, Input, TransportEvent};
 use crate::output::{
     CloseReason, Output, Reply, SessionEvent, TimeoutReason, TimerKind, TransportKind,
 };
-use crate::rate::KeyedBuckets;
 use crate::session::{Session, SessionKey, SessionTable, Transport};
 use crate::stats::{Counters, Gauges, render_prometheus};
 use crate::time::{Time, WallClock};
@@ -29,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod delivery;
+mod gate;
 mod lifecycle;
 mod management;
 mod messages;
@@ -39,16 +39,13 @@ mod requests;
 mod unwritten;
 mod websocket;
 
+use gate::{Gate, Verdict};
 use messages::Via;
 use requests::Requests;
 use unwritten::{Lost, UnwrittenFrames};
 
 /// The protocol version this engine speaks; handshakes must ask for `1.x`.
 pub const PROTOCOL_VERSION: &str = "1.0";
-
-/// The handshake budget shared by every request that came without a peer address. Peer
-/// addresses are IPs, so this key cannot collide with a real one.
-const UNKNOWN_PEER: &str = "unknown";
 
 /// WebSocket close codes the engine uses.
 pub mod close_code {
@@ -107,8 +104,8 @@ pub struct Engine {
     channels: ChannelIndex,
     timers: TimerQueue,
     pending_polls: BTreeMap<RequestId, SessionKey>,
-    /// Handshakes and upgrades still allowed per remote address.
-    handshake_budgets: KeyedBuckets,
+    /// Host, Origin, admin token and handshake budgets.
+    gate: Gate,
     /// Requests not answered yet, and the form their answers take.
     requests: Requests,
     ready_polls: Vec<SessionKey>,
@@ -158,7 +155,7 @@ impl Engine {
             timers: TimerQueue::default(),
             pending_polls: BTreeMap::new(),
             requests: Requests::default(),
-            handshake_budgets: KeyedBuckets::default(),
+            gate: Gate::default(),
             ready_polls: Vec::new(),
             outputs: VecDeque::new(),
             counters: Counters::default(),
@@ -343,25 +340,6 @@ impl Engine {
         self.set_timer(key, TimerKind::TokenExpiry, expires);
     }
 
-    /// Counts one handshake or upgrade against the remote address's budget. Requests whose
-    /// peer is unknown fail closed: they all share one budget, [`UNKNOWN_PEER`], so leaving
-    /// the address out never lifts the limit.
-    fn spend_handshake_budget(&mut self, now: Time, peer: Option<&str>) -> Result<(), Reply> {
-        let key = peer.unwrap_or(UNKNOWN_PEER);
-        let limit = self.config.handshake_rate;
-        if self.handshake_budgets.take(key, limit, now) {
-            return Ok(());
-        }
-        let from = peer.map_or_else(|| "clients of unknown address".to_string(), str::to_string);
-        Err(Reply::error(
-            429,
-            &format!(
-                "too many handshakes from {from}: at most {} per second (bursts of {})",
-                limit.per_second, limit.burst
-            ),
-        ))
-    }
-
     /// Counts one client message against the session's budget.
     fn spend_message_budget(&mut self, now: Time, key: SessionKey) -> Result<(), String> {
         let limit = self.config.client_message_rate;
@@ -401,37 +379,19 @@ impl Engine {
 
     fn on_http(&mut self, now: Time, request: RequestId, http: HttpRequest) {
         let routed = http_api::route(&http, &self.config);
-        let origin = match access::admit(&self.config, &http) {
-            Ok(origin) => origin,
-            Err(refusal) => return self.http_reply(request, Some(routed.route), refusal),
-        };
+        let route = Some(routed.route);
+        let (origin, verdict) =
+            self.gate
+                .check_request(&self.config, now, &http, &routed, self.shutting_down);
         if let Some(origin) = origin {
             self.requests.http_from_origin(request, origin);
         }
-        if http.method == "OPTIONS" && origin.is_some() {
-            return self.http_reply(request, Some(routed.route), access::preflight());
-        }
-        if self.shutting_down {
-            return self.http_reply(request, Some(routed.route), shutting_down().to_reply());
-        }
-        if let Some(admin_token) = &self.config.admin_token
-            && routed.admin
-            && !auth::is_admin(admin_token, http.authorization.as_deref())
-        {
-            let refusal = Reply::error(
-                401,
-                "this endpoint needs the admin token: send Authorization: Bearer <token>",
-            );
-            return self.http_reply(request, Some(routed.route), refusal);
-        }
-        if matches!(routed.command, Ok(Command::Handshake { .. }))
-            && let Err(refusal) = self.spend_handshake_budget(now, http.peer.as_deref())
-        {
-            return self.http_reply(request, Some(routed.route), refusal);
-        }
-        match routed.command {
-            Ok(command) => self.run_command(now, request, Some(routed.route), command),
-            Err(reply) => self.http_reply(request, Some(routed.route), reply),
+        match (verdict, routed.command) {
+            (Verdict::Refuse(refusal), _) | (Verdict::Pass, Err(refusal)) => {
+                self.http_reply(request, route, refusal)
+            }
+            (Verdict::Preflight, _) => self.http_reply(request, route, access::preflight()),
+            (Verdict::Pass, Ok(command)) => self.run_command(now, request, route, command),
         }
     }
 

@@ -28,25 +28,25 @@ impl Engine {
                 .map_err(|e| format!("`since` is not valid JSON: {e}"))
                 .and_then(|value| parse_since(Some(&value), None)),
         };
-        let refusal = if let Err(refusal) = access::admit(&self.config, upgrade) {
-            Some(refusal)
-        } else if self.shutting_down {
-            Some(shutting_down().to_reply())
-        } else if path != http_api::WEBSOCKET_PATH {
-            Some(Reply::error(
-                404,
-                &format!("no WebSocket endpoint at {path}; use /ws"),
-            ))
-        } else if self.sessions.key_of_conn(conn).is_some() {
-            Some(Reply::error(409, &format!("{conn} is already open")))
-        } else if let Err(problem) = &since {
-            Some(Reply::error(400, problem))
-        } else if resume.is_none() && self.sessions.len() >= self.config.max_clients {
-            Some(self.server_full().to_reply())
-        } else {
-            self.spend_handshake_budget(now, upgrade.peer.as_deref())
-                .err()
-        };
+        let refusal =
+            if let Err(refusal) = Gate::check_upgrade(&self.config, upgrade, self.shutting_down) {
+                Some(refusal)
+            } else if path != http_api::WEBSOCKET_PATH {
+                Some(Reply::error(
+                    404,
+                    &format!("no WebSocket endpoint at {path}; use /ws"),
+                ))
+            } else if self.sessions.key_of_conn(conn).is_some() {
+                Some(Reply::error(409, &format!("{conn} is already open")))
+            } else if let Err(problem) = &since {
+                Some(Reply::error(400, problem))
+            } else if resume.is_none() && self.sessions.len() >= self.config.max_clients {
+                Some(self.server_full().to_reply())
+            } else {
+                self.gate
+                    .spend_handshake(&self.config, now, upgrade.peer.as_deref())
+                    .err()
+            };
         let claims = match refusal {
             Some(reply) => Err(reply),
             None => {
