@@ -89,10 +89,7 @@ impl Engine {
                 self.counters.dropped += dropped;
                 let overflowed = dropped > 0;
                 match transport {
-                    Transport::PendingPoll { .. } if !session.poll_ready => {
-                        session.poll_ready = true;
-                        self.ready_polls.push(key);
-                    }
+                    Transport::PendingPoll { .. } => self.polls.mark_ready(key, session),
                     Transport::WebSocket { conn, .. }
                         if overflowed
                             && self.config.slow_consumer == SlowConsumerPolicy::Disconnect =>

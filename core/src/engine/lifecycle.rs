@@ -260,7 +260,7 @@ impl Engine {
     pub(super) fn end_session(&mut self, key: SessionKey, reason: CloseReason) {
         match self.sessions.detach(key) {
             Transport::PendingPoll { request, http } => {
-                self.pending_polls.remove(&request);
+                self.polls.stop_waiting(request);
                 let ended = format!("the session ended ({})", reason_text(reason));
                 self.answer(
                     request,

@@ -33,6 +33,7 @@ mod lifecycle;
 mod management;
 mod messages;
 mod polling;
+mod polls;
 mod publishing;
 mod recovery;
 mod requests;
@@ -41,6 +42,7 @@ mod websocket;
 
 use gate::{Gate, Verdict};
 use messages::Via;
+use polls::Polls;
 use requests::Requests;
 use unwritten::{Lost, UnwrittenFrames};
 
@@ -103,12 +105,12 @@ pub struct Engine {
     sessions: SessionTable,
     channels: ChannelIndex,
     timers: TimerQueue,
-    pending_polls: BTreeMap<RequestId, SessionKey>,
+    /// Long polls held open, and those ready to be answered.
+    polls: Polls,
     /// Host, Origin, admin token and handshake budgets.
     gate: Gate,
     /// Requests not answered yet, and the form their answers take.
     requests: Requests,
-    ready_polls: Vec<SessionKey>,
     outputs: VecDeque<Output>,
     counters: Counters,
     shutting_down: bool,
@@ -153,10 +155,9 @@ impl Engine {
             sessions: SessionTable::default(),
             channels: ChannelIndex::default(),
             timers: TimerQueue::default(),
-            pending_polls: BTreeMap::new(),
+            polls: Polls::default(),
             requests: Requests::default(),
             gate: Gate::default(),
-            ready_polls: Vec::new(),
             outputs: VecDeque::new(),
             counters: Counters::default(),
             shutting_down: false,
@@ -202,7 +203,7 @@ impl Engine {
                 self.on_history_loaded(now, epoch, channels)
             }
         }
-        if !self.ready_polls.is_empty() {
+        if self.polls.any_ready() {
             self.answer_ready_polls(now);
         }
     }
@@ -232,7 +233,7 @@ impl Engine {
             self.fire_due_timers(now);
         }
         self.on_frames_written(now, conn, frames);
-        if !self.ready_polls.is_empty() {
+        if self.polls.any_ready() {
             self.answer_ready_polls(now);
         }
     }
@@ -265,7 +266,7 @@ impl Engine {
             self.fire_due_timers(now);
         }
         let decision = self.on_ws_open(now, conn, upgrade);
-        if !self.ready_polls.is_empty() {
+        if self.polls.any_ready() {
             self.answer_ready_polls(now);
         }
         decision

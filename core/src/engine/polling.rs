@@ -159,7 +159,7 @@ impl Engine {
         }
         session.transport = Transport::PendingPoll { request, http };
         session.last_activity = now;
-        self.pending_polls.insert(request, key);
+        self.polls.wait(request, key);
         self.set_timer(key, TimerKind::LongPollExpiry, Some(now + wait));
         // A client holding a poll open is present; staleness counts from when it ends.
         self.set_timer(key, TimerKind::StaleEviction, None);
@@ -184,7 +184,7 @@ impl Engine {
             _ => return,
         };
         session.transport = Transport::Detached;
-        self.pending_polls.remove(&request);
+        self.polls.stop_waiting(request);
         self.set_timer(key, TimerKind::LongPollExpiry, None);
         self.touch(now, key);
         let outcome = if superseded {
@@ -225,10 +225,10 @@ impl Engine {
     }
 
     pub(super) fn answer_ready_polls(&mut self, now: Time) {
-        if self.ready_polls.is_empty() {
+        if !self.polls.any_ready() {
             return;
         }
-        for key in std::mem::take(&mut self.ready_polls) {
+        for key in self.polls.take_ready() {
             let Some(session) = self.sessions.get_mut(key) else {
                 continue;
             };
@@ -270,7 +270,7 @@ impl Engine {
 
     pub(super) fn on_request_aborted(&mut self, now: Time, request: RequestId) {
         self.requests.forget(request);
-        let Some(key) = self.pending_polls.remove(&request) else {
+        let Some(key) = self.polls.stop_waiting(request) else {
             return;
         };
         let session = self

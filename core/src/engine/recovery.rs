@@ -57,10 +57,7 @@ impl Engine {
         }
         match session.transport {
             Transport::WebSocket { .. } => self.flush_websocket(now, key),
-            Transport::PendingPoll { .. } if !session.poll_ready => {
-                session.poll_ready = true;
-                self.ready_polls.push(key);
-            }
+            Transport::PendingPoll { .. } => self.polls.mark_ready(key, session),
             _ => {}
         }
     }
