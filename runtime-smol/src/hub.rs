@@ -8,13 +8,13 @@
 //! work. No protocol rule lives here.
 
 use crate::outbox::Outbox;
-use crate::store::StoreHandle;
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use livebridge_core::{
     ConnId, Engine, HttpRequest, Input, Output, Reply, RequestId, Time, TransportEvent,
 };
+use livebridge_runtime_support::store::StoreHandle;
 use livebridge_runtime_support::{MonotonicClock, OsRandomIds, log_session_event};
 use rustc_hash::FxHashMap;
 use std::future::Future;

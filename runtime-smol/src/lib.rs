@@ -21,12 +21,12 @@ pub mod fuzzing;
 pub mod hub;
 pub mod outbox;
 pub mod panics;
-pub mod store;
 pub mod websocket;
 
 use connection::{ConnectionLimits, serve_connection_watched};
 use framer::HttpLimits;
 use hub::Hub;
+use livebridge_runtime_support::store;
 use smol::net::{TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;

@@ -2,13 +2,15 @@
 //!
 //! What every livebridge runtime needs and `livebridge-core` must not contain, written once:
 //! client ids from the operating system's generator ([`OsRandomIds`]), the monotonic clock in
-//! engine time ([`MonotonicClock`]), and the log lines of session events
-//! ([`log_session_event`]). `livebridge-smol` and `livebridge-axum` use it; an embedder with
+//! engine time ([`MonotonicClock`]), the log lines of session events
+//! ([`log_session_event`]), and the durable event log behind `--data-dir` ([`store`]: SQLite,
+//! one writer thread with group commit, read back at start-up). `livebridge-smol` and `livebridge-axum` use it; an embedder with
 //! its own runtime can too (`examples/plain_thread.rs`, `docs/embedding.md`).
 
 mod clock;
 mod ids;
 mod session_log;
+pub mod store;
 
 pub use clock::MonotonicClock;
 pub use ids::OsRandomIds;
