@@ -1,11 +1,11 @@
 //! livebridge on tokio and axum, standalone:
 //! `cargo run --release -p livebridge-axum --example server -- --bind 127.0.0.1:5100`.
 //!
-//! The flags are the protocol's main settings; the smol binary (`livebridge serve`) has the
-//! full set and the durable store.
+//! The flags are the protocol's main settings and the durable store; the smol binary
+//! (`livebridge serve`) has the full set.
 
 use clap::Parser;
-use livebridge_axum::{Server, ServerConfig, Settings};
+use livebridge_axum::{DataDir, Server, ServerConfig, Settings};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ struct Args {
     /// Runtime worker threads.
     #[arg(long)]
     threads: Option<usize>,
+    /// Store channel history durably in this directory (survives restarts and crashes).
+    #[arg(long, env = "LIVEBRIDGE_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::io::Result<()> {
@@ -47,6 +50,10 @@ fn main() -> std::io::Result<()> {
     let mut config = ServerConfig {
         bind: args.bind,
         settings,
+        data_dir: args.data_dir.map(|path| DataDir {
+            path,
+            max_bytes: None,
+        }),
         ..ServerConfig::default()
     };
     if let Some(threads) = args.threads {

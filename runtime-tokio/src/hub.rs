@@ -7,6 +7,7 @@ use livebridge_core::{
     Command, CommandError, CommandResult, ConnId, Engine, HttpRequest, Input, Output, Reply,
     RequestId, Time,
 };
+use livebridge_runtime_support::store::StoreHandle;
 use livebridge_runtime_support::{MonotonicClock, OsRandomIds, log_session_event};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +27,8 @@ struct State {
     next_request: u64,
     next_conn: u64,
     armed: Option<Time>,
+    /// Where channel events go to be stored, when history is durable.
+    store: Option<StoreHandle>,
 }
 
 /// The engine shared by every connection of one server.
@@ -48,10 +51,21 @@ impl Hub {
                 next_request: 0,
                 next_conn: 0,
                 armed: None,
+                store: None,
             }),
             clock,
             timer_kick: Notify::new(),
         })
+    }
+
+    /// Hands channel events to `store` from now on (the engine must be durable).
+    pub fn use_store(&self, store: StoreHandle) {
+        self.lock().store = Some(store);
+    }
+
+    /// Lets go of the store, so its writer stops once it has stored what is queued.
+    pub fn take_store(&self) -> Option<StoreHandle> {
+        self.lock().store.take()
     }
 
     fn now(&self) -> Time {
@@ -255,9 +269,13 @@ fn dispatch(state: &mut State, output: Output) {
         Output::Session(event) => log_session_event(&event),
         // This runtime keeps history in memory only: the engine asks to store batches only
         // when it was configured durable, which `ServerConfig` never does.
-        Output::Persist(batch) => {
-            tracing::error!(batch = ?batch.batch, "the engine asked to store a batch, but this runtime has no store")
-        }
+        Output::Persist(batch) => match &state.store {
+            Some(store) => store.store(batch),
+            // Cannot happen: the engine is durable only when a store was opened.
+            None => {
+                tracing::error!(batch = ?batch.batch, "the engine asked to store a batch, but there is no store")
+            }
+        },
     }
 }
 

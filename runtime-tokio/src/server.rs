@@ -1,7 +1,7 @@
 //! A standalone server: the router on its own thread and tokio runtime, with a graceful
 //! shutdown (WebSockets closed with 1001, pending polls answered, then the listener stops).
 
-use crate::{Livebridge, Settings};
+use crate::{DataDir, Livebridge, Settings};
 use std::io;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -19,6 +19,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long shutdown waits for WebSockets to close. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Where channel history is stored durably; `None` keeps it in memory only (lost at
+    /// restart). Default: none.
+    pub data_dir: Option<DataDir>,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +31,7 @@ impl Default for ServerConfig {
             settings: Settings::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(5),
+            data_dir: None,
         }
     }
 }
@@ -41,8 +45,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.bind` and serves on a background thread.
+    /// Opens the store (with `data_dir`), binds `config.bind` and serves on a background
+    /// thread. Errors say what failed: the data dir (naming its path) or the address.
     pub fn start(config: ServerConfig) -> io::Result<Server> {
+        let livebridge = match config.data_dir.clone() {
+            Some(data_dir) => Livebridge::durable(config.settings.clone(), data_dir)?,
+            None => Livebridge::new(config.settings.clone()),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.max(1))
             .enable_all()
@@ -57,9 +66,9 @@ impl Server {
                 )
             })?;
         let addr = listener.local_addr()?;
-        let livebridge = Livebridge::new(config.settings.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = livebridge.clone();
+        let serving_store = livebridge.clone();
         let grace = config.shutdown_grace;
         let thread = std::thread::Builder::new()
             .name("livebridge-axum".to_string())
@@ -87,6 +96,9 @@ impl Server {
                     timers.abort();
                 });
                 runtime.shutdown_timeout(grace);
+                // Publishes were refused since the shutdown: what the store's writer holds
+                // is all there is to store.
+                serving_store.close_store();
             })?;
         Ok(Server {
             addr,

@@ -52,6 +52,10 @@ impl TestServer {
                 },
                 threads: config.threads,
                 shutdown_grace: config.shutdown_grace,
+                data_dir: config.data_dir.map(|path| livebridge_axum::DataDir {
+                    path,
+                    max_bytes: config.data_max_bytes,
+                }),
             })
             .expect("server starts");
             let addr = server.local_addr();
