@@ -6,13 +6,13 @@
 //! from ever reaching the slot's next occupant.
 
 use crate::auth::ClientClaims;
+use crate::channel::Subscriptions;
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::output::TransportKind;
 use crate::queue::MessageQueue;
 use crate::rate::{RateLimit, TokenBucket};
 use crate::time::Time;
 use rustc_hash::FxHashMap;
-use std::collections::BTreeSet;
 
 /// A handle to a session in the [`SessionTable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,7 +53,7 @@ pub(crate) struct Session {
     pub(crate) id: ClientId,
     pub(crate) client_type: String,
     pub(crate) client_name: Option<String>,
-    pub(crate) subscriptions: BTreeSet<String>,
+    pub(crate) subscriptions: Subscriptions,
     pub(crate) queue: MessageQueue,
     pub(crate) connected_at: Time,
     pub(crate) last_activity: Time,
@@ -92,7 +92,7 @@ impl Session {
             id,
             client_type,
             client_name: None,
-            subscriptions: BTreeSet::new(),
+            subscriptions: Subscriptions::default(),
             queue: MessageQueue::new(queue_limit),
             connected_at: now,
             last_activity: now,

@@ -343,7 +343,7 @@ impl Engine {
             self.set_timer(key, kind, None);
         }
         let session = self.sessions.remove(key).expect("ending a live session");
-        for channel in &session.subscriptions {
+        for channel in session.subscriptions.iter() {
             self.channels.unsubscribe(channel, key);
         }
         let undelivered = session.queue.len();

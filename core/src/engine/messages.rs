@@ -256,7 +256,7 @@ impl Engine {
         if subscribe {
             let added = channels
                 .iter()
-                .filter(|c| !session.subscriptions.contains(*c))
+                .filter(|c| !session.subscriptions.contains(c))
                 .collect::<BTreeSet<_>>()
                 .len();
             let total = session.subscriptions.len() + added;
@@ -267,8 +267,9 @@ impl Engine {
                 )));
             }
             for channel in channels {
-                if session.subscriptions.insert(channel.clone()) {
-                    self.channels.subscribe(channel, key);
+                if !session.subscriptions.contains(channel) {
+                    let name = self.channels.subscribe(channel, key);
+                    session.subscriptions.insert(name);
                 }
             }
         } else {

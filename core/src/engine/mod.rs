@@ -543,7 +543,7 @@ fn view(session: &Session) -> SessionView {
             Transport::PendingPoll { .. } => Some(TransportKind::Polling),
             Transport::WebSocket { .. } => Some(TransportKind::Websocket),
         },
-        subscriptions: session.subscriptions.iter().cloned().collect(),
+        subscriptions: session.subscriptions.iter().map(str::to_string).collect(),
         queued: session.queue.len(),
         unreported_drops: session.queue.unreported_drops(),
         connected_at: session.connected_at,

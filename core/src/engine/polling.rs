@@ -107,7 +107,8 @@ impl Engine {
             body["reason"] = Value::from(lifecycle::resume_refusal(requested));
         }
         if resumed && !since.is_empty() {
-            let subscriptions = session.subscriptions.clone();
+            let subscriptions: Vec<String> =
+                session.subscriptions.iter().map(str::to_string).collect();
             body["recovered"] = json!(recovery.recovered);
             body["positions"] = self.positions_json(subscriptions);
         }

@@ -151,7 +151,8 @@ impl Engine {
         });
         if !since.is_empty() {
             welcome["recovered"] = json!(recovery.recovered);
-            welcome["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+            welcome["positions"] =
+                self.positions_json(session.subscriptions.iter().map(str::to_string));
         }
         welcome["timestamp"] = Value::from(timestamp);
         self.counters.sessions_resumed += 1;
@@ -258,7 +259,7 @@ impl Engine {
         let carried: Vec<String> = self
             .sessions
             .get(fresh)
-            .map(|s| s.subscriptions.iter().cloned().collect())
+            .map(|s| s.subscriptions.iter().map(str::to_string).collect())
             .unwrap_or_default();
         self.sessions.detach(fresh);
         self.end_session(fresh, CloseReason::MergedIntoResumed);
@@ -269,8 +270,9 @@ impl Engine {
             if session.subscriptions.len() >= room {
                 break;
             }
-            if session.subscriptions.insert(channel.clone()) {
-                self.channels.subscribe(&channel, target);
+            if !session.subscriptions.contains(&channel) {
+                let name = self.channels.subscribe(&channel, target);
+                session.subscriptions.insert(name);
             }
         }
         self.sessions.attach_websocket(target, conn, in_flight);
@@ -298,7 +300,8 @@ impl Engine {
         if !since.is_empty() {
             let session = self.sessions.get(target).expect("resume target");
             registered["recovered"] = json!(recovery.recovered);
-            registered["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+            registered["positions"] =
+                self.positions_json(session.subscriptions.iter().map(str::to_string));
         }
         self.emit_frame(target, registered.to_string().into());
         self.start_replays(now, target, recovery.replays);
