@@ -33,7 +33,7 @@ impl Engine {
     pub(super) fn open_session(
         &mut self,
         now: Time,
-        client_type: String,
+        client_type: Cow<'static, str>,
         kind: TransportKind,
     ) -> SessionKey {
         let id = loop {
@@ -55,7 +55,7 @@ impl Engine {
         self.outputs
             .push_back(Output::Session(SessionEvent::Opened {
                 client_id: id,
-                client_type,
+                client_type: client_type.into_owned(),
                 transport: kind,
             }));
         key

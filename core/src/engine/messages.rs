@@ -201,7 +201,7 @@ impl Engine {
             ));
         }
         if let Some(client_type) = client_type {
-            session.client_type = client_type.to_string();
+            session.client_type = client_type.to_string().into();
         }
         if let Some(client_name) = client_name {
             session.client_name = Some(client_name.to_string());

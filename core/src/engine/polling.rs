@@ -64,7 +64,7 @@ impl Engine {
                 let reason = "session resumed by a new handshake";
                 self.release_transport(now, key, true, close_code::SESSION_TAKEN_OVER, reason);
                 let session = self.sessions.get_mut(key).expect("resumable session");
-                session.client_type = client_type;
+                session.client_type = client_type.into();
                 session.kind = TransportKind::Polling;
                 self.counters.sessions_resumed += 1;
                 self.outputs
@@ -78,7 +78,7 @@ impl Engine {
                 if self.sessions.len() >= self.config.max_clients {
                     return self.server_full();
                 }
-                let key = self.open_session(now, client_type, TransportKind::Polling);
+                let key = self.open_session(now, client_type.into(), TransportKind::Polling);
                 let welcome = self.connection_established(now, key, None);
                 self.deliver(key, welcome, None);
                 (key, false)

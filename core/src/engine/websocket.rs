@@ -96,11 +96,11 @@ impl Engine {
             self.resume_at_open(now, conn, target, claims, &since);
             return Ok(());
         }
-        let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
+        let key = self.open_session(now, Cow::Borrowed("unknown"), TransportKind::Websocket);
         self.sessions.attach_websocket(key, conn, 0);
         self.touch(now, key);
         if let Some(client_type) = claims.as_ref().and_then(|c| c.client_type.clone()) {
-            self.sessions.get_mut(key).expect("new session").client_type = client_type;
+            self.sessions.get_mut(key).expect("new session").client_type = client_type.into();
         }
         if claims.is_some() {
             self.install_claims(key, claims);
@@ -240,7 +240,10 @@ impl Engine {
             Ok(since) => since,
             Err(problem) => return self.send_error(now, fresh, &problem),
         };
-        let fresh_claims = self.sessions.get(fresh).and_then(|s| s.claims.clone());
+        let fresh_claims = self
+            .sessions
+            .get(fresh)
+            .and_then(|s| s.claims.as_deref().cloned());
         let owner = self.sessions.get(target).and_then(|s| s.claims.as_ref());
         if let (Some(new), Some(old)) = (&fresh_claims, owner)
             && new.sub != old.sub
@@ -281,7 +284,7 @@ impl Engine {
         }
         let session = self.sessions.get_mut(target).expect("resume target");
         if let Some(client_type) = map.get("client_type").and_then(Value::as_str) {
-            session.client_type = client_type.to_string();
+            session.client_type = client_type.to_string().into();
         }
         if let Some(client_name) = map.get("client_name").and_then(Value::as_str) {
             session.client_name = Some(client_name.to_string());
