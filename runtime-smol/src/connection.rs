@@ -3,6 +3,7 @@
 
 use crate::framer::{FramedIo, Head, HttpLimits, Stop};
 use crate::outbox::Outbox;
+use crate::socket::WsSocket;
 use crate::websocket::{WebSocketConnection, WsLimits, WsPeer, run_websocket, ws_config};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::create_response;
@@ -89,7 +90,7 @@ async fn http_phase<B: Backend>(
     stream: TcpStream,
     backend: Arc<B>,
     limits: ConnectionLimits,
-) -> Option<WebSocketConnection<TcpStream>> {
+) -> Option<WebSocketConnection<WsSocket>> {
     let backend = &backend;
     // Without TCP_NODELAY every small response waits ~40 ms for the peer's delayed ACK.
     if let Err(error) = stream.set_nodelay(true) {
@@ -136,7 +137,7 @@ async fn after_http<B: Backend>(
     peer: Option<String>,
     backend: &Arc<B>,
     limits: ConnectionLimits,
-) -> Option<WebSocketConnection<TcpStream>> {
+) -> Option<WebSocketConnection<WsSocket>> {
     match stop {
         Stop::Eof | Stop::Idle | Stop::Malformed(..) => {}
         Stop::BodyRefused(head, declared) => {
@@ -231,7 +232,7 @@ async fn accept_upgrade<B: Backend>(
     peer: Option<String>,
     backend: &Arc<B>,
     limits: &WsLimits,
-) -> Option<(WebSocketStream<TcpStream>, ConnId, Arc<Outbox>)> {
+) -> Option<(WebSocketStream<WsSocket>, ConnId, Arc<Outbox>)> {
     // tungstenite's own server handshake refuses bytes that follow the request ("junk after
     // request"), so a frame sent in the same packet would be lost. Validate and answer the
     // handshake with tungstenite's helpers, then hand it the bytes that followed.
@@ -258,8 +259,9 @@ async fn accept_upgrade<B: Backend>(
         return None;
     }
     let rest = buffered[head_length..].to_vec();
+    let socket = WsSocket::from(stream);
     let ws =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(limits)))
+        WebSocketStream::from_partially_read(socket, rest, Role::Server, Some(ws_config(limits)))
             .await;
     Some((ws, conn, outbox))
 }

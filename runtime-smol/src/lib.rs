@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod hub;
 pub mod outbox;
 pub mod panics;
+pub mod socket;
 pub mod store;
 pub mod websocket;
 
