@@ -6,13 +6,14 @@
 //! from ever reaching the slot's next occupant.
 
 use crate::auth::ClientClaims;
+use crate::channel::Subscriptions;
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::output::TransportKind;
 use crate::queue::MessageQueue;
 use crate::rate::{RateLimit, TokenBucket};
 use crate::time::Time;
 use rustc_hash::FxHashMap;
-use std::collections::BTreeSet;
+use std::borrow::Cow;
 
 /// A handle to a session in the [`SessionTable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,12 +49,16 @@ pub(crate) enum Transport {
 }
 
 /// One client session.
+///
+/// Every connected client keeps one in the table's slab, idle or not, so what is rare stays
+/// out of line: a token's claims are boxed (80 bytes inline, for the sessions that have none),
+/// and the client type a WebSocket session starts with is a static name, not an allocation.
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) id: ClientId,
-    pub(crate) client_type: String,
+    pub(crate) client_type: Cow<'static, str>,
     pub(crate) client_name: Option<String>,
-    pub(crate) subscriptions: BTreeSet<String>,
+    pub(crate) subscriptions: Subscriptions,
     pub(crate) queue: MessageQueue,
     pub(crate) connected_at: Time,
     pub(crate) last_activity: Time,
@@ -68,7 +73,7 @@ pub(crate) struct Session {
     /// Messages the client may still send right now.
     pub(crate) message_budget: TokenBucket,
     /// What the client's token grants, when tokens are required.
-    pub(crate) claims: Option<ClientClaims>,
+    pub(crate) claims: Option<Box<ClientClaims>>,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +87,7 @@ pub(crate) struct SessionTimers {
 impl Session {
     pub(crate) fn new(
         id: ClientId,
-        client_type: String,
+        client_type: Cow<'static, str>,
         kind: TransportKind,
         queue_limit: usize,
         message_rate: RateLimit,
@@ -92,7 +97,7 @@ impl Session {
             id,
             client_type,
             client_name: None,
-            subscriptions: BTreeSet::new(),
+            subscriptions: Subscriptions::default(),
             queue: MessageQueue::new(queue_limit),
             connected_at: now,
             last_activity: now,
@@ -129,6 +134,25 @@ pub(crate) struct SessionTable {
 struct Slot {
     generation: u32,
     session: Option<Session>,
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    /// Every open connection keeps a slot, so a field added inline to [`Session`] costs that
+    /// much per idle WebSocket (the slab also doubles, so up to twice that in capacity).
+    /// Things most sessions lack belong behind a pointer.
+    const SLOT_BUDGET: usize = 304;
+
+    #[test]
+    fn a_session_slot_stays_within_its_memory_budget() {
+        let size = std::mem::size_of::<Slot>();
+        assert!(
+            size <= SLOT_BUDGET,
+            "a session slot is {size} bytes, over the {SLOT_BUDGET}-byte budget"
+        );
+    }
 }
 
 impl SessionTable {

@@ -3,6 +3,7 @@
 
 use crate::framer::{FramedIo, Head, HttpLimits, Stop};
 use crate::outbox::Outbox;
+use crate::socket::WsSocket;
 use crate::websocket::{WebSocketConnection, WsLimits, WsPeer, run_websocket, ws_config};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::create_response;
@@ -13,6 +14,7 @@ use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
 use http_types::{Response, StatusCode};
 use livebridge_core::{ConnId, HttpRequest, Reply, RequestBody, TransportEvent};
+use smol::Async;
 use smol::net::TcpStream;
 use std::future::Future;
 use std::pin::Pin;
@@ -88,7 +90,7 @@ async fn http_phase<B: Backend>(
     stream: TcpStream,
     backend: Arc<B>,
     limits: ConnectionLimits,
-) -> Option<WebSocketConnection<TcpStream>> {
+) -> Option<WebSocketConnection<WsSocket>> {
     let backend = &backend;
     // Without TCP_NODELAY every small response waits ~40 ms for the peer's delayed ACK.
     if let Err(error) = stream.set_nodelay(true) {
@@ -135,7 +137,7 @@ async fn after_http<B: Backend>(
     peer: Option<String>,
     backend: &Arc<B>,
     limits: ConnectionLimits,
-) -> Option<WebSocketConnection<TcpStream>> {
+) -> Option<WebSocketConnection<WsSocket>> {
     match stop {
         Stop::Eof | Stop::Idle | Stop::Malformed(..) => {}
         Stop::BodyRefused(head, declared) => {
@@ -230,7 +232,7 @@ async fn accept_upgrade<B: Backend>(
     peer: Option<String>,
     backend: &Arc<B>,
     limits: &WsLimits,
-) -> Option<(WebSocketStream<TcpStream>, ConnId, Arc<Outbox>)> {
+) -> Option<(WebSocketStream<WsSocket>, ConnId, Arc<Outbox>)> {
     // tungstenite's own server handshake refuses bytes that follow the request ("junk after
     // request"), so a frame sent in the same packet would be lost. Validate and answer the
     // handshake with tungstenite's helpers, then hand it the bytes that followed.
@@ -257,8 +259,9 @@ async fn accept_upgrade<B: Backend>(
         return None;
     }
     let rest = buffered[head_length..].to_vec();
+    let socket = WsSocket::from(stream);
     let ws =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(limits)))
+        WebSocketStream::from_partially_read(socket, rest, Role::Server, Some(ws_config(limits)))
             .await;
     Some((ws, conn, outbox))
 }
@@ -359,6 +362,23 @@ where
 
 /// Writes a reply outside async-h1 (refusals before or instead of a request) and closes.
 pub async fn write_reply(stream: &mut TcpStream, reply: &Reply) {
+    let _ = stream.write_all(reply_text(reply).as_bytes()).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// [`write_reply`] on the bare async-io socket, which is all a connection task keeps to
+/// answer after a panic (one pointer, where a `TcpStream` clone takes ~120 bytes for its
+/// readiness futures).
+pub async fn write_reply_on(socket: &Async<std::net::TcpStream>, reply: &Reply) {
+    let mut writer = socket;
+    let _ = writer.write_all(reply_text(reply).as_bytes()).await;
+    let _ = writer.flush().await;
+    let _ = socket.get_ref().shutdown(std::net::Shutdown::Write);
+}
+
+/// A complete `connection: close` response for `reply`.
+fn reply_text(reply: &Reply) -> String {
     let reason = StatusCode::try_from(reply.status)
         .map(|s| s.canonical_reason())
         .unwrap_or("Error");
@@ -373,7 +393,5 @@ pub async fn write_reply(stream: &mut TcpStream, reply: &Reply) {
     }
     head.push_str("\r\n");
     head.push_str(&reply.body);
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.flush().await;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    head
 }

@@ -4,8 +4,13 @@
 //! A general-purpose channel (async-channel) costs ~2 KB per connection once used (its block
 //! and cache-padded counters) and an event-listener notification per frame. A connection has
 //! exactly one consumer and its producers already serialise on the hub lock, so a mutex over a
-//! `VecDeque` (no allocation while empty) and one stored waker is all it needs. `push` hands
-//! the waker back instead of waking, so the hub wakes tasks after it has released its lock.
+//! queue and one stored waker is all it needs. `push` hands the waker back instead of waking,
+//! so the hub wakes tasks after it has released its lock.
+//!
+//! The queue keeps its oldest command inline and only the ones behind it in a `VecDeque`: an
+//! idle connection is handed one command at a time (its welcome, a reply, an occasional
+//! frame), and a `VecDeque` keeps the capacity of its first push — 160 bytes — for the
+//! connection's whole life.
 
 use crate::websocket::ConnCommand;
 use std::collections::VecDeque;
@@ -20,7 +25,7 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutboxState {
-    commands: VecDeque<ConnCommand>,
+    commands: Commands,
     /// The task that found the outbox empty and waits for a command.
     waiting: Option<Waker>,
     /// The hub forgot this connection: no command will follow the queued ones.
@@ -119,6 +124,39 @@ impl Outbox {
     }
 }
 
+/// Commands in order: the oldest inline, the rest (allocated only when one waits behind
+/// another) in a `VecDeque`.
+#[derive(Debug, Default)]
+struct Commands {
+    /// The oldest command; `None` only when `behind` is empty too.
+    first: Option<ConnCommand>,
+    behind: VecDeque<ConnCommand>,
+}
+
+impl Commands {
+    fn push_back(&mut self, command: ConnCommand) {
+        if self.first.is_none() {
+            self.first = Some(command);
+        } else {
+            self.behind.push_back(command);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<ConnCommand> {
+        let first = self.first.take()?;
+        self.first = self.behind.pop_front();
+        Some(first)
+    }
+
+    /// Keeps the commands for which `keep` is true, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&ConnCommand) -> bool) {
+        self.behind.retain(&mut keep);
+        if self.first.as_ref().is_some_and(|first| !keep(first)) {
+            self.first = self.behind.pop_front();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +219,35 @@ mod tests {
             Some(ConnCommand::Close { code: 1008, .. })
         ));
         assert!(outbox.try_next().is_none());
+    }
+
+    #[test]
+    fn commands_keep_their_order_across_the_inline_slot_and_allocate_only_when_queued_behind() {
+        let mut commands = Commands::default();
+        commands.push_back(text("a"));
+        assert_eq!(
+            commands.behind.capacity(),
+            0,
+            "one command at a time allocates nothing"
+        );
+        assert!(matches!(commands.pop_front(), Some(ConnCommand::Text(t)) if t.as_str() == "a"));
+        for s in ["b", "c", "d"] {
+            commands.push_back(text(s));
+        }
+        commands.push_back(ConnCommand::Ping);
+        commands.push_back(text("e"));
+        commands.retain(
+            |c| !matches!(c, ConnCommand::Text(t) if t.as_str() == "b" || t.as_str() == "d"),
+        );
+        let order: Vec<String> = std::iter::from_fn(|| commands.pop_front())
+            .map(|c| match c {
+                ConnCommand::Text(t) => t.as_str().to_string(),
+                ConnCommand::Ping => "ping".to_string(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(order, ["c", "ping", "e"]);
+        assert!(commands.pop_front().is_none());
     }
 
     #[test]

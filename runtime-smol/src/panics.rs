@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 pub const LOGGED_PER_MINUTE: u32 = 10;
 
 /// Runs `future`; `Err(())` when it panicked (the panic itself went to the hook).
-pub async fn contain<F: Future>(future: F) -> Result<F::Output, ()> {
-    use futures_lite::FutureExt;
-    AssertUnwindSafe(future).catch_unwind().await.map_err(drop)
+///
+/// A plain function returning the guard, not an `async fn`: an `async fn` keeps its argument
+/// beside the guard that polls it, so every connection task would hold its future twice.
+pub fn contain<F: Future>(future: F) -> impl Future<Output = Result<F::Output, ()>> {
+    let guarded = futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(future));
+    futures_util::FutureExt::map(guarded, |outcome| outcome.map_err(drop))
 }
 
 struct Budget {

@@ -33,7 +33,7 @@ impl Engine {
     pub(super) fn open_session(
         &mut self,
         now: Time,
-        client_type: String,
+        client_type: Cow<'static, str>,
         kind: TransportKind,
     ) -> SessionKey {
         let id = loop {
@@ -55,7 +55,7 @@ impl Engine {
         self.outputs
             .push_back(Output::Session(SessionEvent::Opened {
                 client_id: id,
-                client_type,
+                client_type: client_type.into_owned(),
                 transport: kind,
             }));
         key
@@ -295,7 +295,7 @@ impl Engine {
             self.set_timer(key, kind, None);
         }
         let session = self.sessions.remove(key).expect("ending a live session");
-        for channel in &session.subscriptions {
+        for channel in session.subscriptions.iter() {
             self.channels.unsubscribe(channel, key);
         }
         let undelivered = session.queue.len();

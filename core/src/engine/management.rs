@@ -69,7 +69,7 @@ impl Engine {
         let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
         let mut by_transport: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, session) in self.sessions.iter() {
-            *by_type.entry(&session.client_type).or_default() += 1;
+            *by_type.entry(&*session.client_type).or_default() += 1;
             *by_transport.entry(session.kind.as_str()).or_default() += 1;
         }
         let channels: BTreeMap<&str, usize> = self.channels.counts().collect();
@@ -136,7 +136,7 @@ impl Engine {
         let mut queued = 0;
         for (_, session) in self.sessions.iter() {
             *sessions
-                .entry((session.kind.as_str(), session.client_type.clone()))
+                .entry((session.kind.as_str(), session.client_type.to_string()))
                 .or_default() += 1;
             queued += session.queue.messages() as usize;
         }

@@ -203,7 +203,7 @@ impl Engine {
             ));
         }
         if let Some(client_type) = client_type {
-            session.client_type = client_type.to_string();
+            session.client_type = client_type.to_string().into();
         }
         if let Some(client_name) = client_name {
             session.client_name = Some(client_name.to_string());
@@ -258,7 +258,7 @@ impl Engine {
         if subscribe {
             let added = channels
                 .iter()
-                .filter(|c| !session.subscriptions.contains(*c))
+                .filter(|c| !session.subscriptions.contains(c))
                 .collect::<BTreeSet<_>>()
                 .len();
             let total = session.subscriptions.len() + added;
@@ -269,8 +269,9 @@ impl Engine {
                 )));
             }
             for channel in channels {
-                if session.subscriptions.insert(channel.clone()) {
-                    self.channels.subscribe(channel, key);
+                if !session.subscriptions.contains(channel) {
+                    let name = self.channels.subscribe(channel, key);
+                    session.subscriptions.insert(name);
                 }
             }
         } else {

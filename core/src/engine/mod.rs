@@ -23,6 +23,7 @@ use crate::stats::{Counters, Gauges, render_prometheus};
 use crate::time::{Time, WallClock};
 use crate::timer_queue::TimerQueue;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -336,7 +337,7 @@ impl Engine {
             .as_ref()
             .map(|c| self.clock.time_at(c.expires_at_unix_millis()));
         if let Some(session) = self.sessions.get_mut(key) {
-            session.claims = claims;
+            session.claims = claims.map(Box::new);
         }
         self.set_timer(key, TimerKind::TokenExpiry, expires);
     }
@@ -521,14 +522,14 @@ fn new_epoch(ids: &mut impl IdSource) -> String {
 fn view(session: &Session) -> SessionView {
     SessionView {
         client_id: session.id,
-        client_type: session.client_type.clone(),
+        client_type: session.client_type.to_string(),
         client_name: session.client_name.clone(),
         attached: match session.transport {
             Transport::Detached => None,
             Transport::PendingPoll { .. } => Some(TransportKind::Polling),
             Transport::WebSocket { .. } => Some(TransportKind::Websocket),
         },
-        subscriptions: session.subscriptions.iter().cloned().collect(),
+        subscriptions: session.subscriptions.iter().map(str::to_string).collect(),
         queued: session.queue.len(),
         unreported_drops: session.queue.unreported_drops(),
         connected_at: session.connected_at,

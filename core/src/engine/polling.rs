@@ -45,7 +45,7 @@ impl Engine {
             .and_then(|text| text.parse::<ClientId>().ok())
             .and_then(|id| self.sessions.key_of(&id));
         if let Some(key) = resumable {
-            let owner = self.sessions.get(key).and_then(|s| s.claims.as_ref());
+            let owner = self.sessions.get(key).and_then(|s| s.claims.as_deref());
             auth::check_same_subject(owner, claims.as_ref())?;
         }
         let (key, resumed) = match resumable {
@@ -53,7 +53,7 @@ impl Engine {
                 let reason = "session resumed by a new handshake";
                 self.release_transport(now, key, true, close_code::SESSION_TAKEN_OVER, reason);
                 let session = self.sessions.get_mut(key).expect("resumable session");
-                session.client_type = client_type;
+                session.client_type = client_type.into();
                 session.kind = TransportKind::Polling;
                 self.counters.sessions_resumed += 1;
                 self.outputs
@@ -67,7 +67,7 @@ impl Engine {
                 if self.sessions.len() >= self.config.max_clients {
                     return Err(self.server_full());
                 }
-                let key = self.open_session(now, client_type, TransportKind::Polling);
+                let key = self.open_session(now, client_type.into(), TransportKind::Polling);
                 let welcome = self.connection_established(now, key, None);
                 self.deliver(key, welcome, None);
                 (key, false)
@@ -96,7 +96,8 @@ impl Engine {
             body["reason"] = Value::from(lifecycle::resume_refusal(requested));
         }
         if resumed && !since.is_empty() {
-            let subscriptions = session.subscriptions.clone();
+            let subscriptions: Vec<String> =
+                session.subscriptions.iter().map(str::to_string).collect();
             body["recovered"] = json!(recovery.recovered);
             body["positions"] = self.positions_json(subscriptions);
         }

@@ -59,7 +59,7 @@ impl Engine {
                 self.authenticate(now, token.as_deref())
                     .and_then(|claims| {
                         let owner = resume.and_then(|target| self.sessions.get(target));
-                        let owner = owner.and_then(|s| s.claims.as_ref());
+                        let owner = owner.and_then(|s| s.claims.as_deref());
                         auth::check_same_subject(owner, claims.as_ref()).map(|()| claims)
                     })
                     .map_err(|refusal| refusal.to_reply())
@@ -78,11 +78,11 @@ impl Engine {
             self.resume_at_open(now, conn, target, claims, &since);
             return Ok(());
         }
-        let key = self.open_session(now, "unknown".to_string(), TransportKind::Websocket);
+        let key = self.open_session(now, Cow::Borrowed("unknown"), TransportKind::Websocket);
         self.sessions.attach_websocket(key, conn, 0);
         self.touch(now, key);
         if let Some(client_type) = claims.as_ref().and_then(|c| c.client_type.clone()) {
-            self.sessions.get_mut(key).expect("new session").client_type = client_type;
+            self.sessions.get_mut(key).expect("new session").client_type = client_type.into();
         }
         if claims.is_some() {
             self.install_claims(key, claims);
@@ -133,7 +133,8 @@ impl Engine {
         });
         if !since.is_empty() {
             welcome["recovered"] = json!(recovery.recovered);
-            welcome["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+            welcome["positions"] =
+                self.positions_json(session.subscriptions.iter().map(str::to_string));
         }
         welcome["timestamp"] = Value::from(timestamp);
         self.counters.sessions_resumed += 1;
@@ -221,8 +222,11 @@ impl Engine {
             Ok(since) => since,
             Err(problem) => return self.send_error(now, fresh, &problem),
         };
-        let fresh_claims = self.sessions.get(fresh).and_then(|s| s.claims.clone());
-        let owner = self.sessions.get(target).and_then(|s| s.claims.as_ref());
+        let fresh_claims = self
+            .sessions
+            .get(fresh)
+            .and_then(|s| s.claims.as_deref().cloned());
+        let owner = self.sessions.get(target).and_then(|s| s.claims.as_deref());
         if let Err(refusal) = auth::check_same_subject(owner, fresh_claims.as_ref()) {
             return self.send_error(now, fresh, refusal.message());
         }
@@ -238,7 +242,7 @@ impl Engine {
         let carried: Vec<String> = self
             .sessions
             .get(fresh)
-            .map(|s| s.subscriptions.iter().cloned().collect())
+            .map(|s| s.subscriptions.iter().map(str::to_string).collect())
             .unwrap_or_default();
         self.sessions.detach(fresh);
         self.end_session(fresh, CloseReason::MergedIntoResumed);
@@ -249,8 +253,9 @@ impl Engine {
             if session.subscriptions.len() >= room {
                 break;
             }
-            if session.subscriptions.insert(channel.clone()) {
-                self.channels.subscribe(&channel, target);
+            if !session.subscriptions.contains(&channel) {
+                let name = self.channels.subscribe(&channel, target);
+                session.subscriptions.insert(name);
             }
         }
         self.sessions.attach_websocket(target, conn, in_flight);
@@ -259,7 +264,7 @@ impl Engine {
         }
         let session = self.sessions.get_mut(target).expect("resume target");
         if let Some(client_type) = map.get("client_type").and_then(Value::as_str) {
-            session.client_type = client_type.to_string();
+            session.client_type = client_type.to_string().into();
         }
         if let Some(client_name) = map.get("client_name").and_then(Value::as_str) {
             session.client_name = Some(client_name.to_string());
@@ -278,7 +283,8 @@ impl Engine {
         if !since.is_empty() {
             let session = self.sessions.get(target).expect("resume target");
             registered["recovered"] = json!(recovery.recovered);
-            registered["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+            registered["positions"] =
+                self.positions_json(session.subscriptions.iter().map(str::to_string));
         }
         self.emit_frame(target, registered.to_string().into());
         self.start_replays(now, target, recovery.replays);
