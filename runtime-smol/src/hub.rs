@@ -7,8 +7,8 @@
 //! deadline moved earlier; then, with the lock released, wake the connection tasks that got
 //! work. No protocol rule lives here.
 
-use crate::outbox::Outbox;
-use crate::websocket::{ConnCommand, Incoming, WsPeer};
+use crate::outbox::{ConnCommand, Outbox};
+use crate::websocket::{Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use livebridge_core::{

@@ -1,8 +1,8 @@
 //! # livebridge-smol
 //!
 //! The livebridge server: the `livebridge-core` engine wired to real sockets on one port.
-//! HTTP requests go through [`framer`] and async-h1; `GET /ws` upgrades go to
-//! async-tungstenite ([`websocket`]); the engine lives in the [`hub`]. Everything runs on a
+//! HTTP requests go through the framer (`framer.rs`) and async-h1; `GET /ws` upgrades go to
+//! async-tungstenite ([`websocket`]); the engine lives in the hub (`hub.rs`). Everything runs on a
 //! smol executor with one thread per core.
 //!
 //! ```no_run
@@ -13,16 +13,22 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+// The binary's command line and panic hook (main.rs is its own crate).
 pub mod cli;
+pub mod panics;
+// The transport layer, public for servers with another peer than the hub (the Autobahn echo
+// example): a connection's HTTP phase and upgrade, the WebSocket task, its queue.
 pub mod connection;
-pub mod framer;
+pub mod outbox;
+pub mod websocket;
+// Entry points of the cargo-fuzz targets (fuzz/), not an API.
+#[cfg(test)]
+mod connection_memory;
+mod framer;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod hub;
-pub mod outbox;
-pub mod panics;
-pub mod socket;
-pub mod websocket;
+mod hub;
+mod socket;
 
 use connection::{ConnectionLimits, serve_connection_watched};
 use framer::HttpLimits;
@@ -211,7 +217,7 @@ impl AcceptFailures {
 /// Chained with a combinator rather than written as an `async fn`: this future is what every
 /// idle WebSocket keeps in memory, and an `async fn` awaiting the connection under the panic
 /// guard kept room for the connection's future twice (a 1.6 KB task instead of 0.6 KB).
-pub fn connection_task(
+fn connection_task(
     stream: TcpStream,
     hub: Arc<Hub>,
     limits: ConnectionLimits,

@@ -1,5 +1,6 @@
 //! The queue from the hub to one WebSocket connection's task: the commands waiting to be
-//! written and the waker of the task that writes them.
+//! written ([`ConnCommand`]) and the waker of the task that writes them. The WebSocket code
+//! consumes it; this file does not depend on it.
 //!
 //! A general-purpose channel (async-channel) costs ~2 KB per connection once used (its block
 //! and cache-padded counters) and an event-listener notification per frame. A connection has
@@ -12,10 +13,32 @@
 //! frame), and a `VecDeque` keeps the capacity of its first push — 160 bytes — for the
 //! connection's whole life.
 
-use crate::websocket::ConnCommand;
+use async_tungstenite::tungstenite::Utf8Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+
+/// What the writer of one connection is told to do.
+#[derive(Debug)]
+pub enum ConnCommand {
+    /// Send a text frame. `Utf8Bytes` is reference-counted: a frame published to many
+    /// connections is shared, not copied, until tungstenite writes it.
+    Text(Utf8Bytes),
+    /// Send a binary frame (the echo server only).
+    Binary(Vec<u8>),
+    /// Send a ping.
+    Ping,
+    /// Send a close frame and end the connection.
+    Close {
+        /// RFC 6455 code.
+        code: u16,
+        /// Reason text.
+        reason: String,
+        /// Drop the frames queued before it instead of writing them (see
+        /// `livebridge_core::Output::WsClose`).
+        abandon_unwritten: bool,
+    },
+}
 
 /// Commands for one connection, and who to wake when they arrive.
 #[derive(Debug, Default)]

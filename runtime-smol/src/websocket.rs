@@ -5,12 +5,12 @@
 //! The same code serves `/ws` (peer: the hub) and the Autobahn echo example (peer: echo), so
 //! the conformance suite tests exactly what clients get.
 
-use crate::outbox::Outbox;
+use crate::outbox::{ConnCommand, Outbox};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Error as WsError;
+use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use futures_lite::{AsyncRead, AsyncWrite, Stream, StreamExt};
 use futures_util::SinkExt;
 use livebridge_core::{ConnId, TransportFailure};
@@ -21,28 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tracing::debug;
-
-/// What the writer of one connection is told to do.
-#[derive(Debug)]
-pub enum ConnCommand {
-    /// Send a text frame. `Utf8Bytes` is reference-counted: a frame published to many
-    /// connections is shared, not copied, until tungstenite writes it.
-    Text(Utf8Bytes),
-    /// Send a binary frame (the echo server only).
-    Binary(Vec<u8>),
-    /// Send a ping.
-    Ping,
-    /// Send a close frame and end the connection.
-    Close {
-        /// RFC 6455 code.
-        code: u16,
-        /// Reason text.
-        reason: String,
-        /// Drop the frames queued before it instead of writing them (see
-        /// `livebridge_core::Output::WsClose`).
-        abandon_unwritten: bool,
-    },
-}
 
 /// What a command puts on the wire.
 enum Outgoing {

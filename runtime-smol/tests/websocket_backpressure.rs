@@ -8,10 +8,8 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::{AsyncRead, AsyncWrite};
 use livebridge_core::ConnId;
-use livebridge_smol::outbox::Outbox;
-use livebridge_smol::websocket::{
-    ConnCommand, Incoming, WsLimits, WsPeer, run_websocket, ws_config,
-};
+use livebridge_smol::outbox::{ConnCommand, Outbox};
+use livebridge_smol::websocket::{Incoming, WsLimits, WsPeer, run_websocket, ws_config};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;

@@ -3,12 +3,13 @@
 //! `.await` in `serve_connection` makes the generated state machine keep room for the
 //! WebSocket twice (3.3 KB before the phases were chained with combinators; 568 B after),
 //! and so did the panic guard around it when it was an `async fn` (a 1.6 KB task on
-//! 2026-12-01). docs/performance.md has the full breakdown.
+//! 2026-12-01). docs/performance.md has the full breakdown. (Unit tests: the task and the hub
+//! are not public.)
 
-use livebridge_smol::ServerConfig;
-use livebridge_smol::connection::serve_connection;
-use livebridge_smol::connection_task;
-use livebridge_smol::hub::Hub;
+use crate::ServerConfig;
+use crate::connection::serve_connection;
+use crate::connection_task;
+use crate::hub::Hub;
 use smol::net::{TcpListener, TcpStream};
 
 /// The budget for one connection's task future; what the server spawns must stay under it,
