@@ -75,6 +75,7 @@ impl Server {
                     threads: 1,
                     shutdown_grace: Duration::from_secs(2),
                     data_dir: None,
+                    ..livebridge_axum::ServerConfig::default()
                 },
             )?)),
         })

@@ -34,6 +34,7 @@ mod close_codes;
 mod handle;
 mod http;
 mod hub;
+mod listener;
 pub mod outbox;
 mod server;
 pub mod websocket;

@@ -1,6 +1,7 @@
 //! A standalone server: the router on its own thread and tokio runtime, with a graceful
 //! shutdown (WebSockets closed with 1001, pending polls answered, then the listener stops).
 
+use crate::listener;
 use crate::{DataDir, Livebridge, Settings};
 use std::io;
 use std::net::SocketAddr;
@@ -19,6 +20,12 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long shutdown waits for WebSockets to close. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Largest request head (request line and headers) accepted; larger ones get 431.
+    /// Default 16 KiB (as the smol server's `--max-head-size`).
+    pub max_head_bytes: usize,
+    /// How long a client may take to send a request head; the connection is closed after
+    /// it. It also ends keep-alive connections idle that long. Default 10 s.
+    pub header_timeout: Duration,
     /// Where channel history is stored durably; `None` keeps it in memory only (lost at
     /// restart). Default: none.
     pub data_dir: Option<DataDir>,
@@ -31,6 +38,8 @@ impl Default for ServerConfig {
             settings: Settings::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(5),
+            max_head_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
             data_dir: None,
         }
     }
@@ -70,14 +79,16 @@ impl Server {
         let serving = livebridge.clone();
         let serving_store = livebridge.clone();
         let grace = config.shutdown_grace;
+        let limits = listener::HttpLimits {
+            max_head_bytes: config.max_head_bytes,
+            header_timeout: config.header_timeout,
+        };
         let thread = std::thread::Builder::new()
             .name("livebridge-axum".to_string())
             .spawn(move || {
                 runtime.block_on(async move {
                     let timers = tokio::spawn(serving.run_timers());
-                    let app = serving
-                        .router()
-                        .into_make_service_with_connect_info::<SocketAddr>();
+                    let router = serving.router();
                     let draining = serving.clone();
                     let shutdown = async move {
                         let _ = stopped.await;
@@ -87,12 +98,7 @@ impl Server {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     };
-                    if let Err(error) = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(%error, "server stopped");
-                    }
+                    listener::serve(listener, router, limits, shutdown).await;
                     timers.abort();
                 });
                 runtime.shutdown_timeout(grace);

@@ -52,6 +52,8 @@ impl TestServer {
                 },
                 threads: config.threads,
                 shutdown_grace: config.shutdown_grace,
+                max_head_bytes: config.max_head_bytes,
+                header_timeout: config.header_timeout,
                 data_dir: config.data_dir.map(|path| livebridge_axum::DataDir {
                     path,
                     max_bytes: config.data_max_bytes,
