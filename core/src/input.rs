@@ -2,6 +2,7 @@
 //! WebSocket events and shutdown. Inputs serialise, so sessions can be recorded, replayed and
 //! fuzzed.
 
+use crate::broker::{BrokerError, BrokerEvent, ChannelHead, DirectAudience};
 use crate::history::Position;
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::storage::{BatchId, StoreError, StoredChannel};
@@ -101,6 +102,61 @@ pub enum Input {
         epoch: Option<String>,
         /// The stored channels.
         channels: Vec<StoredChannel>,
+    },
+    /// Cluster mode: the broker ran a [`crate::BrokerCommand::Publish`] (its events have
+    /// these positions, in order) or a [`crate::BrokerCommand::Direct`] (no positions). Its
+    /// publisher is acknowledged now.
+    BrokerPublished {
+        /// The batch of the command.
+        batch: BatchId,
+        /// Per event, the position the broker gave it.
+        positions: Vec<Position>,
+    },
+    /// Cluster mode: the broker did not run a publish; its publisher gets 503.
+    BrokerPublishFailed {
+        /// The batch of the command.
+        batch: BatchId,
+        /// Why.
+        error: BrokerError,
+    },
+    /// Cluster mode: channel events every node receives from the broker, in arrival order.
+    BrokerEvents {
+        /// The events.
+        events: Vec<BrokerEvent>,
+    },
+    /// Cluster mode: a message outside channels that some node published
+    /// ([`crate::BrokerCommand::Direct`]).
+    BrokerDirect {
+        /// Who gets it.
+        audience: DirectAudience,
+        /// The frame.
+        frame: std::sync::Arc<str>,
+    },
+    /// Cluster mode: the answer to a [`crate::BrokerCommand::ReadHistory`].
+    HistoryRead {
+        /// The channel.
+        channel: std::sync::Arc<str>,
+        /// Where the channel stands in the broker now.
+        head: ChannelHead,
+        /// Its retained events after the offset asked for, oldest first (gaps where the
+        /// broker no longer has them).
+        events: Vec<BrokerEvent>,
+    },
+    /// Cluster mode: the connection to the broker is lost. Publishes are refused until
+    /// [`Input::BrokerSynced`].
+    BrokerLost {
+        /// Why, for health and the refusals.
+        error: String,
+    },
+    /// Cluster mode: the broker is (again) connected and subscribed; these are the channels it
+    /// knows and where they stand.
+    BrokerSynced {
+        /// This node's name in the cluster (in the origin of its events).
+        node: String,
+        /// The epoch the broker gives channels without events.
+        epoch: String,
+        /// Every channel the broker knows.
+        heads: Vec<ChannelHead>,
     },
 }
 

@@ -66,6 +66,9 @@ pub enum Output {
     /// (Boxed: it is rare, and every other output is moved and dropped at the size of the
     /// largest.)
     Persist(Box<PersistBatch>),
+    /// Cluster mode: ask the broker to publish, or to read a channel's history (boxed as
+    /// `Persist` is).
+    Broker(Box<crate::broker::BrokerCommand>),
 }
 
 /// An HTTP reply.

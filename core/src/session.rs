@@ -69,6 +69,10 @@ pub(crate) struct Session {
     pub(crate) message_budget: TokenBucket,
     /// What the client's token grants, when tokens are required.
     pub(crate) claims: Option<ClientClaims>,
+    /// Cluster mode: per channel, the offset up to which the client already has the events
+    /// (it recovered on this node with a position this node had not reached yet); they are
+    /// not delivered again. Almost always empty.
+    pub(crate) catch_up: Vec<(crate::history::ChannelId, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +107,7 @@ impl Session {
             poll_ready: false,
             message_budget: TokenBucket::full(message_rate, now),
             claims: None,
+            catch_up: Vec::new(),
         }
     }
 

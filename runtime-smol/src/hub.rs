@@ -7,6 +7,7 @@
 //! deadline moved earlier; then, with the lock released, wake the connection tasks that got
 //! work. No protocol rule lives here.
 
+use crate::broker::BrokerHandle;
 use crate::outbox::Outbox;
 use crate::store::StoreHandle;
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
@@ -41,6 +42,8 @@ struct HubState {
     armed: Option<Time>,
     /// Where channel events go to be stored, when history is durable.
     store: Option<StoreHandle>,
+    /// The broker task, in cluster mode.
+    broker: Option<BrokerHandle>,
 }
 
 /// The engine shared by every connection.
@@ -71,6 +74,7 @@ impl Hub {
                 next_conn: 0,
                 armed: None,
                 store: None,
+                broker: None,
             }),
             clock,
             timer_kick,
@@ -178,6 +182,11 @@ impl Hub {
         self.lock().store = Some(store);
     }
 
+    /// Hands broker commands to `broker` from now on (the engine must be clustered).
+    pub fn use_broker(&self, broker: BrokerHandle) {
+        self.lock().broker = Some(broker);
+    }
+
     /// Lets go of the store, so its writer stops once it has stored what is queued.
     pub fn take_store(&self) -> Option<StoreHandle> {
         self.lock().store.take()
@@ -269,6 +278,12 @@ fn dispatch(state: &mut HubState, output: Output) {
             // The engine asks only when it was told history is durable, which is when a
             // store was opened.
             None => tracing::error!("the engine asked to store a batch, but there is no store"),
+        },
+        Output::Broker(command) => match &state.broker {
+            Some(broker) => broker.send(*command),
+            // The engine asks only when it was told it is clustered, which is when a broker
+            // task was started.
+            None => tracing::error!("the engine asked for the broker, but there is none"),
         },
     }
 }

@@ -13,6 +13,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod broker;
 pub mod cli;
 pub mod connection;
 pub mod framer;
@@ -64,6 +65,9 @@ pub struct ServerConfig {
     /// Largest the store may grow; beyond it publishes fail with 507 as on a full disk.
     /// Default: none (the disk is the limit).
     pub data_max_bytes: Option<u64>,
+    /// Cluster mode: the broker (Redis) shared by every node. Default: none (a single node
+    /// that needs nothing but itself).
+    pub broker: Option<broker::BrokerSettings>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +83,7 @@ impl Default for ServerConfig {
             keep_alive_timeout: Duration::from_secs(60),
             data_dir: None,
             data_max_bytes: None,
+            broker: None,
         }
     }
 }
@@ -115,6 +120,16 @@ impl Server {
     /// address.
     pub fn start(mut config: ServerConfig) -> io::Result<Server> {
         config.engine.durable = config.data_dir.is_some();
+        config.engine.clustered = config.broker.is_some();
+        if let Some(broker) = &config.broker {
+            if config.data_dir.is_some() {
+                return Err(io::Error::other(
+                    "--data-dir and --broker cannot be used together: in cluster mode the \
+                     history lives in Redis",
+                ));
+            }
+            broker.check().map_err(io::Error::other)?;
+        }
         let opened = match &config.data_dir {
             Some(dir) => Some(
                 store::open(store::StoreSettings {
@@ -261,6 +276,15 @@ fn run(
             }
         }
     });
+    if let Some(settings) = config.broker.clone() {
+        let hub_for_broker = Arc::downgrade(&hub);
+        let report = move |input| {
+            if let Some(hub) = hub_for_broker.upgrade() {
+                hub.input(input);
+            }
+        };
+        hub.use_broker(broker::spawn(&executor, settings, report));
+    }
     smol::block_on(executor.run(async {
         executor.spawn(hub.clone().run_timers()).detach();
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "livebridge listening");

@@ -258,6 +258,13 @@ fn dispatch(state: &mut State, output: Output) {
         Output::Persist(batch) => {
             tracing::error!(batch = ?batch.batch, "the engine asked to store a batch, but this runtime has no store")
         }
+        // Cluster mode (a broker) is runtime-smol's: this runtime never sets `clustered`.
+        Output::Broker(command) => {
+            tracing::error!(
+                ?command,
+                "the engine asked for a broker, but this runtime has none"
+            )
+        }
     }
 }
 

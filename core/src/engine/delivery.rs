@@ -77,6 +77,15 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
+        if !session.catch_up.is_empty()
+            && let Some((channel, offset)) = origin
+            && let Some(place) = session.catch_up.iter().position(|(c, _)| *c == channel)
+        {
+            if offset <= session.catch_up[place].1 {
+                return;
+            }
+            session.catch_up.swap_remove(place);
+        }
         match &mut session.transport {
             Transport::WebSocket { conn, in_flight }
                 if *in_flight < window && session.queue.is_empty() =>

@@ -122,19 +122,23 @@ impl Engine {
     }
 
     pub(super) fn health(&self, now: Time) -> Reply {
-        Reply::json(
-            200,
-            json!({
-                "success": true,
-                "status": "healthy",
-                "service": "livebridge",
-                "version": env!("CARGO_PKG_VERSION"),
-                "protocol_version": PROTOCOL_VERSION,
-                "uptime_seconds": now.saturating_since(self.started_at).as_secs_f64(),
-                "clients": self.sessions.len(),
-            })
-            .to_string(),
-        )
+        let mut body = json!({
+            "success": true,
+            "status": "healthy",
+            "service": "livebridge",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol_version": PROTOCOL_VERSION,
+            "uptime_seconds": now.saturating_since(self.started_at).as_secs_f64(),
+            "clients": self.sessions.len(),
+        });
+        let mut status = 200;
+        if let Some((code, word, broker)) = self.broker_health() {
+            status = code;
+            body["status"] = Value::from(word);
+            body["success"] = Value::from(code == 200);
+            body["broker"] = broker;
+        }
+        Reply::json(status, body.to_string())
     }
 
     pub(super) fn metrics(&self, now: Time) -> Reply {
@@ -157,6 +161,7 @@ impl Engine {
             queued_messages: queued,
             channels: self.channels.counts().count(),
             uptime_seconds: now.saturating_since(self.started_at).as_secs_f64(),
+            broker: self.config.clustered.then(|| self.cluster.stats.clone()),
         };
         Reply {
             status: 200,

@@ -127,7 +127,7 @@ impl Engine {
                 let channels = channel_list(&map)?;
                 let since = parse_since(map.get("since"), Some(&channels))?;
                 self.change_subscriptions(key, &channels, true)?;
-                let recovery = self.plan_recovery(now, &since);
+                let recovery = self.plan_recovery(now, key, &since);
                 let session = self.sessions.get(key).expect("live session");
                 let mut reply = json!({
                     "type": "subscribed",

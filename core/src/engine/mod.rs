@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod broker;
 mod delivery;
 mod lifecycle;
 mod management;
@@ -37,6 +38,7 @@ mod publishing;
 mod recovery;
 mod websocket;
 
+pub(crate) use broker::BrokerStats;
 use messages::Via;
 
 /// The protocol version this engine speaks; handshakes must ask for `1.x`.
@@ -119,6 +121,8 @@ pub struct Engine {
     history: History,
     /// Publishes waiting for the store, when history is durable.
     durability: publishing::Durability,
+    /// Cluster mode's link to the broker and the events waiting for it.
+    cluster: broker::Cluster,
     /// WebSockets the engine closed whose end the runtime has not reported yet: the session
     /// they served and the frames handed to them not yet reported written.
     closing: BTreeMap<ConnId, (SessionKey, ClientId, usize)>,
@@ -151,6 +155,7 @@ impl Engine {
         Engine {
             history,
             durability: publishing::Durability::default(),
+            cluster: broker::Cluster::default(),
             config,
             ids: Box::new(ids),
             clock: WallClock::new(now, unix_millis),
@@ -226,6 +231,27 @@ impl Engine {
             Input::PersistFailed { batch, error } => self.on_persist_failed(now, batch, &error),
             Input::HistoryLoaded { epoch, channels } => {
                 self.on_history_loaded(now, epoch, channels)
+            }
+            Input::BrokerPublished { batch, positions } => {
+                self.on_broker_published(now, batch, positions)
+            }
+            Input::BrokerPublishFailed { batch, error } => {
+                self.on_broker_publish_failed(now, batch, error)
+            }
+            Input::BrokerEvents { events } => {
+                for event in events {
+                    self.apply_broker_event(now, event);
+                }
+            }
+            Input::BrokerDirect { audience, frame } => self.on_broker_direct(audience, frame),
+            Input::HistoryRead {
+                channel,
+                head,
+                events,
+            } => self.on_history_read(now, &channel, head, events),
+            Input::BrokerLost { error } => self.on_broker_lost(error),
+            Input::BrokerSynced { node, epoch, heads } => {
+                self.on_broker_synced(now, node, epoch, heads)
             }
         }
         if !self.ready_polls.is_empty() {
@@ -406,10 +432,13 @@ impl Engine {
             );
             return self.reply(request, Some(routed.route), refusal);
         }
-        if matches!(routed.command, Ok(Command::Handshake { .. }))
-            && let Err(refusal) = self.spend_handshake_budget(now, http.peer.as_deref())
-        {
-            return self.reply(request, Some(routed.route), refusal);
+        if matches!(routed.command, Ok(Command::Handshake { .. })) {
+            if let Some(refusal) = self.refuse_until_synced() {
+                return self.reply(request, Some(routed.route), refusal);
+            }
+            if let Err(refusal) = self.spend_handshake_budget(now, http.peer.as_deref()) {
+                return self.reply(request, Some(routed.route), refusal);
+            }
         }
         match routed.command {
             Ok(command) => self.run_command(now, request, Some(routed.route), command),

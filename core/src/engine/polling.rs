@@ -89,7 +89,7 @@ impl Engine {
             self.install_claims(key, claims);
         }
         let recovery = match resumed {
-            true => self.plan_recovery(now, since),
+            true => self.plan_recovery(now, key, since),
             false => Default::default(),
         };
         let session = self.sessions.get_mut(key).expect("live session");

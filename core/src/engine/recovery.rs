@@ -5,7 +5,7 @@
 //! endpoint, and reading queued replays from history as they are delivered.
 
 use super::*;
-use crate::history::{History, Since};
+use crate::history::{History, Since, Unrecoverable};
 use crate::queue::{Item, MessageQueue, Replay};
 use crate::stats::Counters;
 
@@ -21,12 +21,25 @@ pub(super) struct Recovery {
 impl Engine {
     /// Decides, per channel, whether what the client missed since its position can be
     /// replayed; nothing changes until [`Engine::start_replays`].
-    pub(super) fn plan_recovery(&mut self, now: Time, since: &Since) -> Recovery {
+    ///
+    /// In cluster mode, a position of the channel's epoch ahead of this node's latest means
+    /// this node lags behind the one the client came from (the broker's events reach nodes at
+    /// slightly different times): nothing is missed, and the events up to that position are
+    /// not delivered to the session again when they arrive here.
+    pub(super) fn plan_recovery(&mut self, now: Time, key: SessionKey, since: &Since) -> Recovery {
         let mut recovery = Recovery::default();
         for (channel, position) in since {
-            let outcome = self
+            let mut outcome = self
                 .history
                 .missed(channel, position, self.config.recovery_max, now);
+            if self.config.clustered && outcome == Err(Unrecoverable::Ahead) {
+                let id = self.history.id_or_create(channel);
+                if let Some(session) = self.sessions.get_mut(key) {
+                    session.catch_up.retain(|(c, _)| *c != id);
+                    session.catch_up.push((id, position.offset));
+                }
+                outcome = Ok(None);
+            }
             if let Ok(Some((id, first, last))) = outcome {
                 recovery.replays.push(Replay {
                     channel: id,

@@ -38,6 +38,8 @@ impl Engine {
             Some(refusal)
         } else if self.shutting_down {
             Some(Reply::error(503, "the server is shutting down"))
+        } else if let Some(refusal) = self.refuse_until_synced() {
+            Some(refusal)
         } else if path != http_api::WEBSOCKET_PATH {
             Some(Reply::error(
                 404,
@@ -137,7 +139,7 @@ impl Engine {
             self.install_claims(target, claims);
         }
         self.touch(now, target);
-        let recovery = self.plan_recovery(now, since);
+        let recovery = self.plan_recovery(now, target, since);
         let session = self.sessions.get(target).expect("resumed session");
         let client_id = session.id;
         let timestamp = self.timestamp(now);
@@ -293,7 +295,7 @@ impl Engine {
             }));
         self.touch(now, target);
         // The reply goes out ahead of the backlog so the client knows what follows.
-        let recovery = self.plan_recovery(now, &since);
+        let recovery = self.plan_recovery(now, target, &since);
         let mut registered = self.registered_json(now, target, true, None);
         if !since.is_empty() {
             let session = self.sessions.get(target).expect("resume target");
