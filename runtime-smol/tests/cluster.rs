@@ -1,0 +1,293 @@
+//! Cluster mode on a real Redis and real `livebridge` nodes (issue 16): a publish on any node
+//! reaches the subscribers of every node exactly once and in order, with the offsets and
+//! epoch Redis gave; a client recovers on another node with the same positions; Redis down
+//! means 503 and a degraded health, Redis back (empty) means publishing again and
+//! `recovered: false` for the history it lost; a node killed with SIGKILL leaves its clients
+//! to recover on another node.
+
+#[path = "support/cluster.rs"]
+mod cluster_support;
+mod support;
+
+use cluster_support::{Node, PATIENCE, Redis};
+use serde_json::{Value, json};
+use std::time::Instant;
+use support::WsClient;
+
+fn progress(n: u64) -> Value {
+    json!({"type": "job_progress", "job_id": "job-1", "stage": "processing", "progress": n})
+}
+
+/// A WebSocket client on `node`, subscribed to `jobs` (with `since`, when given); returns the
+/// client and its `subscribed` reply.
+fn subscriber(node: &Node, since: Option<Value>) -> (WsClient, Value) {
+    let mut client = smol::block_on(WsClient::connect(node.socket_addr()));
+    let mut message = json!({"type": "subscribe", "channels": ["jobs"]});
+    if let Some(since) = since {
+        message["since"] = json!({"jobs": since});
+    }
+    client.send(message);
+    let reply = client.recv().expect("subscribed");
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    (client, reply)
+}
+
+/// The next `count` channel events the client gets, as (offset, epoch, progress); fails on a
+/// `messages_dropped` notice or anything missing.
+fn events(client: &mut WsClient, count: usize) -> Vec<(u64, String, u64)> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let frame = client
+            .recv()
+            .unwrap_or_else(|| panic!("only {} of {count} events arrived: {got:?}", got.len()));
+        match frame["type"].as_str() {
+            Some("job_progress") => got.push((
+                frame["offset"].as_u64().unwrap(),
+                frame["epoch"].as_str().unwrap().to_string(),
+                frame["progress"].as_f64().unwrap() as u64,
+            )),
+            _ => panic!("unexpected frame {frame} after {got:?}"),
+        }
+    }
+    got
+}
+
+fn publish(node: &Node, n: u64) -> (u64, String) {
+    let (status, reply) = node.post("/api/events", progress(n));
+    assert_eq!(status, 200, "{reply}");
+    let (_, history) = node.get("/api/history/jobs?limit=0");
+    (
+        reply["events"][0]["offset"].as_u64().unwrap(),
+        history["epoch"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn every_publish_reaches_the_subscribers_of_every_node_once_in_order() {
+    let redis = Redis::start();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&redis, &[])).collect();
+    let mut clients: Vec<WsClient> = nodes.iter().map(|n| subscriber(n, None).0).collect();
+    // Every publishing path, on every node in turn.
+    let mut expected = Vec::new();
+    for round in 0..4u64 {
+        for (index, node) in nodes.iter().enumerate() {
+            let n = round * 10 + index as u64;
+            let (status, reply) = match round % 3 {
+                0 => node.post("/api/events", progress(n)),
+                1 => node.post(
+                    "/ws/notify/job_progress",
+                    json!({"job_id": "job-1", "stage": "processing", "progress": n}),
+                ),
+                _ => node.post(
+                    "/ws/broadcast",
+                    json!({"channel": "jobs", "message": progress(n)}),
+                ),
+            };
+            assert_eq!(status, 200, "{reply}");
+            let offset = reply["events"][0]["offset"]
+                .as_u64()
+                .or(reply["offset"].as_u64())
+                .unwrap();
+            expected.push((offset, n));
+        }
+    }
+    let offsets: Vec<u64> = expected.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (1..=12).collect::<Vec<_>>(), "Redis numbers them");
+    let mut epochs = Vec::new();
+    for client in &mut clients {
+        let got = events(client, expected.len());
+        let seen: Vec<(u64, u64)> = got.iter().map(|(o, _, p)| (*o, *p)).collect();
+        assert_eq!(seen, expected, "every event once, in offset order");
+        epochs.push(got[0].1.clone());
+    }
+    // Nothing came twice: the next event each client gets is the next one published.
+    let (sentinel, _) = publish(&nodes[1], 100);
+    for client in &mut clients {
+        assert_eq!(events(client, 1)[0].0, sentinel);
+    }
+    epochs.dedup();
+    assert_eq!(epochs.len(), 1, "one epoch on every node");
+    // The same history on every node.
+    let histories: Vec<Value> = nodes
+        .iter()
+        .map(|n| n.get("/api/history/jobs").1["events"].clone())
+        .collect();
+    assert_eq!(histories[0].as_array().unwrap().len(), 13);
+    assert!(histories.iter().all(|h| *h == histories[0]));
+}
+
+#[test]
+fn a_client_recovers_on_another_node_with_the_same_positions() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let c = Node::start(&redis, &[]);
+    let (mut client, _) = subscriber(&a, None);
+    for n in 1..=5 {
+        publish(&b, n);
+    }
+    let got = events(&mut client, 5);
+    let (last, epoch) = (got[4].0, got[4].1.clone());
+    drop(client);
+    for n in 6..=9 {
+        publish(&a, n);
+    }
+    let since = json!({"offset": last, "epoch": epoch});
+    let (mut client, reply) = subscriber(&c, Some(since));
+    assert_eq!(reply["recovered"]["jobs"], true, "{reply}");
+    let replayed = events(&mut client, 4);
+    let replayed: Vec<(u64, String, u64)> = replayed;
+    assert_eq!(
+        replayed,
+        (6..=9).map(|n| (n, epoch.clone(), n)).collect::<Vec<_>>()
+    );
+    // /api/history agrees on every node.
+    for node in [&a, &b, &c] {
+        let (_, history) = node.get("/api/history/jobs?since=7");
+        assert_eq!(history["offset"], 9);
+        assert_eq!(history["epoch"], epoch.as_str());
+        let offsets: Vec<u64> = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, [8, 9]);
+    }
+}
+
+#[test]
+fn while_redis_is_down_publishes_get_503_and_after_it_restarts_lost_history_is_not_recovered() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let (mut client, _) = subscriber(&a, None);
+    for n in 1..=3 {
+        publish(&b, n);
+    }
+    let got = events(&mut client, 3);
+    let old_epoch = got[2].1.clone();
+
+    redis.kill();
+    // Until the node notices, a publish fails on the connection: 503 either way.
+    for node in [&a, &b] {
+        let (status, reply) = node.post("/api/events", progress(99));
+        assert_eq!(status, 503, "{reply}");
+        assert_eq!(reply["success"], false);
+        assert!(
+            reply["error"].as_str().unwrap().contains("Redis"),
+            "{reply}"
+        );
+    }
+    let health = a.wait_for_health("degraded");
+    assert_eq!(health["broker"]["connected"], false);
+    assert!(health["broker"]["error"].is_string(), "{health}");
+    let metrics = a.metrics();
+    assert!(metrics.contains("livebridge_broker_up 0"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("livebridge_broker_disconnects_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+
+    redis.restart();
+    a.wait_for_health("healthy");
+    b.wait_for_health("healthy");
+    assert!(a.metrics().contains("livebridge_broker_up 1"));
+    // The connected client is told it missed something (Redis lost the channel).
+    let notice = client.recv().expect("a notice");
+    assert_eq!(notice["type"], "messages_dropped", "{notice}");
+    let (offset, new_epoch) = publish(&a, 4);
+    assert_eq!(offset, 1, "the channel starts over");
+    assert_ne!(new_epoch, old_epoch);
+    let got = events(&mut client, 1);
+    assert_eq!(got[0], (1, new_epoch.clone(), 4));
+    // A client that saw offset 3 of the old epoch cannot recover on any node.
+    for node in [&a, &b] {
+        let since = json!({"offset": 3, "epoch": old_epoch});
+        let (_, reply) = subscriber(node, Some(since));
+        assert_eq!(reply["recovered"]["jobs"], false, "{reply}");
+        assert_eq!(reply["positions"]["jobs"]["epoch"], new_epoch.as_str());
+    }
+}
+
+#[test]
+fn after_a_kill_9_of_its_node_a_client_recovers_on_another_node() {
+    let redis = Redis::start();
+    let mut a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let (mut client, _) = subscriber(&a, None);
+    for n in 1..=5 {
+        publish(&b, n);
+    }
+    let got = events(&mut client, 5);
+    let (last, epoch) = (got[4].0, got[4].1.clone());
+    a.kill();
+    drop(client);
+    let mut acknowledged = Vec::new();
+    for n in 6..=10 {
+        acknowledged.push(publish(&b, n).0);
+    }
+    // The client comes back through another node with what it saw.
+    let since = json!({"offset": last, "epoch": epoch});
+    let (mut client, reply) = subscriber(&b, Some(since));
+    assert_eq!(reply["recovered"]["jobs"], true, "{reply}");
+    let got: Vec<u64> = events(&mut client, 5).iter().map(|e| e.0).collect();
+    assert_eq!(got, acknowledged, "every acknowledged event, once");
+    let (sentinel, _) = publish(&b, 11);
+    assert_eq!(events(&mut client, 1)[0].0, sentinel, "nothing twice");
+}
+
+#[test]
+fn a_node_started_while_redis_is_down_refuses_clients_until_redis_answers() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    publish(&a, 1);
+    redis.kill();
+    a.wait_for_health("degraded");
+    // A node that never reached Redis: listening, but not ready.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_livebridge"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log", "error"])
+        .args(["--broker", &redis.url(), "--broker-reconnect-max", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("livebridge listening on http://")
+        .to_string();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let status = |path: &str, body: Option<&str>| {
+        let url = format!("http://{addr}{path}");
+        match body {
+            Some(body) => agent.post(&url).send(body).unwrap().status().as_u16(),
+            None => agent.get(&url).call().unwrap().status().as_u16(),
+        }
+    };
+    assert_eq!(status("/api/system/health", None), 503);
+    let handshake = r#"{"client_type":"gui","protocol_version":"1.0"}"#;
+    assert_eq!(status("/ws/handshake", Some(handshake)), 503);
+    redis.restart();
+    let deadline = Instant::now() + PATIENCE;
+    while status("/api/system/health", None) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the late node never became ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(status("/ws/handshake", Some(handshake)), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
