@@ -103,7 +103,7 @@ impl EngineDriver {
                         batch: persist.batch,
                     }),
                     // The recorded sessions run on a single node (`clustered` is off).
-                    Output::Broker(_) => {}
+                    Output::Broker(_) | Output::Forward { .. } => {}
                 }
             }
             for (conn, count) in &mut self.unacked {

@@ -142,6 +142,17 @@ pub enum Input {
         /// broker no longer has them).
         events: Vec<BrokerEvent>,
     },
+    /// Cluster mode: the request of an [`crate::Output::Forward`] could not reach the node
+    /// holding the session; the engine answers it here, as if the session were unknown (a
+    /// handshake that names it opens a new session).
+    ForwardFailed {
+        /// The request.
+        request: RequestId,
+        /// The request as the output handed it over.
+        http: Box<HttpRequest>,
+        /// Why, for the log.
+        error: String,
+    },
     /// Cluster mode: the connection to the broker is lost. Publishes are refused until
     /// [`Input::BrokerSynced`].
     BrokerLost {
@@ -153,6 +164,10 @@ pub enum Input {
     BrokerSynced {
         /// This node's name in the cluster (in the origin of its events).
         node: String,
+        /// This node's tag, unique in the cluster: the first two bytes of the client ids it
+        /// makes, by which other nodes forward requests naming its sessions.
+        #[serde(default)]
+        node_tag: u16,
         /// The epoch the broker gives channels without events.
         epoch: String,
         /// Every channel the broker knows.
@@ -217,6 +232,10 @@ pub struct HttpRequest {
     /// shared by every request without an address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// Cluster mode: another node of the cluster forwarded this request here (the runtime
+    /// checked the cluster's key), so it is answered here and never forwarded again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
 }
 
 impl HttpRequest {
@@ -232,6 +251,7 @@ impl HttpRequest {
             body: RequestBody::Complete(body.into()),
             authorization: None,
             peer: None,
+            forwarded: false,
         }
     }
 

@@ -69,6 +69,18 @@ pub enum Output {
     /// Cluster mode: ask the broker to publish, or to read a channel's history (boxed as
     /// `Persist` is).
     Broker(Box<crate::broker::BrokerCommand>),
+    /// Cluster mode: the request names a session another node holds; send it there (with the
+    /// cluster's key, so that node answers it itself) and relay its reply as this request's.
+    /// When that node cannot be reached, report [`crate::Input::ForwardFailed`] with the
+    /// request: the engine answers it then.
+    Forward {
+        /// The request.
+        request: RequestId,
+        /// The tag of the node holding the session.
+        node: u16,
+        /// The request, to send on.
+        http: Box<crate::input::HttpRequest>,
+    },
 }
 
 /// An HTTP reply.

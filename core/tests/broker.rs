@@ -28,6 +28,7 @@ fn synced(heads: Vec<ChannelHead>) -> Harness {
     let mut h = clustered();
     h.input(Input::BrokerSynced {
         node: NODE.to_string(),
+        node_tag: 1,
         epoch: "e0".to_string(),
         heads,
     });
@@ -105,6 +106,7 @@ fn before_the_first_sync_handshakes_upgrades_and_publishes_are_refused_and_healt
     // No history to read: ready at the sync.
     h.input(Input::BrokerSynced {
         node: NODE.to_string(),
+        node_tag: 1,
         epoch: "e0".to_string(),
         heads: vec![],
     });
@@ -287,6 +289,7 @@ fn a_broker_that_lost_a_channel_starts_it_over_at_the_sync() {
     });
     h.input(Input::BrokerSynced {
         node: NODE.to_string(),
+        node_tag: 1,
         epoch: "fresh".to_string(),
         heads: vec![],
     });
@@ -420,6 +423,7 @@ fn the_sync_reads_what_the_node_lacks_and_the_node_is_ready_once_it_has_it() {
     let mut cursor = h.log.len();
     h.input(Input::BrokerSynced {
         node: NODE.to_string(),
+        node_tag: 1,
         epoch: "e0".to_string(),
         heads: vec![ChannelHead {
             channel: "jobs".into(),
@@ -552,4 +556,78 @@ proptest! {
         }
         prop_assert_eq!(accounted, published as i64, "received + reported dropped: {:?}", got);
     }
+}
+
+#[test]
+fn requests_naming_another_nodes_session_are_forwarded_once_and_answered_here_if_it_is_gone() {
+    let mut h = synced(vec![]);
+    let mine = h.handshake("gui");
+    assert_eq!(mine.node_tag(), 1, "ids made here carry this node's tag");
+    // A session of node 7.
+    let theirs = livebridge_core::ClientId::from_random_bytes_on_node([9; 16], 7);
+    let poll = format!("/ws/poll?client_id={theirs}");
+    let request = h.http("GET", &poll, "");
+    let forwarded = h.log.iter().rev().find_map(|(_, output)| match output {
+        Output::Forward {
+            request: r,
+            node,
+            http,
+        } if *r == request => Some((*node, http.clone())),
+        _ => None,
+    });
+    let (node, http) = forwarded.expect("forwarded to the owner");
+    assert_eq!(node, 7);
+    assert!(h.take_reply(request).is_none(), "the owner answers");
+    // The owner unreachable: answered here as an unknown session.
+    h.input(Input::ForwardFailed {
+        request,
+        http,
+        error: "connection refused".to_string(),
+    });
+    assert_eq!(h.reply_json(request).0, 404);
+    // A request another node forwarded here is answered here, never forwarded again.
+    let mut again = livebridge_core::HttpRequest::new("GET", &poll, "")
+        .with_host("localhost:5100")
+        .with_peer("127.0.0.1");
+    again.forwarded = true;
+    let before = h.log.len();
+    h.input(Input::Http {
+        request: livebridge_core::RequestId(9_000),
+        http: again,
+    });
+    assert!(
+        !h.log[before..]
+            .iter()
+            .any(|(_, o)| matches!(o, Output::Forward { .. }))
+    );
+    assert_eq!(h.reply_json(livebridge_core::RequestId(9_000)).0, 404);
+    // This node's own sessions are handled here.
+    assert_eq!(h.poll(mine)["success"], true);
+}
+
+#[test]
+fn a_resume_whose_node_is_gone_gets_a_new_session_here() {
+    let mut h = synced(vec![]);
+    let theirs = livebridge_core::ClientId::from_random_bytes_on_node([3; 16], 9);
+    let body = json!({"client_type": "gui", "protocol_version": "1.0",
+                      "client_id": theirs.to_string()});
+    let request = h.http("POST", "/ws/handshake", &body.to_string());
+    let http = h
+        .log
+        .iter()
+        .rev()
+        .find_map(|(_, output)| match output {
+            Output::Forward { http, .. } => Some(http.clone()),
+            _ => None,
+        })
+        .expect("forwarded");
+    h.input(Input::ForwardFailed {
+        request,
+        http,
+        error: "connection refused".to_string(),
+    });
+    let (status, reply) = h.reply_json(request);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["resumed"], false);
+    assert_ne!(reply["client_id"], theirs.to_string());
 }

@@ -31,7 +31,7 @@ use livebridge_core::{
 use livebridge_runtime_support::OsRandomIds;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -64,6 +64,42 @@ pub struct BrokerSettings {
     pub history_size: usize,
     /// Oldest event kept (the engine's `history_ttl`).
     pub history_ttl: Duration,
+    /// Where other nodes reach this one (`HOST:PORT`), for requests naming its sessions.
+    /// Default: the address it listens on.
+    pub advertise: Option<String>,
+}
+
+/// What the broker task learns that the rest of the runtime needs: the cluster's key, which
+/// a forwarded request must carry to be trusted.
+#[derive(Default)]
+pub struct ClusterIdentity {
+    key: Mutex<Option<String>>,
+}
+
+impl ClusterIdentity {
+    /// The cluster's key, once read from Redis.
+    pub fn key(&self) -> Option<String> {
+        self.key
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set_key(&self, key: String) {
+        *self
+            .key
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(key);
+    }
+
+    /// Whether `presented` is the cluster's key (compared in constant time).
+    pub fn trusts(&self, presented: &str) -> bool {
+        let Some(key) = self.key() else {
+            return false;
+        };
+        let (a, b) = (key.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 impl BrokerSettings {
@@ -88,42 +124,77 @@ impl BrokerSettings {
     }
 }
 
+/// What the broker task is asked to do: the engine's commands, and the runtime's look-ups
+/// of other nodes' addresses.
+enum Job {
+    Engine(BrokerCommand),
+    Lookup(u16, Sender<Option<String>>),
+}
+
 /// The way to the broker task.
 #[derive(Clone)]
 pub struct BrokerHandle {
-    commands: Sender<BrokerCommand>,
+    commands: Sender<Job>,
 }
 
 impl BrokerHandle {
     /// Queues a command; the task answers through the hub's input.
     pub fn send(&self, command: BrokerCommand) {
         // The task runs as long as the server does.
-        let _ = self.commands.try_send(command);
+        let _ = self.commands.try_send(Job::Engine(command));
+    }
+
+    /// The address (`HOST:PORT`) of the node with this tag, from the registry in Redis;
+    /// `None` when it is not registered or Redis is unreachable.
+    pub async fn lookup(&self, node: u16) -> Option<String> {
+        let (answer, answered) = async_channel::bounded(1);
+        self.commands.try_send(Job::Lookup(node, answer)).ok()?;
+        answered.recv().await.ok().flatten()
     }
 }
 
-/// Starts the broker task on `executor`; `report` feeds the hub.
+/// Starts the broker task on `executor`; `report` feeds the hub, `identity` gets the
+/// cluster's key.
 pub fn spawn(
     executor: &smol::Executor<'static>,
     settings: BrokerSettings,
+    identity: Arc<ClusterIdentity>,
     report: impl Fn(Input) + Send + Sync + 'static,
 ) -> BrokerHandle {
     let (commands, receiver) = async_channel::unbounded();
     executor
-        .spawn(run(settings, receiver, Arc::new(report)))
+        .spawn(run(settings, receiver, identity, Arc::new(report)))
         .detach();
     BrokerHandle { commands }
 }
 
+/// How long a node's registry entry lives without a refresh (refreshed every
+/// [`PING_INTERVAL`]); a killed node's entry is gone after it.
+pub const NODE_ENTRY_TTL: Duration = Duration::from_secs(15);
+
 type Report = Arc<dyn Fn(Input) + Send + Sync>;
 
-async fn run(settings: BrokerSettings, commands: Receiver<BrokerCommand>, report: Report) {
+async fn run(
+    settings: BrokerSettings,
+    commands: Receiver<Job>,
+    identity: Arc<ClusterIdentity>,
+    report: Report,
+) {
     let node = random_hex();
+    // Chosen at the first connection and kept: the sessions made here carry it.
+    let mut tag: Option<u16> = None;
     let mut delay = RECONNECT_MIN;
     let mut logged_down = false;
     loop {
         let mut synced = false;
-        let error = connected(&settings, &node, &commands, &report, &mut synced).await;
+        let link = Link {
+            settings: &settings,
+            node: &node,
+            commands: &commands,
+            identity: &identity,
+            report: &report,
+        };
+        let error = link.connected(&mut tag, &mut synced).await;
         if synced {
             delay = RECONNECT_MIN;
             logged_down = false;
@@ -145,7 +216,10 @@ async fn run(settings: BrokerSettings, commands: Receiver<BrokerCommand>, report
             })
             .await;
             match next {
-                Some(Ok(command)) => fail(&report, command, false, "not connected"),
+                Some(Ok(Job::Engine(command))) => fail(&report, command, false, "not connected"),
+                Some(Ok(Job::Lookup(_, answer))) => {
+                    let _ = answer.try_send(None);
+                }
                 Some(Err(_)) => return,
                 None => break,
             }
@@ -154,93 +228,209 @@ async fn run(settings: BrokerSettings, commands: Receiver<BrokerCommand>, report
     }
 }
 
-/// One connection's life: returns why it ended.
-async fn connected(
+/// What one connection's life needs.
+struct Link<'a> {
+    settings: &'a BrokerSettings,
+    node: &'a str,
+    commands: &'a Receiver<Job>,
+    identity: &'a ClusterIdentity,
+    report: &'a Report,
+}
+
+impl Link<'_> {
+    /// One connection's life: returns why it ended.
+    async fn connected(&self, tag: &mut Option<u16>, synced: &mut bool) -> String {
+        let (settings, node, commands, report) =
+            (self.settings, self.node, self.commands, self.report);
+        let client = match redis::Client::open(settings.url.as_str()) {
+            Ok(client) => client,
+            Err(error) => return error.to_string(),
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout));
+        let mut conn = match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(conn) => conn,
+            Err(error) => return format!("cannot connect: {error}"),
+        };
+        let pubsub = match with_timeout(settings.timeout, client.get_async_pubsub()).await {
+            Ok(pubsub) => pubsub,
+            Err(error) => return format!("cannot open the Pub/Sub connection: {error}"),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let keys = Keys::new(&settings.prefix);
+        for channel in [&keys.events, &keys.direct] {
+            if let Err(error) =
+                with_timeout(settings.timeout, sink.subscribe(channel.as_str())).await
+            {
+                return format!("cannot subscribe: {error}");
+            }
+        }
+        let (epoch, heads) = match sync(settings, &keys, &mut conn).await {
+            Ok(synced) => synced,
+            Err(error) => return format!("cannot read the channels: {error}"),
+        };
+        let node_tag = match register(settings, &keys, &mut conn, *tag).await {
+            Ok((node_tag, key)) => {
+                self.identity.set_key(key);
+                node_tag
+            }
+            Err(error) => return format!("cannot register the node: {error}"),
+        };
+        *tag = Some(node_tag);
+        info!(url = %settings.url, channels = heads.len(), node_tag = format!("{node_tag:04x}"), "broker (Redis) connected");
+        report(Input::BrokerSynced {
+            node: node.to_string(),
+            node_tag,
+            epoch,
+            heads,
+        });
+        *synced = true;
+        let publish = redis::Script::new(PUBLISH_SCRIPT);
+        let mut next_ping = Instant::now() + PING_INTERVAL;
+        loop {
+            enum Event {
+                Message(Option<redis::Msg>),
+                Command(Option<Job>),
+                Ping,
+            }
+            let event = or(
+                async { Event::Message(stream.next().await) },
+                or(
+                    async { Event::Command(commands.recv().await.ok()) },
+                    async {
+                        smol::Timer::at(next_ping).await;
+                        Event::Ping
+                    },
+                ),
+            )
+            .await;
+            match event {
+                Event::Message(None) => return "the Pub/Sub connection closed".to_string(),
+                Event::Message(Some(message)) => {
+                    if let Some(input) = parse_message(&keys, &message) {
+                        report(input);
+                    }
+                }
+                Event::Command(None) => return "the server is stopping".to_string(),
+                Event::Command(Some(Job::Engine(command))) => {
+                    if let Err(error) =
+                        execute(settings, &keys, node, &publish, &mut conn, report, command).await
+                    {
+                        return error;
+                    }
+                }
+                Event::Command(Some(Job::Lookup(node_tag, answer))) => {
+                    let address: redis::RedisResult<Option<String>> = redis::cmd("GET")
+                        .arg(keys.node(node_tag))
+                        .query_async(&mut conn)
+                        .await;
+                    match address {
+                        Ok(address) => {
+                            let _ = answer.try_send(address);
+                        }
+                        Err(error) => {
+                            let _ = answer.try_send(None);
+                            if is_lost(&error) {
+                                return error.to_string();
+                            }
+                        }
+                    }
+                }
+                Event::Ping => {
+                    next_ping = Instant::now() + PING_INTERVAL;
+                    let ping = with_timeout(settings.timeout, sink.ping::<redis::Value>()).await;
+                    if let Err(error) = ping {
+                        return format!("the Pub/Sub connection does not answer: {error}");
+                    }
+                    if let Err(error) = refresh(settings, &keys, &mut conn, node_tag).await {
+                        return format!("cannot refresh the node's registry entry: {error}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// This node's address in the registry.
+fn advertised(settings: &BrokerSettings) -> String {
+    settings.advertise.clone().unwrap_or_default()
+}
+
+/// Claims a node tag (a free random one at the first connection, the same one afterwards)
+/// and reads the cluster's key (created by the first node).
+async fn register(
     settings: &BrokerSettings,
-    node: &str,
-    commands: &Receiver<BrokerCommand>,
-    report: &Report,
-    synced: &mut bool,
-) -> String {
-    let client = match redis::Client::open(settings.url.as_str()) {
-        Ok(client) => client,
-        Err(error) => return error.to_string(),
+    keys: &Keys,
+    conn: &mut MultiplexedConnection,
+    tag: Option<u16>,
+) -> redis::RedisResult<(u16, String)> {
+    let ttl = u64::try_from(NODE_ENTRY_TTL.as_millis()).unwrap_or(u64::MAX);
+    let address = advertised(settings);
+    let tag = match tag {
+        Some(tag) => {
+            let previous: Option<String> = redis::cmd("SET")
+                .arg(keys.node(tag))
+                .arg(&address)
+                .arg("PX")
+                .arg(ttl)
+                .arg("GET")
+                .query_async(conn)
+                .await?;
+            if previous.as_ref().is_some_and(|p| *p != address) {
+                warn!(
+                    tag = format!("{tag:04x}"),
+                    ?previous,
+                    "another node registered this node's tag meanwhile; taking it back"
+                );
+            }
+            tag
+        }
+        None => loop {
+            let bytes = OsRandomIds.next_id_bytes();
+            let candidate = u16::from_be_bytes([bytes[0], bytes[1]]);
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(keys.node(candidate))
+                .arg(&address)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query_async(conn)
+                .await?;
+            if claimed.is_some() {
+                break candidate;
+            }
+        },
     };
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(settings.timeout))
-        .set_response_timeout(Some(settings.timeout));
-    let mut conn = match client
-        .get_multiplexed_async_connection_with_config(&config)
+    let () = redis::cmd("SET")
+        .arg(&keys.key)
+        .arg(random_hex())
+        .arg("NX")
+        .query_async::<Option<String>>(conn)
         .await
-    {
-        Ok(conn) => conn,
-        Err(error) => return format!("cannot connect: {error}"),
-    };
-    let pubsub = match with_timeout(settings.timeout, client.get_async_pubsub()).await {
-        Ok(pubsub) => pubsub,
-        Err(error) => return format!("cannot open the Pub/Sub connection: {error}"),
-    };
-    let (mut sink, mut stream) = pubsub.split();
-    let keys = Keys::new(&settings.prefix);
-    for channel in [&keys.events, &keys.direct] {
-        if let Err(error) = with_timeout(settings.timeout, sink.subscribe(channel.as_str())).await {
-            return format!("cannot subscribe: {error}");
-        }
-    }
-    let (epoch, heads) = match sync(settings, &keys, &mut conn).await {
-        Ok(synced) => synced,
-        Err(error) => return format!("cannot read the channels: {error}"),
-    };
-    info!(url = %settings.url, channels = heads.len(), "broker (Redis) connected");
-    report(Input::BrokerSynced {
-        node: node.to_string(),
-        epoch,
-        heads,
-    });
-    *synced = true;
-    let publish = redis::Script::new(PUBLISH_SCRIPT);
-    let mut next_ping = Instant::now() + PING_INTERVAL;
-    loop {
-        enum Event {
-            Message(Option<redis::Msg>),
-            Command(Option<BrokerCommand>),
-            Ping,
-        }
-        let event = or(
-            async { Event::Message(stream.next().await) },
-            or(
-                async { Event::Command(commands.recv().await.ok()) },
-                async {
-                    smol::Timer::at(next_ping).await;
-                    Event::Ping
-                },
-            ),
-        )
-        .await;
-        match event {
-            Event::Message(None) => return "the Pub/Sub connection closed".to_string(),
-            Event::Message(Some(message)) => {
-                if let Some(input) = parse_message(&keys, &message) {
-                    report(input);
-                }
-            }
-            Event::Command(None) => return "the server is stopping".to_string(),
-            Event::Command(Some(command)) => {
-                if let Err(error) =
-                    execute(settings, &keys, node, &publish, &mut conn, report, command).await
-                {
-                    return error;
-                }
-            }
-            Event::Ping => {
-                next_ping = Instant::now() + PING_INTERVAL;
-                let ping = with_timeout(settings.timeout, sink.ping::<redis::Value>()).await;
-                if let Err(error) = ping {
-                    return format!("the Pub/Sub connection does not answer: {error}");
-                }
-            }
-        }
-    }
+        .map(|_| ())?;
+    let key: String = redis::cmd("GET").arg(&keys.key).query_async(conn).await?;
+    Ok((tag, key))
+}
+
+async fn refresh(
+    settings: &BrokerSettings,
+    keys: &Keys,
+    conn: &mut MultiplexedConnection,
+    tag: u16,
+) -> redis::RedisResult<()> {
+    let ttl = u64::try_from(NODE_ENTRY_TTL.as_millis()).unwrap_or(u64::MAX);
+    redis::cmd("SET")
+        .arg(keys.node(tag))
+        .arg(advertised(settings))
+        .arg("PX")
+        .arg(ttl)
+        .query_async::<Option<String>>(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Key and channel names under the prefix.
@@ -251,6 +441,7 @@ struct Keys {
     channels: String,
     events: String,
     direct: String,
+    key: String,
 }
 
 impl Keys {
@@ -262,11 +453,16 @@ impl Keys {
             channels: format!("{prefix}:channels"),
             events: format!("{prefix}:events"),
             direct: format!("{prefix}:direct"),
+            key: format!("{prefix}:key"),
         }
     }
 
     fn meta(&self, channel: &str) -> String {
         format!("{}:ch:{channel}:meta", self.prefix)
+    }
+
+    fn node(&self, tag: u16) -> String {
+        format!("{}:node:{tag:04x}", self.prefix)
     }
 
     fn log(&self, channel: &str) -> String {
@@ -661,5 +857,16 @@ mod tests {
         assert_eq!(parse_origin(""), None);
         assert!(parse_direct("{\"frame\":\"{}\"}").is_some());
         assert!(parse_direct("not json").is_none());
+    }
+
+    #[test]
+    fn forwarded_requests_are_trusted_only_with_the_clusters_key() {
+        let identity = ClusterIdentity::default();
+        assert!(!identity.trusts(""), "no key read yet: nothing is trusted");
+        identity.set_key("0123456789abcdef".to_string());
+        assert!(identity.trusts("0123456789abcdef"));
+        assert!(!identity.trusts("0123456789abcdee"));
+        assert!(!identity.trusts("0123456789abcdef0"));
+        assert!(!identity.trusts(""));
     }
 }

@@ -198,6 +198,11 @@ pub struct ServeArgs {
     /// it, a Redis restart starts every channel over (clients get `recovered: false`).
     #[arg(long, env = "LIVEBRIDGE_BROKER_DURABLE")]
     pub broker_durable: bool,
+    /// Cluster mode: where the other nodes reach this one, `HOST:PORT` (requests naming this
+    /// node's sessions are forwarded there). Default: the address it listens on, which must
+    /// then not be a wildcard such as 0.0.0.0.
+    #[arg(long, env = "LIVEBRIDGE_ADVERTISE")]
+    pub advertise: Option<String>,
     /// A JSON file of event types to add to the built-in catalogue, or to replace ones of
     /// the same type: `{"events": [{"type", "channel", "fields": [{"name", "type",
     /// "required"}]}]}` (see docs/protocol.md, "Event catalogue").
@@ -247,6 +252,13 @@ impl ServeArgs {
         }
         if let Some(settings) = self.server_config().ok().and_then(|c| c.broker) {
             settings.check()?;
+            if settings.advertise.is_none() && self.bind.ip().is_unspecified() {
+                return Err(format!(
+                    "--broker with --bind {}: give --advertise HOST:PORT, the address other \
+                     nodes reach this one at",
+                    self.bind
+                ));
+            }
         }
         if !self.bind.ip().is_loopback() && self.admin_token.is_none() {
             return Err(format!(
@@ -323,6 +335,7 @@ impl ServeArgs {
                     durable: self.broker_durable,
                     history_size: self.history_size,
                     history_ttl: self.history_ttl,
+                    advertise: self.advertise.clone(),
                 }),
         })
     }

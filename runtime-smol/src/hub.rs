@@ -7,7 +7,8 @@
 //! deadline moved earlier; then, with the lock released, wake the connection tasks that got
 //! work. No protocol rule lives here.
 
-use crate::broker::BrokerHandle;
+use crate::broker::{BrokerHandle, ClusterIdentity};
+use crate::forward::ForwardJob;
 use crate::outbox::Outbox;
 use crate::store::StoreHandle;
 use crate::websocket::{ConnCommand, Incoming, WsPeer};
@@ -44,6 +45,8 @@ struct HubState {
     store: Option<StoreHandle>,
     /// The broker task, in cluster mode.
     broker: Option<BrokerHandle>,
+    /// Where requests naming another node's sessions go, in cluster mode.
+    forwarder: Option<Sender<ForwardJob>>,
 }
 
 /// The engine shared by every connection.
@@ -54,6 +57,8 @@ pub struct Hub {
     timer_kicked: Receiver<()>,
     /// WebSocket connections accepted and not yet ended (their close handshake included).
     websockets: AtomicUsize,
+    /// Cluster mode: the key forwarded requests carry.
+    identity: Arc<ClusterIdentity>,
 }
 
 impl Hub {
@@ -75,7 +80,9 @@ impl Hub {
                 armed: None,
                 store: None,
                 broker: None,
+                forwarder: None,
             }),
+            identity: Arc::new(ClusterIdentity::default()),
             clock,
             timer_kick,
             timer_kicked,
@@ -182,9 +189,39 @@ impl Hub {
         self.lock().store = Some(store);
     }
 
-    /// Hands broker commands to `broker` from now on (the engine must be clustered).
-    pub fn use_broker(&self, broker: BrokerHandle) {
-        self.lock().broker = Some(broker);
+    /// Hands broker commands to `broker` and requests naming other nodes' sessions to
+    /// `forwarder` from now on (the engine must be clustered).
+    pub fn use_broker(&self, broker: BrokerHandle, forwarder: Sender<ForwardJob>) {
+        let mut state = self.lock();
+        state.broker = Some(broker);
+        state.forwarder = Some(forwarder);
+    }
+
+    /// Cluster mode: the cluster's key, as the broker task learns it.
+    pub fn identity(&self) -> &Arc<ClusterIdentity> {
+        &self.identity
+    }
+
+    /// A forwarded request could not reach its node: it goes back to the engine, which
+    /// answers it through the same reply slot.
+    pub fn forward_failed(
+        &self,
+        request: RequestId,
+        reply: Sender<Reply>,
+        http: Box<HttpRequest>,
+        error: String,
+    ) {
+        self.with_engine(|state, now| {
+            state.replies.insert(request, reply);
+            state.engine.handle_input(
+                now,
+                Input::ForwardFailed {
+                    request,
+                    http,
+                    error,
+                },
+            );
+        });
     }
 
     /// Lets go of the store, so its writer stops once it has stored what is queued.
@@ -285,6 +322,23 @@ fn dispatch(state: &mut HubState, output: Output) {
             // task was started.
             None => tracing::error!("the engine asked for the broker, but there is none"),
         },
+        Output::Forward {
+            request,
+            node,
+            http,
+        } => {
+            // The client may have gone already: then there is nothing to relay.
+            if let (Some(reply), Some(forwarder)) =
+                (state.replies.remove(&request), &state.forwarder)
+            {
+                let _ = forwarder.try_send(ForwardJob {
+                    request,
+                    node,
+                    http,
+                    reply,
+                });
+            }
+        }
     }
 }
 
@@ -337,5 +391,9 @@ impl crate::connection::Backend for Hub {
 
     fn transport_event(&self, event: TransportEvent) {
         self.input(Input::Transport(event));
+    }
+
+    fn trusts_forwarded(&self, key: &str) -> bool {
+        self.identity.trusts(key)
     }
 }

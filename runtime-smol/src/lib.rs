@@ -16,6 +16,7 @@
 pub mod broker;
 pub mod cli;
 pub mod connection;
+pub mod forward;
 pub mod framer;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -276,14 +277,28 @@ fn run(
             }
         }
     });
-    if let Some(settings) = config.broker.clone() {
+    if let Some(mut settings) = config.broker.clone() {
+        if settings.advertise.is_none() {
+            settings.advertise = listener.local_addr().ok().map(|a| a.to_string());
+        }
         let hub_for_broker = Arc::downgrade(&hub);
         let report = move |input| {
             if let Some(hub) = hub_for_broker.upgrade() {
                 hub.input(input);
             }
         };
-        hub.use_broker(broker::spawn(&executor, settings, report));
+        let identity = Arc::clone(hub.identity());
+        let broker = broker::spawn(&executor, settings.clone(), Arc::clone(&identity), report);
+        // A forwarded long poll lasts up to long_poll_max; give the owner time beyond it.
+        let timeout = config.engine.long_poll_max + settings.timeout + Duration::from_secs(5);
+        let forwarder = forward::spawn(
+            &executor,
+            broker.clone(),
+            identity,
+            Arc::downgrade(&hub),
+            timeout,
+        );
+        hub.use_broker(broker, forwarder);
     }
     smol::block_on(executor.run(async {
         executor.spawn(hub.clone().run_timers()).detach();

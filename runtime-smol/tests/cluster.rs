@@ -9,7 +9,7 @@
 mod cluster_support;
 mod support;
 
-use cluster_support::{Node, PATIENCE, Redis};
+use cluster_support::{Node, PATIENCE, Proxy, Redis};
 use serde_json::{Value, json};
 use std::time::Instant;
 use support::WsClient;
@@ -290,4 +290,144 @@ fn a_node_started_while_redis_is_down_refuses_clients_until_redis_answers() {
     assert_eq!(status("/ws/handshake", Some(handshake)), 200);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Publishes 1..=3 on a node started with `extra`, restarts Redis from a snapshot holding
+/// them, and returns the node's view afterwards: (the old epoch, the next publish's offset and
+/// epoch, whether a client that saw offset 3 recovers).
+fn after_a_snapshot_restart(extra: &[&str]) -> (String, u64, String, bool) {
+    let mut redis = Redis::start();
+    let node = Node::start(&redis, extra);
+    let (mut client, _) = subscriber(&node, None);
+    for n in 1..=3 {
+        publish(&node, n);
+    }
+    let old_epoch = events(&mut client, 3)[2].1.clone();
+    redis.restart_from_snapshot();
+    // Lost and back: wait until the node has seen Redis go (it may reconnect very fast).
+    let deadline = Instant::now() + PATIENCE;
+    while !node
+        .metrics()
+        .lines()
+        .any(|l| l.starts_with("livebridge_broker_disconnects_total ") && !l.ends_with(" 0"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node never noticed the restart"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    node.wait_for_health("healthy");
+    let (offset, epoch) = publish(&node, 4);
+    let since = json!({"offset": 3, "epoch": old_epoch});
+    let (_, reply) = subscriber(&node, Some(since));
+    let recovered = reply["recovered"]["jobs"].as_bool().unwrap();
+    (old_epoch, offset, epoch, recovered)
+}
+
+#[test]
+fn redis_restored_from_an_older_snapshot_starts_channels_over_unless_declared_durable() {
+    // The snapshot could be older than what was acknowledged: offsets must not be given again
+    // under the same epoch.
+    let (old_epoch, offset, epoch, recovered) = after_a_snapshot_restart(&[]);
+    assert_eq!(offset, 1);
+    assert_ne!(epoch, old_epoch);
+    assert!(!recovered);
+    // The operator vouches that Redis keeps what it acknowledged: the channel goes on.
+    let (old_epoch, offset, epoch, recovered) = after_a_snapshot_restart(&["--broker-durable"]);
+    assert_eq!((offset, epoch), (4, old_epoch));
+    assert!(recovered);
+}
+
+/// `(status, body)` of a request to the node at `addr`, on a fresh connection.
+fn direct(node: &Node, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    node.call(method, path, body).expect("the node answers")
+}
+
+#[test]
+fn a_polling_client_needs_no_sticky_sessions_behind_a_round_robin_proxy() {
+    let redis = Redis::start();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&redis, &[])).collect();
+    let proxy = Proxy::start(nodes.iter().map(|n| n.addr.clone()).collect());
+    let handshake = json!({"client_type": "gui", "protocol_version": "1.0"});
+    let (status, reply) = proxy.call("POST", "/ws/handshake", Some(&handshake));
+    assert_eq!(status, 200, "{reply}");
+    let client_id = reply["client_id"].as_str().unwrap().to_string();
+    // Every following request lands on the next node: two of three are forwarded.
+    let subscribe = json!({"client_id": client_id,
+                           "message": {"type": "subscribe", "channels": ["jobs"]}});
+    let (status, reply) = proxy.call("POST", "/ws/send", Some(&subscribe));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["response"]["type"], "subscribed");
+    let poll = format!("/ws/poll?client_id={client_id}");
+    let (status, reply) = proxy.call("GET", &poll, None);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["messages"][0]["type"], "connection_established");
+    let mut received = Vec::new();
+    for n in 1..=6u64 {
+        let (status, _) = proxy.call("POST", "/api/events", Some(&progress(n)));
+        assert_eq!(status, 200);
+        let (status, reply) = proxy.call("GET", &format!("{poll}&wait=5"), None);
+        assert_eq!(status, 200, "{reply}");
+        for message in reply["messages"].as_array().unwrap() {
+            received.push(message["progress"].as_f64().unwrap() as u64);
+        }
+    }
+    assert_eq!(
+        received,
+        (1..=6).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    // Each node answers for the session, whichever holds it.
+    for node in &nodes {
+        let (status, reply) = direct(node, "GET", &poll, None);
+        assert_eq!(status, 200, "{reply}");
+    }
+    // A disconnect reaches the owner, wherever it is sent.
+    let disconnect = json!({"client_id": client_id});
+    let (status, reply) = direct(&nodes[1], "POST", "/ws/disconnect", Some(&disconnect));
+    assert_eq!(status, 200, "{reply}");
+    for node in &nodes {
+        assert_eq!(direct(node, "GET", &poll, None).0, 404);
+    }
+}
+
+#[test]
+fn a_polling_client_of_a_killed_node_is_told_its_session_is_gone_and_starts_a_new_one() {
+    let redis = Redis::start();
+    let mut a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let handshake = json!({"client_type": "gui", "protocol_version": "1.0"});
+    let (_, reply) = direct(&a, "POST", "/ws/handshake", Some(&handshake));
+    let client_id = reply["client_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        direct(&b, "GET", &format!("/ws/poll?client_id={client_id}"), None).0,
+        200
+    );
+    a.kill();
+    let (status, reply) = direct(&b, "GET", &format!("/ws/poll?client_id={client_id}"), None);
+    assert_eq!(status, 404, "{reply}");
+    let resume = json!({"client_type": "gui", "protocol_version": "1.0", "client_id": client_id});
+    let (status, reply) = direct(&b, "POST", "/ws/handshake", Some(&resume));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["resumed"], false);
+    let fresh = reply["client_id"].as_str().unwrap().to_string();
+    assert_ne!(fresh, client_id);
+    assert_eq!(
+        direct(&b, "GET", &format!("/ws/poll?client_id={fresh}"), None).0,
+        200
+    );
+}
+
+#[test]
+fn an_operator_disconnect_sent_to_any_node_reaches_the_websocket_on_its_node() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let (mut client, _) = subscriber(&a, None);
+    let path = format!("/websocket/disconnect/{}", client.client_id);
+    let (status, reply) = direct(&b, "POST", &path, None);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["disconnected"], true);
+    assert_eq!(client.close_code(), Some(4000));
 }

@@ -265,6 +265,9 @@ fn dispatch(state: &mut State, output: Output) {
                 "the engine asked for a broker, but this runtime has none"
             )
         }
+        Output::Forward { request, .. } => {
+            tracing::error!(%request, "the engine asked to forward a request, but this runtime is never clustered")
+        }
     }
 }
 

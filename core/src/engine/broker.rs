@@ -54,6 +54,8 @@ pub(super) struct Cluster {
     link: Link,
     /// This node's name, in the origin of the events it publishes.
     node: Arc<str>,
+    /// This node's tag, in the client ids it makes (known from the first sync on).
+    tag: Option<u16>,
     /// Whether the first sync's history reads have all been answered.
     ready: bool,
     next_batch: u64,
@@ -85,6 +87,7 @@ impl Default for Cluster {
         Cluster {
             link: Link::Starting,
             node: "".into(),
+            tag: None,
             ready: false,
             next_batch: 0,
             pending: BTreeMap::new(),
@@ -625,9 +628,11 @@ impl Engine {
         &mut self,
         now: Time,
         node: String,
+        node_tag: u16,
         epoch: String,
         heads: Vec<ChannelHead>,
     ) {
+        self.cluster.tag = Some(node_tag);
         self.cluster.link = Link::Up;
         self.cluster.stats.up = true;
         self.cluster.node = node.into();
@@ -661,6 +666,38 @@ impl Engine {
         if !self.cluster.ready && self.cluster.reading.is_empty() {
             self.cluster.ready = true;
         }
+    }
+
+    /// Cluster mode: the tag client ids made here carry.
+    pub(super) fn node_tag(&self) -> Option<u16> {
+        if self.config.clustered {
+            self.cluster.tag
+        } else {
+            None
+        }
+    }
+
+    /// Cluster mode: the node holding the session a command names, when it is another one
+    /// and the request was not itself forwarded (a forwarded request is answered here, so
+    /// requests never go round in circles).
+    pub(super) fn owner_elsewhere(&self, command: &Command, forwarded: bool) -> Option<u16> {
+        let mine = self.node_tag()?;
+        if forwarded {
+            return None;
+        }
+        let named = match command {
+            Command::Poll { client_id, .. }
+            | Command::Send { client_id, .. }
+            | Command::Disconnect { client_id, .. }
+            | Command::SendTo { client_id, .. } => *client_id,
+            Command::Handshake {
+                client_id: Some(id),
+                ..
+            } => id.parse::<ClientId>().ok()?,
+            _ => return None,
+        };
+        let owner = named.node_tag();
+        (owner != mine && self.sessions.key_of(&named).is_none()).then_some(owner)
     }
 
     /// The broker's part of `/api/system/health`: the status word and the `broker` object.

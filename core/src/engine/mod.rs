@@ -250,8 +250,20 @@ impl Engine {
                 events,
             } => self.on_history_read(now, &channel, head, events),
             Input::BrokerLost { error } => self.on_broker_lost(error),
-            Input::BrokerSynced { node, epoch, heads } => {
-                self.on_broker_synced(now, node, epoch, heads)
+            Input::BrokerSynced {
+                node,
+                node_tag,
+                epoch,
+                heads,
+            } => self.on_broker_synced(now, node, node_tag, epoch, heads),
+            Input::ForwardFailed {
+                request,
+                mut http,
+                error: _,
+            } => {
+                // Answered here, as if the session were unknown: it died with its node.
+                http.forwarded = true;
+                self.on_http(now, request, *http)
             }
         }
         if !self.ready_polls.is_empty() {
@@ -431,6 +443,18 @@ impl Engine {
                 "this endpoint needs the admin token: send Authorization: Bearer <token>",
             );
             return self.reply(request, Some(routed.route), refusal);
+        }
+        if let Ok(command) = &routed.command
+            && let Some(node) = self.owner_elsewhere(command, http.forwarded)
+        {
+            // The owner adds its own CORS headers (it gets the Origin header too).
+            self.cors_origins.remove(&request);
+            let http = Box::new(http);
+            return self.outputs.push_back(Output::Forward {
+                request,
+                node,
+                http,
+            });
         }
         if matches!(routed.command, Ok(Command::Handshake { .. })) {
             if let Some(refusal) = self.refuse_until_synced() {

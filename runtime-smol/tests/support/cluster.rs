@@ -100,6 +100,19 @@ impl Redis {
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+        self.launch();
+    }
+
+    /// Stops it with `SHUTDOWN SAVE` (a snapshot of everything, as an RDB file) and starts it
+    /// again from that snapshot: the data survives, the process (its `run_id`) does not.
+    pub fn restart_from_snapshot(&mut self) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream.write_all(b"SHUTDOWN SAVE\r\n").expect("SHUTDOWN");
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        assert!(self.dir.join("dump.rdb").exists(), "redis saved a snapshot");
         self.launch();
     }
 }
@@ -219,5 +232,74 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A round-robin TCP proxy on a loopback port: each accepted connection goes to the next
+/// backend (skipping one that refuses), bytes copied both ways by two threads. With one
+/// connection per request, requests are spread over the backends like a plain load balancer
+/// without sticky sessions would.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+}
+
+impl Proxy {
+    pub fn start(backends: Vec<String>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut next = 0usize;
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut upstream = None;
+                for _ in 0..backends.len() {
+                    let backend = &backends[next % backends.len()];
+                    next += 1;
+                    if let Ok(stream) = TcpStream::connect(backend) {
+                        upstream = Some(stream);
+                        break;
+                    }
+                }
+                let Some(upstream) = upstream else { continue };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                pipe(upstream, client);
+            }
+        });
+        Proxy { addr }
+    }
+
+    /// An HTTP client that opens a new connection for every request (so each one may land
+    /// on another node).
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .new_agent()
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let agent = Proxy::agent();
+        let url = format!("http://{}{path}", self.addr);
+        let response = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            (_, Some(body)) => agent.post(&url).send(body.to_string()),
+            (_, None) => agent.post(&url).send_empty(),
+        };
+        let mut response = response.expect("the proxy answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
