@@ -103,7 +103,7 @@ impl EngineDriver {
                         batch: persist.batch,
                     }),
                     // The recorded sessions run on a single node (`clustered` is off).
-                    Output::Broker(_) | Output::Forward { .. } => {}
+                    Output::Broker(_) | Output::Forward { .. } | Output::Gather { .. } => {}
                 }
             }
             for (conn, count) in &mut self.unacked {

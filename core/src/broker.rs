@@ -125,3 +125,12 @@ pub struct BrokerError {
     /// What happened.
     pub message: String,
 }
+
+/// One other node's answer to a gathered request ([`crate::Output::Gather`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePart {
+    /// The node's tag.
+    pub node: u16,
+    /// Its reply body (JSON), or why it did not answer.
+    pub answer: Result<String, String>,
+}

@@ -2,7 +2,7 @@
 //! WebSocket events and shutdown. Inputs serialise, so sessions can be recorded, replayed and
 //! fuzzed.
 
-use crate::broker::{BrokerError, BrokerEvent, ChannelHead, DirectAudience};
+use crate::broker::{BrokerError, BrokerEvent, ChannelHead, DirectAudience, NodePart};
 use crate::history::Position;
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::storage::{BatchId, StoreError, StoredChannel};
@@ -152,6 +152,17 @@ pub enum Input {
         http: Box<HttpRequest>,
         /// Why, for the log.
         error: String,
+    },
+    /// Cluster mode: the other nodes' answers to an [`crate::Output::Gather`].
+    Gathered {
+        /// The request.
+        request: RequestId,
+        /// One part per other live node.
+        parts: Vec<NodePart>,
+        /// Why the list of live nodes could not be read, if it could not (the view is then
+        /// this node's only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// Cluster mode: the connection to the broker is lost. Publishes are refused until
     /// [`Input::BrokerSynced`].

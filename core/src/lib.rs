@@ -77,7 +77,7 @@ mod timer_queue;
 pub use assets::Asset;
 pub use auth::{ClientClaims, TokenError, sign_client_token, verify_client_token};
 pub use broker::{
-    BrokerCommand, BrokerError, BrokerEvent, ChannelHead, DirectAudience, EventOrigin,
+    BrokerCommand, BrokerError, BrokerEvent, ChannelHead, DirectAudience, EventOrigin, NodePart,
     OutgoingEvent,
 };
 pub use catalogue::{

@@ -81,6 +81,16 @@ pub enum Output {
         /// The request, to send on.
         http: Box<crate::input::HttpRequest>,
     },
+    /// Cluster mode: the request asks for a cluster-wide view (`/ws/clients`,
+    /// `/websocket/stats`); send it to every other live node (with the cluster's key, so each
+    /// answers for itself) and report their answers with [`crate::Input::Gathered`]; the
+    /// engine then merges them with its own.
+    Gather {
+        /// The request.
+        request: RequestId,
+        /// The request, to send on.
+        http: Box<crate::input::HttpRequest>,
+    },
 }
 
 /// An HTTP reply.

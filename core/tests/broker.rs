@@ -631,3 +631,31 @@ fn a_resume_whose_node_is_gone_gets_a_new_session_here() {
     assert_eq!(reply["resumed"], false);
     assert_ne!(reply["client_id"], theirs.to_string());
 }
+
+#[test]
+fn a_cluster_wide_view_waits_for_the_other_nodes_and_merges_their_answers() {
+    let mut h = synced(vec![]);
+    h.handshake("gui");
+    let request = h.http("GET", "/ws/clients", "");
+    assert!(
+        h.log
+            .iter()
+            .any(|(_, o)| matches!(o, Output::Gather { request: r, .. } if *r == request))
+    );
+    assert!(h.take_reply(request).is_none());
+    let other = json!({"success": true, "count": 1, "clients": [
+        {"id": "x", "connected_at": "2000-01-01T00:00:00.000Z"}]});
+    h.input(Input::Gathered {
+        request,
+        parts: vec![livebridge_core::NodePart {
+            node: 2,
+            answer: Ok(other.to_string()),
+        }],
+        error: None,
+    });
+    let (status, list) = h.reply_json(request);
+    assert_eq!(status, 200);
+    assert_eq!(list["count"], 2, "{list}");
+    assert_eq!(list["clients"][0]["node"], "0002");
+    assert_eq!(list["clients"][1]["node"], "0001");
+}

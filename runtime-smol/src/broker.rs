@@ -71,12 +71,27 @@ pub struct BrokerSettings {
 
 /// What the broker task learns that the rest of the runtime needs: the cluster's key, which
 /// a forwarded request must carry to be trusted.
-#[derive(Default)]
 pub struct ClusterIdentity {
     key: Mutex<Option<String>>,
+    /// This node's tag, once claimed (`u32::MAX` before).
+    tag: std::sync::atomic::AtomicU32,
+}
+
+impl Default for ClusterIdentity {
+    fn default() -> Self {
+        ClusterIdentity {
+            key: Mutex::new(None),
+            tag: std::sync::atomic::AtomicU32::new(u32::MAX),
+        }
+    }
 }
 
 impl ClusterIdentity {
+    /// This node's tag, once claimed in Redis.
+    pub fn tag(&self) -> Option<u16> {
+        u16::try_from(self.tag.load(std::sync::atomic::Ordering::SeqCst)).ok()
+    }
+
     /// The cluster's key, once read from Redis.
     pub fn key(&self) -> Option<String> {
         self.key
@@ -129,6 +144,7 @@ impl BrokerSettings {
 enum Job {
     Engine(BrokerCommand),
     Lookup(u16, Sender<Option<String>>),
+    Peers(Sender<Result<Vec<(u16, String)>, String>>),
 }
 
 /// The way to the broker task.
@@ -150,6 +166,18 @@ impl BrokerHandle {
         let (answer, answered) = async_channel::bounded(1);
         self.commands.try_send(Job::Lookup(node, answer)).ok()?;
         answered.recv().await.ok().flatten()
+    }
+
+    /// Every registered node (tag, address), this one included.
+    pub async fn nodes(&self) -> Result<Vec<(u16, String)>, String> {
+        let (answer, answered) = async_channel::bounded(1);
+        self.commands
+            .try_send(Job::Peers(answer))
+            .map_err(|_| "the broker task stopped".to_string())?;
+        answered
+            .recv()
+            .await
+            .unwrap_or_else(|_| Err("the broker task stopped".to_string()))
     }
 }
 
@@ -206,7 +234,9 @@ async fn run(
             warn!(%error, url = %settings.url, "broker (Redis) lost; publishes are refused until it is back");
             logged_down = true;
         }
-        report(Input::BrokerLost { error });
+        report(Input::BrokerLost {
+            error: error.clone(),
+        });
         // Commands that arrive meanwhile fail at once: nothing was sent.
         let until = Instant::now() + jitter(delay);
         loop {
@@ -219,6 +249,9 @@ async fn run(
                 Some(Ok(Job::Engine(command))) => fail(&report, command, false, "not connected"),
                 Some(Ok(Job::Lookup(_, answer))) => {
                     let _ = answer.try_send(None);
+                }
+                Some(Ok(Job::Peers(answer))) => {
+                    let _ = answer.try_send(Err(format!("Redis is unreachable: {error}")));
                 }
                 Some(Err(_)) => return,
                 None => break,
@@ -276,6 +309,9 @@ impl Link<'_> {
         let node_tag = match register(settings, &keys, &mut conn, *tag).await {
             Ok((node_tag, key)) => {
                 self.identity.set_key(key);
+                self.identity
+                    .tag
+                    .store(u32::from(node_tag), std::sync::atomic::Ordering::SeqCst);
                 node_tag
             }
             Err(error) => return format!("cannot register the node: {error}"),
@@ -334,6 +370,19 @@ impl Link<'_> {
                         }
                         Err(error) => {
                             let _ = answer.try_send(None);
+                            if is_lost(&error) {
+                                return error.to_string();
+                            }
+                        }
+                    }
+                }
+                Event::Command(Some(Job::Peers(answer))) => {
+                    match registered_nodes(&keys, &mut conn).await {
+                        Ok(nodes) => {
+                            let _ = answer.try_send(Ok(nodes));
+                        }
+                        Err(error) => {
+                            let _ = answer.try_send(Err(error.to_string()));
                             if is_lost(&error) {
                                 return error.to_string();
                             }
@@ -414,6 +463,45 @@ async fn register(
         .map(|_| ())?;
     let key: String = redis::cmd("GET").arg(&keys.key).query_async(conn).await?;
     Ok((tag, key))
+}
+
+/// Every node of the registry: `SCAN` for `P:node:*`, then their addresses.
+async fn registered_nodes(
+    keys: &Keys,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<Vec<(u16, String)>> {
+    let pattern = format!("{}:node:*", keys.prefix);
+    let mut cursor: u64 = 0;
+    let mut names: Vec<String> = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(conn)
+            .await?;
+        names.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let addresses: Vec<Option<String>> = redis::cmd("MGET").arg(&names).query_async(conn).await?;
+    Ok(names
+        .iter()
+        .zip(addresses)
+        .filter_map(|(name, address)| {
+            let tag = u16::from_str_radix(name.rsplit(':').next()?, 16).ok()?;
+            Some((tag, address?))
+        })
+        .collect())
 }
 
 async fn refresh(

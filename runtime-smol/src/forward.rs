@@ -28,17 +28,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const ADDRESS_TTL: Duration = Duration::from_secs(5);
 /// Largest reply relayed (a long poll's reply is at most `queue_limit` messages).
 pub const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+/// Longest wait for one node's part of a cluster-wide view; a node slower than that is
+/// listed as not answering.
+pub const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a forwarded request checks that its client is still there. When it is gone the
 /// connection to the owner is dropped, so the owner withdraws a pending long poll and keeps
 /// its messages queued (instead of answering a reply nobody will read).
 pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A request to send to the node holding its session.
+/// A request to send to the node holding its session, or to every other node.
 pub struct ForwardJob {
     /// The engine's id of the request.
     pub request: RequestId,
-    /// The node's tag.
-    pub node: u16,
+    /// The node's tag; `None`: every other live node (`Output::Gather`).
+    pub node: Option<u16>,
     /// The request.
     pub http: Box<HttpRequest>,
     /// Where its reply goes.
@@ -91,7 +94,10 @@ async fn run(
 
 impl Forwarder {
     async fn forward(&self, job: ForwardJob) {
-        let result = match self.address(job.node).await {
+        let Some(node) = job.node else {
+            return self.gather(job).await;
+        };
+        let result = match self.address(node).await {
             Some(address) => {
                 let key = self.identity.key();
                 let work = send(&address, &job.http, key.as_deref());
@@ -116,8 +122,7 @@ impl Forwarder {
                 outcome
             }
             None => Err(format!(
-                "no node with tag {:04x} is registered in Redis",
-                job.node
+                "no node with tag {node:04x} is registered in Redis"
             )),
         };
         match result {
@@ -125,11 +130,55 @@ impl Forwarder {
                 let _ = job.reply.try_send(reply);
             }
             Err(error) => {
-                debug!(request = %job.request, node = job.node, %error, "forwarding failed");
+                debug!(request = %job.request, node, %error, "forwarding failed");
                 if let Some(hub) = self.hub.upgrade() {
                     hub.forward_failed(job.request, job.reply, job.http, error);
                 }
             }
+        }
+    }
+
+    /// Asks every other live node (each answers for itself) and hands the answers back.
+    async fn gather(&self, job: ForwardJob) {
+        let own = self.identity.tag();
+        let (peers, error) = match self.broker.nodes().await {
+            Ok(nodes) => (nodes, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
+        let key = self.identity.key();
+        let asks = peers
+            .into_iter()
+            .filter(|(tag, _)| Some(*tag) != own)
+            .map(|(tag, address)| {
+                let (http, key) = (&job.http, key.as_deref());
+                async move {
+                    let work = async {
+                        send(&address, http, key)
+                            .await
+                            .and_then(|reply| match reply.status {
+                                200 => Ok(reply.body),
+                                status => Err(format!("{status}: {}", reply.body)),
+                            })
+                    };
+                    let answer = or(work, async {
+                        smol::Timer::after(GATHER_TIMEOUT).await;
+                        Err(format!("no answer within {GATHER_TIMEOUT:?}"))
+                    })
+                    .await;
+                    livebridge_core::NodePart { node: tag, answer }
+                }
+            });
+        let mut parts = Vec::new();
+        // Concurrently: one slow node costs its timeout once, not once per node.
+        let mut pending: Vec<_> = asks.map(Box::pin).collect();
+        while !pending.is_empty() {
+            let (part, rest) = select_first(pending).await;
+            parts.push(part);
+            pending = rest;
+        }
+        parts.sort_by_key(|part| part.node);
+        if let Some(hub) = self.hub.upgrade() {
+            hub.gathered(job.request, job.reply, parts, error);
         }
     }
 
@@ -154,6 +203,21 @@ impl Forwarder {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The first of `futures` to finish, and the others.
+async fn select_first<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> (F::Output, Vec<F>) {
+    std::future::poll_fn(move |cx| {
+        for index in 0..futures.len() {
+            if let std::task::Poll::Ready(output) = std::pin::Pin::new(&mut futures[index]).poll(cx)
+            {
+                drop(futures.swap_remove(index));
+                return std::task::Poll::Ready((output, std::mem::take(&mut futures)));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Sends the request to `address` (`HOST:PORT`) and reads the whole reply.

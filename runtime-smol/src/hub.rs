@@ -202,6 +202,28 @@ impl Hub {
         &self.identity
     }
 
+    /// The other nodes' parts of a cluster-wide view: the engine merges them and answers
+    /// through the same reply slot.
+    pub fn gathered(
+        &self,
+        request: RequestId,
+        reply: Sender<Reply>,
+        parts: Vec<livebridge_core::NodePart>,
+        error: Option<String>,
+    ) {
+        self.with_engine(|state, now| {
+            state.replies.insert(request, reply);
+            state.engine.handle_input(
+                now,
+                Input::Gathered {
+                    request,
+                    parts,
+                    error,
+                },
+            );
+        });
+    }
+
     /// A forwarded request could not reach its node: it goes back to the engine, which
     /// answers it through the same reply slot.
     pub fn forward_failed(
@@ -333,7 +355,19 @@ fn dispatch(state: &mut HubState, output: Output) {
             {
                 let _ = forwarder.try_send(ForwardJob {
                     request,
-                    node,
+                    node: Some(node),
+                    http,
+                    reply,
+                });
+            }
+        }
+        Output::Gather { request, http } => {
+            if let (Some(reply), Some(forwarder)) =
+                (state.replies.remove(&request), &state.forwarder)
+            {
+                let _ = forwarder.try_send(ForwardJob {
+                    request,
+                    node: None,
                     http,
                     reply,
                 });

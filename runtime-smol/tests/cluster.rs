@@ -431,3 +431,47 @@ fn an_operator_disconnect_sent_to_any_node_reaches_the_websocket_on_its_node() {
     assert_eq!(reply["disconnected"], true);
     assert_eq!(client.close_code(), Some(4000));
 }
+
+#[test]
+fn the_client_list_and_stats_answer_for_the_whole_cluster() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let mut c = Node::start(&redis, &[]);
+    let _ws_a = subscriber(&a, None);
+    let _ws_c = subscriber(&c, None);
+    let handshake = json!({"client_type": "poller", "protocol_version": "1.0"});
+    let (_, reply) = direct(&b, "POST", "/ws/handshake", Some(&handshake));
+    let polling = reply["client_id"].as_str().unwrap().to_string();
+    for node in [&a, &b, &c] {
+        let (status, list) = node.get("/ws/clients");
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["count"], 3, "{list}");
+        assert_eq!(list["partial"], false);
+        assert_eq!(list["nodes"].as_array().unwrap().len(), 3);
+        let ids: Vec<&str> = list["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&polling.as_str()), "{list}");
+        let (status, stats) = node.get("/websocket/stats");
+        assert_eq!(status, 200, "{stats}");
+        assert_eq!(stats["total_clients"], 3, "{stats}");
+        assert_eq!(stats["clients_by_type"]["poller"], 1);
+        assert_eq!(stats["channels"]["jobs"], 2);
+    }
+    // A node that does not answer is named, and the view says it is partial.
+    c.kill();
+    let (_, list) = a.get("/ws/clients");
+    assert_eq!(list["count"], 2, "{list}");
+    assert_eq!(list["partial"], true);
+    let failed: Vec<&Value> = list["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["ok"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{list}");
+}

@@ -265,7 +265,7 @@ fn dispatch(state: &mut State, output: Output) {
                 "the engine asked for a broker, but this runtime has none"
             )
         }
-        Output::Forward { request, .. } => {
+        Output::Forward { request, .. } | Output::Gather { request, .. } => {
             tracing::error!(%request, "the engine asked to forward a request, but this runtime is never clustered")
         }
     }

@@ -67,6 +67,8 @@ pub(super) struct Cluster {
     held: BTreeMap<ChannelId, BTreeMap<u64, BrokerEvent>>,
     /// Channels with a history read in flight, and the limit it asked for.
     reading: BTreeMap<ChannelId, usize>,
+    /// Cluster-wide views waiting for the other nodes' answers.
+    pub(super) gathers: BTreeMap<RequestId, (&'static str, super::cluster_views::View)>,
     pub(super) stats: BrokerStats,
 }
 
@@ -94,6 +96,7 @@ impl Default for Cluster {
             excludes: BTreeMap::new(),
             held: BTreeMap::new(),
             reading: BTreeMap::new(),
+            gathers: BTreeMap::new(),
             stats: BrokerStats::default(),
         }
     }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod broker;
+mod cluster_views;
 mod delivery;
 mod lifecycle;
 mod management;
@@ -250,6 +251,11 @@ impl Engine {
                 events,
             } => self.on_history_read(now, &channel, head, events),
             Input::BrokerLost { error } => self.on_broker_lost(error),
+            Input::Gathered {
+                request,
+                parts,
+                error,
+            } => self.on_gathered(now, request, parts, error),
             Input::BrokerSynced {
                 node,
                 node_tag,
@@ -455,6 +461,15 @@ impl Engine {
                 node,
                 http,
             });
+        }
+        if let Ok(command) = &routed.command
+            && self.node_tag().is_some()
+            && !http.forwarded
+            && let Some(view) = cluster_views::View::of(command)
+        {
+            self.cluster.gathers.insert(request, (routed.route, view));
+            let http = Box::new(http);
+            return self.outputs.push_back(Output::Gather { request, http });
         }
         if matches!(routed.command, Ok(Command::Handshake { .. })) {
             if let Some(refusal) = self.refuse_until_synced() {
