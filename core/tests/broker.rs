@@ -411,6 +411,10 @@ fn a_client_ahead_of_a_lagging_node_recovers_and_is_not_sent_what_it_has() {
     // It saw 3 on another node; this one has only 1 so far.
     let (conn, reply) = ws_subscriber(&mut h, Some(json!({"offset": 3, "epoch": "e0"})));
     assert_eq!(reply["recovered"]["jobs"], true);
+    assert_eq!(
+        reply["positions"]["jobs"]["offset"], 3,
+        "its own position, not the node's 1"
+    );
     h.input(Input::BrokerEvents {
         events: (2..=5).map(|o| event("jobs", "e0", o, o as u32)).collect(),
     });

@@ -133,7 +133,7 @@ impl Engine {
                     "type": "subscribed",
                     "channels": channels,
                     "subscriptions": session.subscriptions,
-                    "positions": self.positions_json(channels.iter().cloned()),
+                    "positions": self.positions_json(key, channels.iter().cloned()),
                 });
                 if !since.is_empty() {
                     reply["recovered"] = json!(recovery.recovered);

@@ -109,7 +109,7 @@ impl Engine {
         if resumed && !since.is_empty() {
             let subscriptions = session.subscriptions.clone();
             body["recovered"] = json!(recovery.recovered);
-            body["positions"] = self.positions_json(subscriptions);
+            body["positions"] = self.positions_json(key, subscriptions);
         }
         self.start_replays(now, key, recovery.replays);
         let session = self.sessions.get(key).expect("live session");

@@ -78,12 +78,30 @@ impl Engine {
         }
     }
 
-    /// Where each of `channels` stands, for replies.
-    pub(super) fn positions_json(&self, channels: impl IntoIterator<Item = String>) -> Value {
+    /// Where each of `channels` stands, for replies to `key`'s client. In cluster mode a client
+    /// that recovered ahead of this node (see [`Engine::plan_recovery`]) is told its own
+    /// position, not this node's older one, so it does not take what it already has for a
+    /// gap.
+    pub(super) fn positions_json(
+        &self,
+        key: SessionKey,
+        channels: impl IntoIterator<Item = String>,
+    ) -> Value {
+        let catch_up = self
+            .sessions
+            .get(key)
+            .map(|s| s.catch_up.as_slice())
+            .unwrap_or_default();
         let positions: Map<String, Value> = channels
             .into_iter()
             .map(|channel| {
-                let position = self.history.position(&channel);
+                let mut position = self.history.position(&channel);
+                if !catch_up.is_empty()
+                    && let Some(id) = self.history.id(&channel)
+                    && let Some((_, ahead)) = catch_up.iter().find(|(c, _)| *c == id)
+                {
+                    position.offset = position.offset.max(*ahead);
+                }
                 (
                     channel,
                     json!({"offset": position.offset, "epoch": position.epoch}),

@@ -153,7 +153,8 @@ impl Engine {
         });
         if !since.is_empty() {
             welcome["recovered"] = json!(recovery.recovered);
-            welcome["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+            welcome["positions"] =
+                self.positions_json(target, session.subscriptions.iter().cloned());
         }
         welcome["timestamp"] = Value::from(timestamp);
         self.counters.sessions_resumed += 1;
@@ -300,7 +301,8 @@ impl Engine {
         if !since.is_empty() {
             let session = self.sessions.get(target).expect("resume target");
             registered["recovered"] = json!(recovery.recovered);
-            registered["positions"] = self.positions_json(session.subscriptions.iter().cloned());
+            registered["positions"] =
+                self.positions_json(target, session.subscriptions.iter().cloned());
         }
         self.emit_frame(target, registered.to_string().into());
         self.start_replays(now, target, recovery.replays);
