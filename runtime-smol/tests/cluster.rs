@@ -475,3 +475,37 @@ fn the_client_list_and_stats_answer_for_the_whole_cluster() {
         .collect();
     assert_eq!(failed.len(), 1, "{list}");
 }
+
+#[test]
+fn a_node_whose_pub_sub_connection_was_cut_catches_up_in_order_from_redis() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    // Started after `a` is ready, so `a`'s connections have the lower ids.
+    let b = Node::start(&redis, &[]);
+    let (mut client, _) = subscriber(&a, None);
+    publish(&b, 1);
+    assert_eq!(events(&mut client, 1)[0].0, 1);
+    let a_pubsub = redis.pubsub_clients()[0];
+    assert_eq!(
+        redis.command(&["CLIENT", "KILL", "ID", &a_pubsub.to_string()]),
+        "1"
+    );
+    // Published while `a` is not subscribed (it reconnects after ~100 ms): `a` reads them
+    // from the channel's history in Redis when it is back.
+    for n in 2..=6 {
+        publish(&b, n);
+    }
+    let got: Vec<(u64, u64)> = events(&mut client, 5)
+        .iter()
+        .map(|(offset, _, progress)| (*offset, *progress))
+        .collect();
+    assert_eq!(got, (2..=6).map(|n| (n, n)).collect::<Vec<_>>());
+    let (sentinel, _) = publish(&b, 7);
+    assert_eq!(events(&mut client, 1)[0].0, sentinel, "nothing twice");
+    assert!(
+        a.metrics()
+            .lines()
+            .any(|l| l.starts_with("livebridge_broker_disconnects_total ") && !l.ends_with(" 0")),
+        "the cut was noticed"
+    );
+}

@@ -89,6 +89,49 @@ impl Redis {
         stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
     }
 
+    /// Runs one command; returns the reply's text (a status, an integer or a bulk string).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        match first.as_bytes().first() {
+            Some(b'$') => {
+                let length: usize = first[1..].trim().parse().unwrap();
+                let mut body = vec![0; length + 2];
+                reader.read_exact(&mut body).unwrap();
+                String::from_utf8_lossy(&body[..length]).into_owned()
+            }
+            _ => first[1..].trim().to_string(),
+        }
+    }
+
+    /// The ids of the Pub/Sub connections, oldest first.
+    pub fn pubsub_clients(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .command(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|line| {
+                line.split(' ')
+                    .any(|f| f.starts_with("sub=") && f != "sub=0")
+            })
+            .filter_map(|line| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix("id=")?.parse().ok())
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Kills the server (SIGKILL: what it held in memory is gone).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
