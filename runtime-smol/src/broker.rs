@@ -17,7 +17,7 @@
 //! Redis restarted (`broker/restart.lua`), read every channel's head, report
 //! `Input::BrokerSynced`; then serve commands and Pub/Sub messages, pinging the Pub/Sub
 //! connection every [`PING_INTERVAL`]. Any failure reports `Input::BrokerLost` and the task
-//! reconnects after a backoff that doubles from [`RECONNECT_MIN`] to
+//! reconnects after a backoff that doubles from [`BrokerSettings::reconnect_min`] to
 //! [`BrokerSettings::reconnect_max`]. Subscribing before reading the heads means an event
 //! published in between is seen twice, never missed; the engine drops the duplicate.
 
@@ -39,8 +39,6 @@ use tracing::{info, warn};
 /// [`BrokerSettings::timeout`] counts as a lost connection (a half-dead TCP connection would
 /// otherwise stop events silently).
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
-/// The first reconnection delay; it doubles at each failed attempt.
-pub const RECONNECT_MIN: Duration = Duration::from_millis(100);
 
 const PUBLISH_SCRIPT: &str = include_str!("broker/publish.lua");
 const RESTART_SCRIPT: &str = include_str!("broker/restart.lua");
@@ -55,6 +53,8 @@ pub struct BrokerSettings {
     pub prefix: String,
     /// Longest wait for a connection or an answer from Redis. Default 2 s.
     pub timeout: Duration,
+    /// The first reconnection delay; it doubles at each failed attempt. Default 100 ms.
+    pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts. Default 5 s.
     pub reconnect_max: Duration,
     /// Whether Redis keeps everything it acknowledged across a restart (AOF with
@@ -211,7 +211,8 @@ async fn run(
     let node = random_hex();
     // Chosen at the first connection and kept: the sessions made here carry it.
     let mut tag: Option<u16> = None;
-    let mut delay = RECONNECT_MIN;
+    let first_delay = settings.reconnect_min.max(Duration::from_millis(1));
+    let mut delay = first_delay;
     let mut logged_down = false;
     loop {
         let mut synced = false;
@@ -224,7 +225,7 @@ async fn run(
         };
         let error = link.connected(&mut tag, &mut synced).await;
         if synced {
-            delay = RECONNECT_MIN;
+            delay = first_delay;
             logged_down = false;
         }
         if commands.is_closed() {
@@ -257,7 +258,7 @@ async fn run(
                 None => break,
             }
         }
-        delay = (delay * 2).min(settings.reconnect_max.max(RECONNECT_MIN));
+        delay = (delay * 2).min(settings.reconnect_max.max(first_delay));
     }
 }
 

@@ -190,7 +190,11 @@ pub struct ServeArgs {
     /// counts as lost.
     #[arg(long, env = "LIVEBRIDGE_BROKER_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub broker_timeout: Duration,
-    /// Longest delay between attempts to reconnect to Redis (the delay doubles from 100ms).
+    /// First delay before reconnecting to Redis after it was lost (it doubles at each failed
+    /// attempt, ±20 % jitter).
+    #[arg(long, env = "LIVEBRIDGE_BROKER_RECONNECT_MIN", default_value = "100ms", value_parser = parse_duration)]
+    pub broker_reconnect_min: Duration,
+    /// Longest delay between attempts to reconnect to Redis.
     #[arg(long, env = "LIVEBRIDGE_BROKER_RECONNECT_MAX", default_value = "5s", value_parser = parse_duration)]
     pub broker_reconnect_max: Duration,
     /// Redis keeps everything it acknowledged across restarts (`appendonly yes`,
@@ -331,6 +335,7 @@ impl ServeArgs {
                     url: url.clone(),
                     prefix: self.broker_prefix.clone(),
                     timeout: self.broker_timeout,
+                    reconnect_min: self.broker_reconnect_min,
                     reconnect_max: self.broker_reconnect_max,
                     durable: self.broker_durable,
                     history_size: self.history_size,

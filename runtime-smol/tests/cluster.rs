@@ -479,7 +479,8 @@ fn the_client_list_and_stats_answer_for_the_whole_cluster() {
 #[test]
 fn a_node_whose_pub_sub_connection_was_cut_catches_up_in_order_from_redis() {
     let redis = Redis::start();
-    let a = Node::start(&redis, &[]);
+    // Waits 2 s before reconnecting: the events below are published while it is away.
+    let a = Node::start(&redis, &["--broker-reconnect-min", "2s"]);
     // Started after `a` is ready, so `a`'s connections have the lower ids.
     let b = Node::start(&redis, &[]);
     let (mut client, _) = subscriber(&a, None);
@@ -490,8 +491,8 @@ fn a_node_whose_pub_sub_connection_was_cut_catches_up_in_order_from_redis() {
         redis.command(&["CLIENT", "KILL", "ID", &a_pubsub.to_string()]),
         "1"
     );
-    // Published while `a` is not subscribed (it reconnects after ~100 ms): `a` reads them
-    // from the channel's history in Redis when it is back.
+    // Published while `a` is not subscribed: `a` reads them from the channel's history in
+    // Redis when it is back.
     for n in 2..=6 {
         publish(&b, n);
     }
@@ -508,4 +509,36 @@ fn a_node_whose_pub_sub_connection_was_cut_catches_up_in_order_from_redis() {
             .any(|l| l.starts_with("livebridge_broker_disconnects_total ") && !l.ends_with(" 0")),
         "the cut was noticed"
     );
+}
+
+#[test]
+fn events_redis_no_longer_holds_are_reported_as_dropped_and_not_recovered() {
+    let redis = Redis::start();
+    // Waits 2 s before reconnecting: the history is gone before it reads it.
+    let a = Node::start(&redis, &["--broker-reconnect-min", "2s"]);
+    let b = Node::start(&redis, &[]);
+    let (mut client, _) = subscriber(&a, None);
+    let (_, epoch) = publish(&b, 1);
+    assert_eq!(events(&mut client, 1)[0].0, 1);
+    let a_pubsub = redis.pubsub_clients()[0];
+    assert_eq!(
+        redis.command(&["CLIENT", "KILL", "ID", &a_pubsub.to_string()]),
+        "1"
+    );
+    for n in 2..=4 {
+        publish(&b, n);
+    }
+    // The channel's history is gone from Redis (as if trimmed) before `a` reads it.
+    redis.command(&["DEL", "livebridge:ch:jobs:log"]);
+    publish(&b, 5);
+    // What `a` could not get is reported, never skipped in silence; then 5 arrives.
+    let notice = client.recv().expect("a drop notice");
+    assert_eq!(notice["type"], "messages_dropped", "{notice}");
+    assert_eq!(notice["dropped"], 3, "{notice}");
+    assert_eq!(events(&mut client, 1)[0].0, 5);
+    // A client that saw offset 1 cannot recover 2..4 on `a`, which never had them. (`b`
+    // received them live and still holds them in its mirror: it may replay them.)
+    let since = json!({"offset": 1, "epoch": epoch});
+    let (_, reply) = subscriber(&a, Some(since));
+    assert_eq!(reply["recovered"]["jobs"], false, "{reply}");
 }
