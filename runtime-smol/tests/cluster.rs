@@ -542,3 +542,56 @@ fn events_redis_no_longer_holds_are_reported_as_dropped_and_not_recovered() {
     let (_, reply) = subscriber(&a, Some(since));
     assert_eq!(reply["recovered"]["jobs"], false, "{reply}");
 }
+
+#[test]
+fn a_forwarded_long_poll_whose_client_left_is_withdrawn_and_loses_nothing() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let handshake = json!({"client_type": "gui", "protocol_version": "1.0"});
+    let (_, reply) = direct(&a, "POST", "/ws/handshake", Some(&handshake));
+    let client_id = reply["client_id"].as_str().unwrap().to_string();
+    let subscribe = json!({"client_id": client_id,
+                           "message": {"type": "subscribe", "channels": ["jobs"]}});
+    assert_eq!(direct(&a, "POST", "/ws/send", Some(&subscribe)).0, 200);
+    assert_eq!(
+        direct(&a, "GET", &format!("/ws/poll?client_id={client_id}"), None).0,
+        200
+    );
+    let attached = || {
+        let (_, list) = a.get("/ws/clients");
+        list["clients"][0]["attached"] == true
+    };
+    // A long poll through `b`, by a client that then goes away.
+    let mut raw = std::net::TcpStream::connect(&b.addr).unwrap();
+    let request =
+        format!("GET /ws/poll?client_id={client_id}&wait=25 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    std::io::Write::write_all(&mut raw, request.as_bytes()).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !attached() {
+        assert!(
+            Instant::now() < deadline,
+            "the forwarded poll never reached its node"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(raw);
+    // The hop is dropped too, so the owner withdraws the poll (long before its 25 s).
+    let deadline = Instant::now() + PATIENCE;
+    while attached() {
+        assert!(
+            Instant::now() < deadline,
+            "the owner still holds the abandoned poll"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    publish(&b, 1);
+    let (_, reply) = direct(&a, "GET", &format!("/ws/poll?client_id={client_id}"), None);
+    let progress: Vec<u64> = reply["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["progress"].as_f64().map(|p| p as u64))
+        .collect();
+    assert_eq!(progress, [1], "{reply}");
+}
