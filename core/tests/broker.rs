@@ -368,6 +368,25 @@ fn a_publish_the_broker_failed_is_refused_with_whether_it_may_have_happened() {
             .unwrap()
             .contains("may have been published")
     );
+    // Refused by Redis before anything was written.
+    let request = h.http("POST", "/api/events", &job_progress(2).to_string());
+    let [BrokerCommand::Publish { batch, .. }] = &commands(&mut h, &mut cursor)[..] else {
+        panic!("one publish command");
+    };
+    h.input(Input::BrokerPublishFailed {
+        batch: *batch,
+        error: BrokerError {
+            outcome_unknown: false,
+            message: "Redis refused it: OOM".to_string(),
+        },
+    });
+    let (status, reply) = h.reply_json(request);
+    assert_eq!(status, 503);
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.contains("OOM") && error.contains("nothing was published"),
+        "{error}"
+    );
 }
 
 #[test]

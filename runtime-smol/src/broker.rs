@@ -660,10 +660,18 @@ async fn execute(
                     );
                     Ok(())
                 }
-                Err(error) => {
-                    let lost = is_lost(&error);
+                Err(error) if is_lost(&error) => {
                     fail_batch(report, batch, true, &error.to_string());
-                    if lost { Err(error.to_string()) } else { Ok(()) }
+                    Err(error.to_string())
+                }
+                Err(error) => {
+                    // Redis answered with an error (OOM, say). It refuses a script at its
+                    // first write that may grow memory, so a one-event publish changed nothing
+                    // (checked on Redis 7.0 with --maxmemory); in a batch, the events before
+                    // the refused one may have been published.
+                    let refused = format!("Redis refused it: {error}");
+                    fail_batch(report, batch, events.len() > 1, &refused);
+                    Ok(())
                 }
             }
         }
@@ -691,10 +699,13 @@ async fn execute(
                     });
                     Ok(())
                 }
-                Err(error) => {
-                    let lost = is_lost(&error);
+                Err(error) if is_lost(&error) => {
                     fail_batch(report, batch, true, &error.to_string());
-                    if lost { Err(error.to_string()) } else { Ok(()) }
+                    Err(error.to_string())
+                }
+                Err(error) => {
+                    fail_batch(report, batch, false, &format!("Redis refused it: {error}"));
+                    Ok(())
                 }
             }
         }

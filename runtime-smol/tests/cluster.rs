@@ -595,3 +595,37 @@ fn a_forwarded_long_poll_whose_client_left_is_withdrawn_and_loses_nothing() {
         .collect();
     assert_eq!(progress, [1], "{reply}");
 }
+
+#[test]
+fn a_publish_redis_refuses_for_lack_of_memory_gets_503_and_changes_nothing() {
+    let redis = Redis::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
+    let a = Node::start(&redis, &[]);
+    let (mut client, _) = subscriber(&a, None);
+    let big = "x".repeat(30_000);
+    let mut acknowledged = 0;
+    let refusal = loop {
+        assert!(acknowledged < 1_000, "Redis never ran out of memory");
+        let event = json!({"type": "job_progress", "job_id": "j", "stage": big,
+                           "progress": acknowledged + 1});
+        let (status, reply) = a.post("/api/events", event);
+        match status {
+            200 => acknowledged += 1,
+            _ => break (status, reply),
+        }
+    };
+    assert_eq!(refusal.0, 503, "{}", refusal.1);
+    let error = refusal.1["error"].as_str().unwrap();
+    assert!(
+        error.contains("OOM") && error.contains("nothing was published"),
+        "{error}"
+    );
+    // Redis gave no offset to the refused event, and the node is still healthy.
+    let latest = redis.command(&["HGET", "livebridge:ch:jobs:meta", "s"]);
+    assert_eq!(latest, acknowledged.to_string());
+    a.wait_for_health("healthy");
+    let offsets: Vec<u64> = events(&mut client, acknowledged as usize)
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(offsets, (1..=acknowledged).collect::<Vec<u64>>());
+}

@@ -314,14 +314,15 @@ impl Engine {
         self.cluster.stats.publishes_refused += 1;
         let problem = if error.outcome_unknown {
             format!(
-                "the broker (Redis) connection failed while publishing ({}); the event may have \
-                 been published: subscribers get it once the node resyncs, but it is not \
+                "the broker (Redis) failed while publishing ({}); the event may have been \
+                 published: subscribers get it once the node resyncs, but it is not \
                  acknowledged",
                 error.message
             )
         } else {
             format!(
-                "the broker (Redis) is unreachable: {}; nothing was published, try again later",
+                "the broker (Redis) did not publish it: {}; nothing was published, try again \
+                 later",
                 error.message
             )
         };

@@ -23,6 +23,8 @@ pub struct Redis {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Extra `redis-server` arguments.
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -34,6 +36,11 @@ fn free_port() -> u16 {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments (`--maxmemory 3mb`...).
+    pub fn start_with(extra: &[&str]) -> Redis {
         let port = free_port();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -42,6 +49,7 @@ impl Redis {
             port,
             dir,
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         redis.launch();
         redis
@@ -57,6 +65,7 @@ impl Redis {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
