@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Rust, idempotently:
 # - Lua 5.1 (Lightroom's Lua), LuaSocket and lua-cjson from Debian, for the Lua client tests;
+# - redis-server from Debian, for the cluster tests (runtime-smol/tests/cluster*.rs start their
+#   own on a loopback port; Debian's policy-rc.d keeps the package from starting a daemon);
 # - Autobahn|Testsuite for the Python 2.7 that pyenv provides, into .autobahn/venv-py2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,11 +11,15 @@ need_apt=()
 command -v lua5.1 >/dev/null 2>&1 || need_apt+=(lua5.1)
 [ -e /usr/share/lua/5.1/socket.lua ] || need_apt+=(lua-socket)
 [ -e /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so ] || ls /usr/lib/*/lua/5.1/cjson.so >/dev/null 2>&1 || need_apt+=(lua-cjson)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${need_apt[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Root in CI containers has no sudo; elsewhere apt-get needs it.
+  SUDO=()
+  [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
 AUTOBAHN_DIR=.autobahn/site-packages

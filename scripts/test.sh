@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the Rust workspace (engine, both servers, conformance on both,
-# Lua client against the real server), the protocol tests again on the tokio/axum runtime, the Python client against the real server, README's quick start,
+# Lua client against the real server, cluster mode on a real redis-server: runtime-smol/tests/cluster.rs), the protocol tests again on the tokio/axum runtime, the Python client against the real server, README's quick start,
 # the Autobahn WebSocket conformance run, and the JavaScript client and admin page in Node and
 # headless Chromium (scripts/test-browser.sh).
 set -euo pipefail

@@ -102,6 +102,8 @@ impl EngineDriver {
                     Output::Persist(persist) => inputs.push(Input::Persisted {
                         batch: persist.batch,
                     }),
+                    // The recorded sessions run on a single node (`clustered` is off).
+                    Output::Broker(_) | Output::Forward { .. } | Output::Gather { .. } => {}
                 }
             }
             for (conn, count) in &mut self.unacked {

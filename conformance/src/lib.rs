@@ -109,6 +109,8 @@ pub enum Backend {
     Live,
     /// The tokio/axum server on real sockets.
     LiveAxum,
+    /// The smol server as a cluster node on Redis (`--broker`).
+    LiveCluster,
 }
 
 impl Backend {
@@ -118,6 +120,7 @@ impl Backend {
             Backend::Engine => "engine",
             Backend::Live => "live",
             Backend::LiveAxum => "live-axum",
+            Backend::LiveCluster => "live-cluster",
         }
     }
 }
@@ -145,11 +148,11 @@ pub fn run(transcript: &Transcript, backend: Backend) -> Result<(), Failure> {
     })?;
     let mut driver: Box<dyn Driver> = match backend {
         Backend::Engine => Box::new(engine_backend::EngineDriver::new(config)),
-        Backend::Live | Backend::LiveAxum => {
-            let runtime = if backend == Backend::Live {
-                live_backend::Runtime::Smol
-            } else {
-                live_backend::Runtime::Axum
+        Backend::Live | Backend::LiveAxum | Backend::LiveCluster => {
+            let runtime = match backend {
+                Backend::Live => live_backend::Runtime::Smol,
+                Backend::LiveAxum => live_backend::Runtime::Axum,
+                _ => live_backend::Runtime::SmolCluster,
             };
             Box::new(
                 live_backend::LiveDriver::start(runtime, config).map_err(|message| Failure {

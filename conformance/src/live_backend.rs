@@ -40,6 +40,9 @@ struct WsActor {
 pub enum Runtime {
     /// `livebridge-smol`.
     Smol,
+    /// `livebridge-smol` as one node of a cluster on the Redis of [`use_cluster_redis`] (or
+    /// `LIVEBRIDGE_CONFORMANCE_REDIS`), with a key prefix of its own.
+    SmolCluster,
     /// `livebridge-axum`.
     Axum,
 }
@@ -55,16 +58,25 @@ impl Server {
     fn start(runtime: Runtime, config: Config) -> std::io::Result<Server> {
         let bind = "127.0.0.1:0".parse().expect("address");
         Ok(match runtime {
-            Runtime::Smol => Server::Smol(livebridge_smol::Server::start(
-                livebridge_smol::ServerConfig {
+            Runtime::Smol | Runtime::SmolCluster => {
+                let broker = match runtime {
+                    Runtime::SmolCluster => Some(cluster_settings(&config)?),
+                    _ => None,
+                };
+                let server = livebridge_smol::Server::start(livebridge_smol::ServerConfig {
                     bind,
                     engine: config,
                     threads: 1,
                     shutdown_grace: Duration::from_secs(2),
                     close_timeout: Duration::from_secs(1),
+                    broker,
                     ..livebridge_smol::ServerConfig::default()
-                },
-            )?),
+                })?;
+                if runtime == Runtime::SmolCluster {
+                    wait_until_ready(server.local_addr())?;
+                }
+                Server::Smol(server)
+            }
             Runtime::Axum => Server::Axum(Box::new(livebridge_axum::Server::start(
                 livebridge_axum::ServerConfig {
                     bind,
@@ -96,6 +108,100 @@ impl Server {
     }
 }
 
+/// The Redis cluster nodes use, when set by [`use_cluster_redis`].
+static CLUSTER_REDIS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Makes [`Runtime::SmolCluster`] nodes use this Redis (`redis://…`) instead of the one named
+/// by `LIVEBRIDGE_CONFORMANCE_REDIS`.
+pub fn use_cluster_redis(url: String) {
+    *CLUSTER_REDIS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(url);
+}
+
+impl LiveDriver {
+    /// A cluster node's `/ws/clients` and `/websocket/stats` add who answered (`nodes`,
+    /// `partial`, and `node` per client) to what a single node says; the transcripts are a
+    /// single node's, so those fields are taken out and everything else is checked as is.
+    fn single_node_view(&self, mut answer: Answer) -> Answer {
+        if !self.cluster {
+            return answer;
+        }
+        let Ok(serde_json::Value::Object(mut body)) =
+            serde_json::from_str::<serde_json::Value>(&answer.body)
+        else {
+            return answer;
+        };
+        if body.remove("nodes").is_none() {
+            return answer;
+        }
+        body.remove("partial");
+        if let Some(serde_json::Value::Array(clients)) = body.get_mut("clients") {
+            for client in clients {
+                if let Some(client) = client.as_object_mut() {
+                    client.remove("node");
+                }
+            }
+        }
+        answer.body = serde_json::Value::Object(body).to_string();
+        answer
+    }
+}
+
+/// The broker settings of a cluster node: the Redis of [`use_cluster_redis`] (or
+/// `LIVEBRIDGE_CONFORMANCE_REDIS`), and a
+/// key prefix no other session uses, so sessions run side by side as separate clusters.
+fn cluster_settings(config: &Config) -> std::io::Result<livebridge_smol::BrokerSettings> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let chosen = CLUSTER_REDIS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    let url = chosen
+        .or_else(|| std::env::var("LIVEBRIDGE_CONFORMANCE_REDIS").ok())
+        .ok_or_else(|| {
+            std::io::Error::other(
+                "no Redis for cluster nodes: LIVEBRIDGE_CONFORMANCE_REDIS is not set",
+            )
+        })?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Ok(livebridge_smol::BrokerSettings {
+        url,
+        prefix: format!("conformance-{}-{n}", std::process::id()),
+        timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(100),
+        reconnect_max: Duration::from_secs(1),
+        durable: false,
+        history_size: config.history_size,
+        history_ttl: config.history_ttl,
+        advertise: None,
+    })
+}
+
+/// Waits until a cluster node has reached Redis (`/api/system/health` answers 200).
+fn wait_until_ready(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            let request = format!(
+                "GET /api/system/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            );
+            let mut answer = String::new();
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(std::io::Error::other(
+        "the cluster node never reached Redis",
+    ))
+}
+
 /// The live driver.
 pub struct LiveDriver {
     server: Option<Server>,
@@ -105,6 +211,9 @@ pub struct LiveDriver {
     start_unix_ms: u64,
     next: u64,
     pending: BTreeMap<u64, smol::Task<Result<Answer, String>>>,
+    /// A cluster node: its cluster-wide views say which node answered (see
+    /// [`LiveDriver::single_node_view`]).
+    cluster: bool,
     actors: BTreeMap<String, WsActor>,
 }
 
@@ -128,6 +237,7 @@ impl LiveDriver {
             start_unix_ms,
             next: 0,
             pending: BTreeMap::new(),
+            cluster: runtime == Runtime::SmolCluster,
             actors: BTreeMap::new(),
         })
     }
@@ -403,7 +513,7 @@ impl Driver for LiveDriver {
             return Ok(None);
         }
         match smol::block_on(timeout(WAIT, task)) {
-            Some(result) => result.map(Some),
+            Some(result) => result.map(|answer| Some(self.single_node_view(answer))),
             None => Err(format!("no answer within {WAIT:?}")),
         }
     }

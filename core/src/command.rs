@@ -200,6 +200,9 @@ pub(crate) enum Outcome {
     Delivered { details: Value },
     /// A report (status, stats, health, clients, history, catalogue, cleanup).
     Report { report: Value },
+    /// The health report, and the HTTP status that tells a load balancer whether to send
+    /// clients here (503 while a cluster node has not synced with its broker).
+    Health { status: u16, report: Value },
     /// Prometheus text.
     Metrics { text: String },
     /// A compiled-in file.
@@ -262,6 +265,7 @@ impl Outcome {
             Outcome::Sent { response } => {
                 Reply::json(200, format!("{{\"success\":true,\"response\":{response}}}"))
             }
+            Outcome::Health { status, report } => Reply::json(status, report.to_string()),
             Outcome::Metrics { text } => Reply {
                 status: 200,
                 content_type: ContentType::Prometheus,
@@ -316,6 +320,7 @@ impl Outcome {
             Outcome::Disconnected { .. } => CommandResult::Disconnected,
             Outcome::Delivered { details } => CommandResult::Delivered { details },
             Outcome::Report { report } => CommandResult::Report { report },
+            Outcome::Health { report, .. } => CommandResult::Report { report },
             Outcome::Metrics { text } => CommandResult::Metrics { text },
             Outcome::Asset(asset) => {
                 let Reply {

@@ -86,6 +86,11 @@ pub struct Config {
     /// engine emits [`crate::Output::Persist`] and waits for [`crate::Input::Persisted`]. The
     /// runtime sets it when it has a store (`--data-dir`). Default: off.
     pub durable: bool,
+    /// Whether this engine is one node of a cluster sharing a broker (`--broker`): channel
+    /// offsets, epochs and history come from the broker ([`crate::Output::Broker`],
+    /// [`crate::Input::BrokerEvents`]), publishes are refused with 503 while it is
+    /// unreachable, and handshakes until it first answered. Not with `durable`. Default: off.
+    pub clustered: bool,
     /// The event types publishers may send. Default: the seeds' 22 events
     /// ([`Catalogue::builtin`]).
     #[serde(skip_serializing_if = "is_builtin")]
@@ -128,6 +133,7 @@ impl Default for Config {
             history_ttl: Duration::from_secs(10 * 60),
             recovery_max: 1_000,
             durable: false,
+            clustered: false,
             catalogue: Catalogue::builtin(),
         }
     }

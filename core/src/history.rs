@@ -223,6 +223,17 @@ impl History {
         }
     }
 
+    /// Cluster mode: the channel continues in `epoch` after `latest`, retaining nothing
+    /// before (its sequence started over, or the events up to `latest` are gone).
+    pub(crate) fn reset(&mut self, id: ChannelId, epoch: &str, latest: u64) {
+        let log = &mut self.logs[id.0 as usize];
+        if *log.epoch != *epoch {
+            log.epoch = epoch.into();
+        }
+        log.latest = latest;
+        log.entries.clear();
+    }
+
     /// The first offset the channel still retains (after dropping what has aged out), or
     /// `latest + 1` when it retains none.
     pub(crate) fn oldest_retained(&mut self, id: ChannelId, now: Time) -> u64 {

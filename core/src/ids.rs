@@ -22,6 +22,20 @@ impl ClientId {
         ClientId(uuid::Builder::from_random_bytes(bytes).into_uuid())
     }
 
+    /// Cluster mode: a client id whose first two bytes name the node holding its session
+    /// (still UUID v4, with 106 random bits), so any node can tell where to send a request
+    /// that names it.
+    pub fn from_random_bytes_on_node(mut bytes: [u8; 16], node: u16) -> Self {
+        bytes[..2].copy_from_slice(&node.to_be_bytes());
+        ClientId::from_random_bytes(bytes)
+    }
+
+    /// The node tag in the first two bytes (meaningful for ids made in cluster mode).
+    pub fn node_tag(&self) -> u16 {
+        let bytes = self.0.as_bytes();
+        u16::from_be_bytes([bytes[0], bytes[1]])
+    }
+
     /// The id as a UUID.
     pub fn as_uuid(&self) -> Uuid {
         self.0

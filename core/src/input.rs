@@ -2,6 +2,7 @@
 //! WebSocket events and shutdown. Inputs serialise, so sessions can be recorded, replayed and
 //! fuzzed.
 
+use crate::broker::{BrokerError, BrokerEvent, ChannelHead, DirectAudience, NodePart};
 use crate::history::Position;
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::storage::{BatchId, StoreError, StoredChannel};
@@ -102,6 +103,87 @@ pub enum Input {
         /// The stored channels.
         channels: Vec<StoredChannel>,
     },
+    /// Cluster mode: the broker ran a [`crate::BrokerCommand::Publish`] (its events have
+    /// these positions, in order) or a [`crate::BrokerCommand::Direct`] (no positions). Its
+    /// publisher is acknowledged now.
+    BrokerPublished {
+        /// The batch of the command.
+        batch: BatchId,
+        /// Per event, the position the broker gave it.
+        positions: Vec<Position>,
+    },
+    /// Cluster mode: the broker did not run a publish; its publisher gets 503.
+    BrokerPublishFailed {
+        /// The batch of the command.
+        batch: BatchId,
+        /// Why.
+        error: BrokerError,
+    },
+    /// Cluster mode: channel events every node receives from the broker, in arrival order.
+    BrokerEvents {
+        /// The events.
+        events: Vec<BrokerEvent>,
+    },
+    /// Cluster mode: a message outside channels that some node published
+    /// ([`crate::BrokerCommand::Direct`]).
+    BrokerDirect {
+        /// Who gets it.
+        audience: DirectAudience,
+        /// The frame.
+        frame: std::sync::Arc<str>,
+    },
+    /// Cluster mode: the answer to a [`crate::BrokerCommand::ReadHistory`].
+    HistoryRead {
+        /// The channel.
+        channel: std::sync::Arc<str>,
+        /// Where the channel stands in the broker now.
+        head: ChannelHead,
+        /// Its retained events after the offset asked for, oldest first (gaps where the
+        /// broker no longer has them).
+        events: Vec<BrokerEvent>,
+    },
+    /// Cluster mode: the request of an [`crate::Output::Forward`] could not reach the node
+    /// holding the session; the engine answers it here, as if the session were unknown (a
+    /// handshake that names it opens a new session).
+    ForwardFailed {
+        /// The request.
+        request: RequestId,
+        /// The request as the output handed it over.
+        http: Box<HttpRequest>,
+        /// Why, for the log.
+        error: String,
+    },
+    /// Cluster mode: the other nodes' answers to an [`crate::Output::Gather`].
+    Gathered {
+        /// The request.
+        request: RequestId,
+        /// One part per other live node.
+        parts: Vec<NodePart>,
+        /// Why the list of live nodes could not be read, if it could not (the view is then
+        /// this node's only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Cluster mode: the connection to the broker is lost. Publishes are refused until
+    /// [`Input::BrokerSynced`].
+    BrokerLost {
+        /// Why, for health and the refusals.
+        error: String,
+    },
+    /// Cluster mode: the broker is (again) connected and subscribed; these are the channels it
+    /// knows and where they stand.
+    BrokerSynced {
+        /// This node's name in the cluster (in the origin of its events).
+        node: String,
+        /// This node's tag, unique in the cluster: the first two bytes of the client ids it
+        /// makes, by which other nodes forward requests naming its sessions.
+        #[serde(default)]
+        node_tag: u16,
+        /// The epoch the broker gives channels without events.
+        epoch: String,
+        /// Every channel the broker knows.
+        heads: Vec<ChannelHead>,
+    },
 }
 
 /// What a runtime's transport layer did without the engine, for the engine's metrics (so that
@@ -161,6 +243,10 @@ pub struct HttpRequest {
     /// shared by every request without an address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// Cluster mode: another node of the cluster forwarded this request here (the runtime
+    /// checked the cluster's key), so it is answered here and never forwarded again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
 }
 
 impl HttpRequest {
@@ -176,6 +262,7 @@ impl HttpRequest {
             body: RequestBody::Complete(body.into()),
             authorization: None,
             peer: None,
+            forwarded: false,
         }
     }
 

@@ -51,6 +51,7 @@
 mod access;
 mod assets;
 mod auth;
+mod broker;
 mod catalogue;
 mod channel;
 mod command;
@@ -75,6 +76,10 @@ mod timer_queue;
 
 pub use assets::Asset;
 pub use auth::{ClientClaims, TokenError, sign_client_token, verify_client_token};
+pub use broker::{
+    BrokerCommand, BrokerError, BrokerEvent, ChannelHead, DirectAudience, EventOrigin, NodePart,
+    OutgoingEvent,
+};
 pub use catalogue::{
     Catalogue, CatalogueError, EncodedEvent, EventSpec, FieldError, FieldKind, FieldSpec, Rule,
 };

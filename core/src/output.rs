@@ -66,6 +66,31 @@ pub enum Output {
     /// (Boxed: it is rare, and every other output is moved and dropped at the size of the
     /// largest.)
     Persist(Box<PersistBatch>),
+    /// Cluster mode: ask the broker to publish, or to read a channel's history (boxed as
+    /// `Persist` is).
+    Broker(Box<crate::broker::BrokerCommand>),
+    /// Cluster mode: the request names a session another node holds; send it there (with the
+    /// cluster's key, so that node answers it itself) and relay its reply as this request's.
+    /// When that node cannot be reached, report [`crate::Input::ForwardFailed`] with the
+    /// request: the engine answers it then.
+    Forward {
+        /// The request.
+        request: RequestId,
+        /// The tag of the node holding the session.
+        node: u16,
+        /// The request, to send on.
+        http: Box<crate::input::HttpRequest>,
+    },
+    /// Cluster mode: the request asks for a cluster-wide view (`/ws/clients`,
+    /// `/websocket/stats`); send it to every other live node (with the cluster's key, so each
+    /// answers for itself) and report their answers with [`crate::Input::Gathered`]; the
+    /// engine then merges them with its own.
+    Gather {
+        /// The request.
+        request: RequestId,
+        /// The request, to send on.
+        http: Box<crate::input::HttpRequest>,
+    },
 }
 
 /// An HTTP reply.

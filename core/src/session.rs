@@ -7,6 +7,7 @@
 
 use crate::auth::ClientClaims;
 use crate::channel::Subscriptions;
+use crate::history::ChannelId;
 use crate::ids::{ClientId, ConnId, RequestId};
 use crate::output::TransportKind;
 use crate::queue::MessageQueue;
@@ -74,6 +75,8 @@ pub(crate) struct Session {
     pub(crate) message_budget: TokenBucket,
     /// What the client's token grants, when tokens are required.
     pub(crate) claims: Option<Box<ClientClaims>>,
+    /// Cluster mode: the channels on which the client is ahead of this node.
+    pub(crate) catch_up: CatchUp,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +111,7 @@ impl Session {
             poll_ready: false,
             message_budget: TokenBucket::full(message_rate, now),
             claims: None,
+            catch_up: CatchUp::default(),
         }
     }
 
@@ -134,6 +138,67 @@ pub(crate) struct SessionTable {
 struct Slot {
     generation: u32,
     session: Option<Session>,
+}
+
+/// Cluster mode: per channel, the offset up to which a client already has the events (it
+/// recovered on this node with a position the node had not reached yet); those are not
+/// delivered to it again. Almost always empty, so behind a pointer: one word per session.
+#[derive(Debug, Default)]
+#[expect(
+    clippy::box_collection,
+    reason = "one word in every session instead of a Vec's three, for a list almost always absent"
+)]
+pub(crate) struct CatchUp(Option<Box<Vec<(ChannelId, u64)>>>);
+
+impl CatchUp {
+    /// The client has `channel`'s events up to `offset`.
+    pub(crate) fn set(&mut self, channel: ChannelId, offset: u64) {
+        let list = self.0.get_or_insert_default();
+        list.retain(|(c, _)| *c != channel);
+        list.push((channel, offset));
+    }
+
+    /// Forgets `channel` (its history was reset).
+    pub(crate) fn forget(&mut self, channel: ChannelId) {
+        if let Some(list) = &mut self.0 {
+            list.retain(|(c, _)| *c != channel);
+            if list.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// How far the client is ahead on `channel`, if it is.
+    pub(crate) fn ahead(&self, channel: ChannelId) -> Option<u64> {
+        let list = self.0.as_ref()?;
+        list.iter().find(|(c, _)| *c == channel).map(|(_, o)| *o)
+    }
+
+    /// Whether the event at `offset` of `channel` is one the client already has. The first
+    /// event past its position ends the catching up on that channel.
+    #[inline]
+    pub(crate) fn already_has(&mut self, channel: ChannelId, offset: u64) -> bool {
+        // Checked inline: this runs for every delivery, and almost no session catches up.
+        self.0.is_some() && self.already_has_slow(channel, offset)
+    }
+
+    #[cold]
+    fn already_has_slow(&mut self, channel: ChannelId, offset: u64) -> bool {
+        let Some(list) = &mut self.0 else {
+            return false;
+        };
+        let Some(place) = list.iter().position(|(c, _)| *c == channel) else {
+            return false;
+        };
+        if offset <= list[place].1 {
+            return true;
+        }
+        list.swap_remove(place);
+        if list.is_empty() {
+            self.0 = None;
+        }
+        false
+    }
 }
 
 #[cfg(all(test, target_pointer_width = "64"))]

@@ -44,6 +44,8 @@ pub(crate) struct Gauges {
     pub(crate) publishes_awaiting_store: usize,
     pub(crate) channels: usize,
     pub(crate) uptime_seconds: f64,
+    /// Cluster mode only.
+    pub(crate) broker: Option<crate::engine::BrokerStats>,
 }
 
 pub(crate) fn render_prometheus(counters: &Counters, gauges: &Gauges) -> String {
@@ -180,6 +182,49 @@ pub(crate) fn render_prometheus(counters: &Counters, gauges: &Gauges) -> String 
             out,
             "livebridge_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
         );
+    }
+    if let Some(broker) = &gauges.broker {
+        scalar(
+            &mut out,
+            "livebridge_broker_up",
+            "gauge",
+            "1 while the broker (Redis) is connected and subscribed, else 0 (cluster mode).",
+            u8::from(broker.up).to_string(),
+        );
+        for (name, help, value) in [
+            (
+                "livebridge_broker_disconnects_total",
+                "Times the connection to the broker (Redis) was lost.",
+                broker.disconnects,
+            ),
+            (
+                "livebridge_broker_publishes_refused_total",
+                "Publishes refused with 503 because the broker (Redis) was unreachable or failed.",
+                broker.publishes_refused,
+            ),
+            (
+                "livebridge_broker_duplicates_total",
+                "Channel events received from the broker again and dropped (already applied).",
+                broker.duplicates,
+            ),
+            (
+                "livebridge_broker_gaps_filled_total",
+                "Gaps in a channel's events filled by reading the broker's history.",
+                broker.gaps_filled,
+            ),
+            (
+                "livebridge_broker_gaps_unfilled_total",
+                "Gaps the broker's history no longer covered, reported to subscribers as dropped.",
+                broker.gaps_unfilled,
+            ),
+            (
+                "livebridge_broker_epoch_resets_total",
+                "Channels whose sequence started over in the broker (history lost there).",
+                broker.epoch_resets,
+            ),
+        ] {
+            scalar(&mut out, name, "counter", help, value.to_string());
+        }
     }
     out
 }

@@ -176,6 +176,37 @@ pub struct ServeArgs {
     /// as on a full disk. Default: the disk is the limit.
     #[arg(long, env = "LIVEBRIDGE_DATA_MAX_SIZE", value_parser = parse_size)]
     pub data_max_size: Option<usize>,
+    /// Cluster mode: share channels with every livebridge node on this Redis,
+    /// `redis://HOST:PORT[/DB]`. Channel offsets, epochs and history then live in Redis, and
+    /// publishes are refused with 503 while it is unreachable. Not with --data-dir. Default:
+    /// none (a single node that needs nothing but this binary).
+    #[arg(long, env = "LIVEBRIDGE_BROKER")]
+    pub broker: Option<String>,
+    /// Prefix of every Redis key and Pub/Sub channel of this cluster (so several clusters can
+    /// share one Redis).
+    #[arg(long, env = "LIVEBRIDGE_BROKER_PREFIX", default_value = "livebridge")]
+    pub broker_prefix: String,
+    /// Longest wait for a connection to Redis or an answer from it; beyond it the broker
+    /// counts as lost.
+    #[arg(long, env = "LIVEBRIDGE_BROKER_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub broker_timeout: Duration,
+    /// First delay before reconnecting to Redis after it was lost (it doubles at each failed
+    /// attempt, ±20 % jitter).
+    #[arg(long, env = "LIVEBRIDGE_BROKER_RECONNECT_MIN", default_value = "100ms", value_parser = parse_duration)]
+    pub broker_reconnect_min: Duration,
+    /// Longest delay between attempts to reconnect to Redis.
+    #[arg(long, env = "LIVEBRIDGE_BROKER_RECONNECT_MAX", default_value = "5s", value_parser = parse_duration)]
+    pub broker_reconnect_max: Duration,
+    /// Redis keeps everything it acknowledged across restarts (`appendonly yes`,
+    /// `appendfsync always`): channels then keep their epochs when Redis restarts. Without
+    /// it, a Redis restart starts every channel over (clients get `recovered: false`).
+    #[arg(long, env = "LIVEBRIDGE_BROKER_DURABLE")]
+    pub broker_durable: bool,
+    /// Cluster mode: where the other nodes reach this one, `HOST:PORT` (requests naming this
+    /// node's sessions are forwarded there). Default: the address it listens on, which must
+    /// then not be a wildcard such as 0.0.0.0.
+    #[arg(long, env = "LIVEBRIDGE_ADVERTISE")]
+    pub advertise: Option<String>,
     /// A JSON file of event types to add to the built-in catalogue, or to replace ones of
     /// the same type: `{"events": [{"type", "channel", "fields": [{"name", "type",
     /// "required"}]}]}` (see docs/protocol.md, "Event catalogue").
@@ -216,6 +247,23 @@ impl ServeArgs {
 
     /// Refuses settings that would expose operators' endpoints to the network.
     pub fn check(&self) -> Result<(), String> {
+        if self.broker.is_some() && self.data_dir.is_some() {
+            return Err(
+                "--data-dir and --broker cannot be used together: in cluster mode channel \
+                 history lives in Redis"
+                    .to_string(),
+            );
+        }
+        if let Some(settings) = self.server_config().ok().and_then(|c| c.broker) {
+            settings.check()?;
+            if settings.advertise.is_none() && self.bind.ip().is_unspecified() {
+                return Err(format!(
+                    "--broker with --bind {}: give --advertise HOST:PORT, the address other \
+                     nodes reach this one at",
+                    self.bind
+                ));
+            }
+        }
         if !self.bind.ip().is_loopback() && self.admin_token.is_none() {
             return Err(format!(
                 "refusing to listen on {} without --admin-token: beyond loopback, anyone who \
@@ -269,6 +317,7 @@ impl ServeArgs {
                 history_ttl: self.history_ttl,
                 recovery_max: self.recovery_max,
                 durable: false,
+                clustered: self.broker.is_some(),
                 catalogue,
             },
             max_head_bytes: self.max_head,
@@ -279,6 +328,20 @@ impl ServeArgs {
             keep_alive_timeout: self.keep_alive_timeout,
             data_dir: self.data_dir.clone(),
             data_max_bytes: self.data_max_size.map(|size| size as u64),
+            broker: self
+                .broker
+                .as_ref()
+                .map(|url| crate::broker::BrokerSettings {
+                    url: url.clone(),
+                    prefix: self.broker_prefix.clone(),
+                    timeout: self.broker_timeout,
+                    reconnect_min: self.broker_reconnect_min,
+                    reconnect_max: self.broker_reconnect_max,
+                    durable: self.broker_durable,
+                    history_size: self.history_size,
+                    history_ttl: self.history_ttl,
+                    advertise: self.advertise.clone(),
+                }),
         })
     }
 }

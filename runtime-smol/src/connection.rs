@@ -41,6 +41,13 @@ pub trait Backend: WsPeer + Send + Sync + 'static {
     /// Something the transport did on its own (a refusal, an idle close, a panic), for the
     /// metrics.
     fn transport_event(&self, event: TransportEvent);
+
+    /// Cluster mode: whether `key` (an `X-Livebridge-Cluster-Key` header) is the cluster's,
+    /// so the request was forwarded by another node and its `X-Livebridge-Peer` is the
+    /// client's address.
+    fn trusts_forwarded(&self, _key: &str) -> bool {
+        false
+    }
 }
 
 /// Limits of one connection.
@@ -305,6 +312,7 @@ pub(crate) fn to_request(head: Head, body: RequestBody, peer: Option<String>) ->
         body,
         authorization: head.authorization,
         peer,
+        forwarded: false,
     }
 }
 
@@ -328,6 +336,12 @@ where
     let host = header("host");
     let origin = header("origin");
     let authorization = header("authorization");
+    let forwarded =
+        header("x-livebridge-cluster-key").is_some_and(|key| backend.trusts_forwarded(&key));
+    let peer = match forwarded {
+        true => header("x-livebridge-peer").or(peer),
+        false => peer,
+    };
     let method = request.method().to_string();
     let body = request.body_bytes().await?;
     debug!(%method, %target, "request");
@@ -339,6 +353,7 @@ where
         body: RequestBody::Complete(body),
         authorization,
         peer,
+        forwarded,
     };
     let peer_gone: BoxFuture<'_, ()> = Box::pin(io.peer_closed());
     let Some(reply) = backend.http(http, peer_gone).await else {

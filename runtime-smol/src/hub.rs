@@ -7,6 +7,8 @@
 //! deadline moved earlier; then, with the lock released, wake the connection tasks that got
 //! work. No protocol rule lives here.
 
+use crate::broker::{BrokerHandle, ClusterIdentity};
+use crate::forward::ForwardJob;
 use crate::outbox::{ConnCommand, Outbox};
 use crate::websocket::{Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
@@ -41,6 +43,10 @@ struct HubState {
     armed: Option<Time>,
     /// Where channel events go to be stored, when history is durable.
     store: Option<StoreHandle>,
+    /// The broker task, in cluster mode.
+    broker: Option<BrokerHandle>,
+    /// Where requests naming another node's sessions go, in cluster mode.
+    forwarder: Option<Sender<ForwardJob>>,
 }
 
 /// The engine shared by every connection.
@@ -51,6 +57,8 @@ pub struct Hub {
     timer_kicked: Receiver<()>,
     /// WebSocket connections accepted and not yet ended (their close handshake included).
     websockets: AtomicUsize,
+    /// Cluster mode: the key forwarded requests carry.
+    identity: Arc<ClusterIdentity>,
 }
 
 impl Hub {
@@ -71,7 +79,10 @@ impl Hub {
                 next_conn: 0,
                 armed: None,
                 store: None,
+                broker: None,
+                forwarder: None,
             }),
+            identity: Arc::new(ClusterIdentity::default()),
             clock,
             timer_kick,
             timer_kicked,
@@ -178,6 +189,63 @@ impl Hub {
         self.lock().store = Some(store);
     }
 
+    /// Hands broker commands to `broker` and requests naming other nodes' sessions to
+    /// `forwarder` from now on (the engine must be clustered).
+    pub fn use_broker(&self, broker: BrokerHandle, forwarder: Sender<ForwardJob>) {
+        let mut state = self.lock();
+        state.broker = Some(broker);
+        state.forwarder = Some(forwarder);
+    }
+
+    /// Cluster mode: the cluster's key, as the broker task learns it.
+    pub fn identity(&self) -> &Arc<ClusterIdentity> {
+        &self.identity
+    }
+
+    /// The other nodes' parts of a cluster-wide view: the engine merges them and answers
+    /// through the same reply slot.
+    pub fn gathered(
+        &self,
+        request: RequestId,
+        reply: Sender<Reply>,
+        parts: Vec<livebridge_core::NodePart>,
+        error: Option<String>,
+    ) {
+        self.with_engine(|state, now| {
+            state.replies.insert(request, reply);
+            state.engine.handle_input(
+                now,
+                Input::Gathered {
+                    request,
+                    parts,
+                    error,
+                },
+            );
+        });
+    }
+
+    /// A forwarded request could not reach its node: it goes back to the engine, which
+    /// answers it through the same reply slot.
+    pub fn forward_failed(
+        &self,
+        request: RequestId,
+        reply: Sender<Reply>,
+        http: Box<HttpRequest>,
+        error: String,
+    ) {
+        self.with_engine(|state, now| {
+            state.replies.insert(request, reply);
+            state.engine.handle_input(
+                now,
+                Input::ForwardFailed {
+                    request,
+                    http,
+                    error,
+                },
+            );
+        });
+    }
+
     /// Lets go of the store, so its writer stops once it has stored what is queued.
     pub fn take_store(&self) -> Option<StoreHandle> {
         self.lock().store.take()
@@ -270,6 +338,41 @@ fn dispatch(state: &mut HubState, output: Output) {
             // store was opened.
             None => tracing::error!("the engine asked to store a batch, but there is no store"),
         },
+        Output::Broker(command) => match &state.broker {
+            Some(broker) => broker.send(*command),
+            // The engine asks only when it was told it is clustered, which is when a broker
+            // task was started.
+            None => tracing::error!("the engine asked for the broker, but there is none"),
+        },
+        Output::Forward {
+            request,
+            node,
+            http,
+        } => {
+            // The client may have gone already: then there is nothing to relay.
+            if let (Some(reply), Some(forwarder)) =
+                (state.replies.remove(&request), &state.forwarder)
+            {
+                let _ = forwarder.try_send(ForwardJob {
+                    request,
+                    node: Some(node),
+                    http,
+                    reply,
+                });
+            }
+        }
+        Output::Gather { request, http } => {
+            if let (Some(reply), Some(forwarder)) =
+                (state.replies.remove(&request), &state.forwarder)
+            {
+                let _ = forwarder.try_send(ForwardJob {
+                    request,
+                    node: None,
+                    http,
+                    reply,
+                });
+            }
+        }
     }
 }
 
@@ -323,5 +426,9 @@ impl crate::connection::Backend for Hub {
 
     fn transport_event(&self, event: TransportEvent) {
         self.input(Input::Transport(event));
+    }
+
+    fn trusts_forwarded(&self, key: &str) -> bool {
+        self.identity.trusts(key)
     }
 }

@@ -22,13 +22,17 @@ pub mod connection;
 pub mod outbox;
 pub mod websocket;
 // Entry points of the cargo-fuzz targets (fuzz/), not an API.
+mod broker;
 #[cfg(test)]
 mod connection_memory;
+mod forward;
 mod framer;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hub;
 mod socket;
+
+pub use broker::BrokerSettings;
 
 use connection::{ConnectionLimits, serve_connection_watched};
 use framer::HttpLimits;
@@ -71,6 +75,9 @@ pub struct ServerConfig {
     /// Largest the store may grow; beyond it publishes fail with 507 as on a full disk.
     /// Default: none (the disk is the limit).
     pub data_max_bytes: Option<u64>,
+    /// Cluster mode: the broker (Redis) shared by every node. Default: none (a single node
+    /// that needs nothing but itself).
+    pub broker: Option<broker::BrokerSettings>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +93,7 @@ impl Default for ServerConfig {
             keep_alive_timeout: Duration::from_secs(60),
             data_dir: None,
             data_max_bytes: None,
+            broker: None,
         }
     }
 }
@@ -122,6 +130,16 @@ impl Server {
     /// address.
     pub fn start(mut config: ServerConfig) -> io::Result<Server> {
         config.engine.durable = config.data_dir.is_some();
+        config.engine.clustered = config.broker.is_some();
+        if let Some(broker) = &config.broker {
+            if config.data_dir.is_some() {
+                return Err(io::Error::other(
+                    "--data-dir and --broker cannot be used together: in cluster mode the \
+                     history lives in Redis",
+                ));
+            }
+            broker.check().map_err(io::Error::other)?;
+        }
         let opened = match &config.data_dir {
             Some(dir) => Some(
                 store::open(store::StoreSettings {
@@ -280,6 +298,29 @@ fn run(
             }
         }
     });
+    if let Some(mut settings) = config.broker.clone() {
+        if settings.advertise.is_none() {
+            settings.advertise = listener.local_addr().ok().map(|a| a.to_string());
+        }
+        let hub_for_broker = Arc::downgrade(&hub);
+        let report = move |input| {
+            if let Some(hub) = hub_for_broker.upgrade() {
+                hub.input(input);
+            }
+        };
+        let identity = Arc::clone(hub.identity());
+        let broker = broker::spawn(&executor, settings.clone(), Arc::clone(&identity), report);
+        // A forwarded long poll lasts up to long_poll_max; give the owner time beyond it.
+        let timeout = config.engine.long_poll_max + settings.timeout + Duration::from_secs(5);
+        let forwarder = forward::spawn(
+            &executor,
+            broker.clone(),
+            identity,
+            Arc::downgrade(&hub),
+            timeout,
+        );
+        hub.use_broker(broker, forwarder);
+    }
     smol::block_on(executor.run(async {
         executor.spawn(hub.clone().run_timers()).detach();
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "livebridge listening");

@@ -83,6 +83,10 @@ fn run_engine(config: Config, events: Receiver<Event>) {
                 Output::Session(_) => {}
                 // Only with Config::durable: store the batch, then feed Input::Persisted.
                 Output::Persist(_) => unreachable!("this example keeps history in memory"),
+                // Only with Config::clustered: this example is a single node.
+                Output::Broker(_) | Output::Forward { .. } | Output::Gather { .. } => {
+                    unreachable!("this example runs without a broker")
+                }
                 // Only for Input::Command, which this server does not use.
                 Output::CommandDone { .. } => {}
                 // WebSocket outputs: no WebSocket is ever opened here.

@@ -56,6 +56,7 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             body: RequestBody::default(),
             authorization: head.authorization,
             peer,
+            forwarded: false,
         };
         let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(ws) => ws,
@@ -103,6 +104,7 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         body,
         authorization: head.authorization,
         peer,
+        forwarded: false,
     };
     reply_response(shared.hub.request(http).await)
 }

@@ -276,6 +276,16 @@ fn dispatch(state: &mut State, output: Output) {
                 tracing::error!(batch = ?batch.batch, "the engine asked to store a batch, but there is no store")
             }
         },
+        // Cluster mode (a broker) is runtime-smol's: this runtime never sets `clustered`.
+        Output::Broker(command) => {
+            tracing::error!(
+                ?command,
+                "the engine asked for a broker, but this runtime has none"
+            )
+        }
+        Output::Forward { request, .. } | Output::Gather { request, .. } => {
+            tracing::error!(%request, "the engine asked to forward a request, but this runtime is never clustered")
+        }
     }
 }
 

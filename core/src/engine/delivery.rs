@@ -77,6 +77,11 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
+        if let Some((channel, offset)) = origin
+            && session.catch_up.already_has(channel, offset)
+        {
+            return;
+        }
         match &mut session.transport {
             Transport::WebSocket { conn, in_flight }
                 if *in_flight < window && session.queue.is_empty() =>

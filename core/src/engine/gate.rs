@@ -6,7 +6,7 @@ use crate::access;
 use crate::auth;
 use crate::config::Config;
 use crate::http_api::Routed;
-use crate::input::{Command, HttpRequest};
+use crate::input::HttpRequest;
 use crate::output::Reply;
 use crate::rate::KeyedBuckets;
 use crate::time::Time;
@@ -34,13 +34,12 @@ pub(super) enum Verdict {
 
 impl Gate {
     /// Checks an HTTP request, in order: Host and Origin, a preflight, the server stopping,
-    /// the admin token of an operator route, the handshake budget of a handshake. Returns the
-    /// allowed browser origin (its replies get CORS headers, refusals included) and the
-    /// verdict.
+    /// the admin token of an operator route. Returns the allowed browser origin (its replies
+    /// get CORS headers, refusals included) and the verdict. A handshake that passes spends
+    /// from its address's budget with [`Gate::spend_handshake`] once the engine knows it will
+    /// run here (in cluster mode a resume may be forwarded to the node holding the session).
     pub(super) fn check_request<'a>(
-        &mut self,
         config: &Config,
-        now: Time,
         http: &'a HttpRequest,
         routed: &Routed,
         shutting_down: bool,
@@ -61,10 +60,6 @@ impl Gate {
                 401,
                 "this endpoint needs the admin token: send Authorization: Bearer <token>",
             ))
-        } else if matches!(routed.command, Ok(Command::Handshake { .. }))
-            && let Err(refusal) = self.spend_handshake(config, now, http.peer.as_deref())
-        {
-            Verdict::Refuse(refusal)
         } else {
             Verdict::Pass
         };
@@ -149,22 +144,23 @@ mod tests {
 
     #[test]
     fn where_a_request_comes_from_is_checked_before_anything_else() {
-        let (mut gate, config) = (Gate::default(), config());
-        let body = r#"{"client_type":"gui","protocol_version":"1.0"}"#;
-        let http = request("POST", "/ws/handshake", body).with_origin("http://evil.example");
+        let config = Config {
+            admin_token: Some("s3cret".into()),
+            ..config()
+        };
+        let http = request("GET", "/ws/clients", "").with_origin("http://evil.example");
         let routed = crate::http_api::route(&http, &config);
-        // Refused for its origin even while the server stops, and no budget is spent.
-        let (origin, verdict) = gate.check_request(&config, Time::ZERO, &http, &routed, true);
+        // Refused for its origin, not for stopping or for the missing admin token.
+        let (origin, verdict) = Gate::check_request(&config, &http, &routed, true);
         assert!(origin.is_none());
         assert!(matches!(verdict, Verdict::Refuse(ref reply) if reply.status == 403));
-        let http = request("POST", "/ws/handshake", body);
-        for expected in [200, 200, 429] {
-            let (_, verdict) = gate.check_request(&config, Time::ZERO, &http, &routed, false);
-            match verdict {
-                Verdict::Pass => assert_eq!(expected, 200),
-                Verdict::Refuse(reply) => assert_eq!(reply.status, expected),
-                Verdict::Preflight => panic!("not a preflight"),
-            }
-        }
+        let http = request("GET", "/ws/clients", "");
+        let (_, verdict) = Gate::check_request(&config, &http, &routed, true);
+        assert!(matches!(verdict, Verdict::Refuse(ref reply) if reply.status == 503));
+        let (_, verdict) = Gate::check_request(&config, &http, &routed, false);
+        assert!(matches!(verdict, Verdict::Refuse(ref reply) if reply.status == 401));
+        let http = http.with_authorization("Bearer s3cret");
+        let (_, verdict) = Gate::check_request(&config, &http, &routed, false);
+        assert!(matches!(verdict, Verdict::Pass));
     }
 }

@@ -37,7 +37,11 @@ impl Engine {
         kind: TransportKind,
     ) -> SessionKey {
         let id = loop {
-            let id = ClientId::from_random_bytes(self.ids.next_id_bytes());
+            let bytes = self.ids.next_id_bytes();
+            let id = match self.node_tag() {
+                Some(tag) => ClientId::from_random_bytes_on_node(bytes, tag),
+                None => ClientId::from_random_bytes(bytes),
+            };
             if self.sessions.key_of(&id).is_none() {
                 break id;
             }

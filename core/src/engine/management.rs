@@ -39,6 +39,13 @@ impl Engine {
     }
 
     pub(super) fn list_clients(&self, now: Time) -> Answered {
+        Ok(Outcome::Report {
+            report: self.clients_report(now),
+        })
+    }
+
+    /// Every session, oldest first, as `GET /ws/clients` lists them.
+    pub(super) fn clients_report(&self, now: Time) -> Value {
         let clients: Vec<Value> = self
             .sessions
             .iter_by_age()
@@ -60,9 +67,7 @@ impl Engine {
                 })
             })
             .collect();
-        Ok(Outcome::Report {
-            report: json!({"success": true, "count": clients.len(), "clients": clients}),
-        })
+        json!({"success": true, "count": clients.len(), "clients": clients})
     }
 
     pub(super) fn status_json(&self, now: Time, with_config: bool) -> Value {
@@ -118,17 +123,23 @@ impl Engine {
     }
 
     pub(super) fn health(&self, now: Time) -> Outcome {
-        Outcome::Report {
-            report: json!({
-                "success": true,
-                "status": "healthy",
-                "service": "livebridge",
-                "version": env!("CARGO_PKG_VERSION"),
-                "protocol_version": PROTOCOL_VERSION,
-                "uptime_seconds": now.saturating_since(self.started_at).as_secs_f64(),
-                "clients": self.sessions.len(),
-            }),
+        let mut report = json!({
+            "success": true,
+            "status": "healthy",
+            "service": "livebridge",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol_version": PROTOCOL_VERSION,
+            "uptime_seconds": now.saturating_since(self.started_at).as_secs_f64(),
+            "clients": self.sessions.len(),
+        });
+        let mut status = 200;
+        if let Some((code, word, broker)) = self.broker_health() {
+            status = code;
+            report["status"] = Value::from(word);
+            report["success"] = Value::from(code == 200);
+            report["broker"] = broker;
         }
+        Outcome::Health { status, report }
     }
 
     pub(super) fn metrics(&self, now: Time) -> Outcome {
@@ -151,6 +162,7 @@ impl Engine {
             queued_messages: queued,
             channels: self.channels.counts().count(),
             uptime_seconds: now.saturating_since(self.started_at).as_secs_f64(),
+            broker: self.config.clustered.then(|| self.cluster.stats.clone()),
         };
         Outcome::Metrics {
             text: render_prometheus(&self.counters, &gauges),

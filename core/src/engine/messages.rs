@@ -129,13 +129,13 @@ impl Engine {
                 let channels = channel_list(&map)?;
                 let since = parse_since(map.get("since"), Some(&channels))?;
                 self.change_subscriptions(key, &channels, true)?;
-                let recovery = self.plan_recovery(now, &since);
+                let recovery = self.plan_recovery(now, key, &since);
                 let session = self.sessions.get(key).expect("live session");
                 let mut reply = json!({
                     "type": "subscribed",
                     "channels": channels,
                     "subscriptions": session.subscriptions,
-                    "positions": self.positions_json(channels.iter().cloned()),
+                    "positions": self.positions_json(key, channels.iter().cloned()),
                 });
                 if !since.is_empty() {
                     reply["recovered"] = json!(recovery.recovered);

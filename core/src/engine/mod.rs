@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod broker;
+mod cluster_views;
 mod delivery;
 mod gate;
 mod lifecycle;
@@ -41,6 +43,7 @@ mod requests;
 mod unwritten;
 mod websocket;
 
+pub(crate) use broker::BrokerStats;
 use gate::{Gate, Verdict};
 use messages::Via;
 use polls::Polls;
@@ -121,6 +124,8 @@ pub struct Engine {
     history: History,
     /// Publishes waiting for the store, when history is durable.
     durability: publishing::Durability,
+    /// Cluster mode's link to the broker and the events waiting for it.
+    cluster: broker::Cluster,
     /// Frames of sockets the engine let go of, or that changed sessions, not yet written.
     unwritten: UnwrittenFrames,
 }
@@ -148,6 +153,7 @@ impl Engine {
         Engine {
             history,
             durability: publishing::Durability::default(),
+            cluster: broker::Cluster::default(),
             config,
             ids: Box::new(ids),
             clock: WallClock::new(now, unix_millis),
@@ -202,6 +208,44 @@ impl Engine {
             Input::PersistFailed { batch, error } => self.on_persist_failed(now, batch, &error),
             Input::HistoryLoaded { epoch, channels } => {
                 self.on_history_loaded(now, epoch, channels)
+            }
+            Input::BrokerPublished { batch, positions } => {
+                self.on_broker_published(now, batch, positions)
+            }
+            Input::BrokerPublishFailed { batch, error } => {
+                self.on_broker_publish_failed(now, batch, error)
+            }
+            Input::BrokerEvents { events } => {
+                for event in events {
+                    self.apply_broker_event(now, event);
+                }
+            }
+            Input::BrokerDirect { audience, frame } => self.on_broker_direct(audience, frame),
+            Input::HistoryRead {
+                channel,
+                head,
+                events,
+            } => self.on_history_read(now, &channel, head, events),
+            Input::BrokerLost { error } => self.on_broker_lost(error),
+            Input::Gathered {
+                request,
+                parts,
+                error,
+            } => self.on_gathered(now, request, parts, error),
+            Input::BrokerSynced {
+                node,
+                node_tag,
+                epoch,
+                heads,
+            } => self.on_broker_synced(now, node, node_tag, epoch, heads),
+            Input::ForwardFailed {
+                request,
+                mut http,
+                error: _,
+            } => {
+                // Answered here, as if the session were unknown: it died with its node.
+                http.forwarded = true;
+                self.on_http(now, request, *http)
             }
         }
         if self.polls.any_ready() {
@@ -383,18 +427,47 @@ impl Engine {
         let routed = http_api::route(&http, &self.config);
         let route = Some(routed.route);
         let (origin, verdict) =
-            self.gate
-                .check_request(&self.config, now, &http, &routed, self.shutting_down);
+            Gate::check_request(&self.config, &http, &routed, self.shutting_down);
         if let Some(origin) = origin {
             self.requests.http_from_origin(request, origin);
         }
-        match (verdict, routed.command) {
+        let command = match (verdict, routed.command) {
             (Verdict::Refuse(refusal), _) | (Verdict::Pass, Err(refusal)) => {
-                self.http_reply(request, route, refusal)
+                return self.http_reply(request, route, refusal);
             }
-            (Verdict::Preflight, _) => self.http_reply(request, route, access::preflight()),
-            (Verdict::Pass, Ok(command)) => self.run_command(now, request, route, command),
+            (Verdict::Preflight, _) => {
+                return self.http_reply(request, route, access::preflight());
+            }
+            (Verdict::Pass, Ok(command)) => command,
+        };
+        if let Some(node) = self.owner_elsewhere(&command, http.forwarded) {
+            // The owner adds its own CORS headers (it gets the Origin header too).
+            self.requests.forget(request);
+            let http = Box::new(http);
+            return self.outputs.push_back(Output::Forward {
+                request,
+                node,
+                http,
+            });
         }
+        if self.node_tag().is_some()
+            && !http.forwarded
+            && let Some(view) = cluster_views::View::of(&command)
+        {
+            self.cluster.gathers.insert(request, (routed.route, view));
+            let http = Box::new(http);
+            return self.outputs.push_back(Output::Gather { request, http });
+        }
+        if matches!(command, Command::Handshake { .. }) {
+            if let Some(refusal) = self.refuse_until_synced() {
+                return self.http_reply(request, route, refusal.to_reply());
+            }
+            let peer = http.peer.as_deref();
+            if let Err(refusal) = self.gate.spend_handshake(&self.config, now, peer) {
+                return self.http_reply(request, route, refusal);
+            }
+        }
+        self.run_command(now, request, route, command)
     }
 
     /// Answers a command: typed for an in-process caller, as an HTTP reply otherwise.

@@ -78,7 +78,7 @@ impl Engine {
             self.install_claims(key, claims);
         }
         let recovery = match resumed {
-            true => self.plan_recovery(now, since),
+            true => self.plan_recovery(now, key, since),
             false => Default::default(),
         };
         let session = self.sessions.get_mut(key).expect("live session");
@@ -99,7 +99,7 @@ impl Engine {
             let subscriptions: Vec<String> =
                 session.subscriptions.iter().map(str::to_string).collect();
             body["recovered"] = json!(recovery.recovered);
-            body["positions"] = self.positions_json(subscriptions);
+            body["positions"] = self.positions_json(key, subscriptions);
         }
         self.start_replays(now, key, recovery.replays);
         let session = self.sessions.get(key).expect("live session");

@@ -55,6 +55,10 @@ pub(super) struct Prepared {
     unix_millis: u64,
 }
 
+/// One published event, for its publisher's answer: type, channel, offset, epoch and the
+/// number of local recipients.
+pub(super) type Published = (String, Arc<str>, u64, Arc<str>, usize);
+
 /// A publish waiting for the store.
 pub(super) struct PendingBatch {
     batch: BatchId,
@@ -167,6 +171,13 @@ impl Engine {
             return None;
         }
         // To one client type: outside channels, so no offset and no history.
+        if self.config.clustered {
+            let audience = crate::broker::DirectAudience {
+                channel: channel.map(str::to_string),
+                client_type: client_type.map(str::to_string),
+            };
+            return self.broadcast_through_broker(request, route, kind, audience, json.into());
+        }
         let audience = match channel {
             Some(channel) => Audience::Channel {
                 channel,
@@ -267,6 +278,9 @@ impl Engine {
         messages: Vec<ChannelMessage>,
         publisher: Publisher,
     ) {
+        if self.config.clustered {
+            return self.publish_through_broker(now, messages, publisher);
+        }
         let unix_millis = self.clock.unix_millis(now);
         let durable = self.config.durable;
         let prepared: Vec<Prepared> = messages
@@ -355,23 +369,25 @@ impl Engine {
             };
             let recipients =
                 self.publish(audience, p.frame, p.exclude, Some((p.channel, p.offset)));
-            results.push((p.kind, name, p.offset, recipients));
+            let epoch = Arc::clone(self.history.channel_epoch(p.channel));
+            results.push((p.kind, name, p.offset, epoch, recipients));
         }
         self.answer_publisher(now, publisher, results);
     }
 
-    fn answer_publisher(
+    /// Answers a channel publish: per event its type, channel, offset, epoch and local
+    /// recipients.
+    pub(super) fn answer_publisher(
         &mut self,
         now: Time,
         publisher: Publisher,
-        results: Vec<(String, Arc<str>, u64, usize)>,
+        results: Vec<Published>,
     ) {
-        let epoch_of = |engine: &Engine, channel: &str| engine.history.position(channel).epoch;
         match publisher {
             Publisher::Events { request, route } => {
                 let events: Vec<Value> = results
                     .iter()
-                    .map(|(kind, channel, offset, recipients)| {
+                    .map(|(kind, channel, offset, _, recipients)| {
                         json!({"type": kind, "channel": &**channel, "offset": offset,
                                "recipients": recipients})
                     })
@@ -380,37 +396,21 @@ impl Engine {
                 self.answer(request, route, Ok(Outcome::Delivered { details }));
             }
             Publisher::Broadcast { request, route } => {
-                let (kind, channel, offset, recipients) = &results[0];
+                let (kind, channel, offset, _, recipients) = &results[0];
                 let details = json!({"success": true, "type": kind, "channel": &**channel,
                                      "client_type": null, "offset": offset,
                                      "recipients": recipients});
                 self.answer(request, route, Ok(Outcome::Delivered { details }));
             }
             Publisher::ClientOverHttp { request, route } => {
-                let (kind, channel, offset, recipients) = &results[0];
-                let published = self.published_json(
-                    now,
-                    kind,
-                    channel,
-                    *offset,
-                    &epoch_of(self, channel),
-                    *recipients,
-                );
-                let sent = Outcome::Sent {
-                    response: published,
-                };
-                self.answer(request, route, Ok(sent));
+                let (kind, channel, offset, epoch, recipients) = &results[0];
+                let response = self.published_json(now, kind, channel, *offset, epoch, *recipients);
+                self.answer(request, route, Ok(Outcome::Sent { response }));
             }
             Publisher::ClientOverWebSocket { key } => {
-                let (kind, channel, offset, recipients) = &results[0];
-                let published = self.published_json(
-                    now,
-                    kind,
-                    channel,
-                    *offset,
-                    &epoch_of(self, channel),
-                    *recipients,
-                );
+                let (kind, channel, offset, epoch, recipients) = &results[0];
+                let published =
+                    self.published_json(now, kind, channel, *offset, epoch, *recipients);
                 self.deliver(key, published.into(), None);
             }
         }
@@ -552,7 +552,7 @@ impl Engine {
 
 /// A channel message's frame: the message with `channel`, `offset` and `epoch` added, which
 /// clients that know nothing of them ignore.
-fn with_position(json: &str, channel: &str, offset: u64, epoch: &str) -> Arc<str> {
+pub(super) fn with_position(json: &str, channel: &str, offset: u64, epoch: &str) -> Arc<str> {
     let body = json.strip_suffix('}').unwrap_or(json);
     let mut frame = String::with_capacity(json.len() + channel.len() + epoch.len() + 48);
     frame.push_str(body);

@@ -5,7 +5,7 @@
 //! endpoint, and reading queued replays from history as they are delivered.
 
 use super::*;
-use crate::history::{History, Since};
+use crate::history::{History, Since, Unrecoverable};
 use crate::queue::{Item, MessageQueue, Replay};
 use crate::stats::Counters;
 
@@ -21,12 +21,24 @@ pub(super) struct Recovery {
 impl Engine {
     /// Decides, per channel, whether what the client missed since its position can be
     /// replayed; nothing changes until [`Engine::start_replays`].
-    pub(super) fn plan_recovery(&mut self, now: Time, since: &Since) -> Recovery {
+    ///
+    /// In cluster mode, a position of the channel's epoch ahead of this node's latest means
+    /// this node lags behind the one the client came from (the broker's events reach nodes at
+    /// slightly different times): nothing is missed, and the events up to that position are
+    /// not delivered to the session again when they arrive here.
+    pub(super) fn plan_recovery(&mut self, now: Time, key: SessionKey, since: &Since) -> Recovery {
         let mut recovery = Recovery::default();
         for (channel, position) in since {
-            let outcome = self
+            let mut outcome = self
                 .history
                 .missed(channel, position, self.config.recovery_max, now);
+            if self.config.clustered && outcome == Err(Unrecoverable::Ahead) {
+                let id = self.history.id_or_create(channel);
+                if let Some(session) = self.sessions.get_mut(key) {
+                    session.catch_up.set(id, position.offset);
+                }
+                outcome = Ok(None);
+            }
             if let Ok(Some((id, first, last))) = outcome {
                 recovery.replays.push(Replay {
                     channel: id,
@@ -62,12 +74,26 @@ impl Engine {
         }
     }
 
-    /// Where each of `channels` stands, for replies.
-    pub(super) fn positions_json(&self, channels: impl IntoIterator<Item = String>) -> Value {
+    /// Where each of `channels` stands, for replies to `key`'s client. In cluster mode a client
+    /// that recovered ahead of this node (see [`Engine::plan_recovery`]) is told its own
+    /// position, not this node's older one, so it does not take what it already has for a
+    /// gap.
+    pub(super) fn positions_json(
+        &self,
+        key: SessionKey,
+        channels: impl IntoIterator<Item = String>,
+    ) -> Value {
+        let catch_up = self.sessions.get(key).map(|s| &s.catch_up);
         let positions: Map<String, Value> = channels
             .into_iter()
             .map(|channel| {
-                let position = self.history.position(&channel);
+                let mut position = self.history.position(&channel);
+                if let Some(catch_up) = catch_up
+                    && let Some(id) = self.history.id(&channel)
+                    && let Some(ahead) = catch_up.ahead(id)
+                {
+                    position.offset = position.offset.max(ahead);
+                }
                 (
                     channel,
                     json!({"offset": position.offset, "epoch": position.epoch}),

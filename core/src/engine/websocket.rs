@@ -31,6 +31,8 @@ impl Engine {
         let refusal =
             if let Err(refusal) = Gate::check_upgrade(&self.config, upgrade, self.shutting_down) {
                 Some(refusal)
+            } else if let Some(refusal) = self.refuse_until_synced() {
+                Some(refusal.to_reply())
             } else if path != http_api::WEBSOCKET_PATH {
                 Some(Reply::error(
                     404,
@@ -119,7 +121,7 @@ impl Engine {
             self.install_claims(target, claims);
         }
         self.touch(now, target);
-        let recovery = self.plan_recovery(now, since);
+        let recovery = self.plan_recovery(now, target, since);
         let session = self.sessions.get(target).expect("resumed session");
         let client_id = session.id;
         let timestamp = self.timestamp(now);
@@ -134,7 +136,7 @@ impl Engine {
         if !since.is_empty() {
             welcome["recovered"] = json!(recovery.recovered);
             welcome["positions"] =
-                self.positions_json(session.subscriptions.iter().map(str::to_string));
+                self.positions_json(target, session.subscriptions.iter().map(str::to_string));
         }
         welcome["timestamp"] = Value::from(timestamp);
         self.counters.sessions_resumed += 1;
@@ -278,13 +280,13 @@ impl Engine {
             }));
         self.touch(now, target);
         // The reply goes out ahead of the backlog so the client knows what follows.
-        let recovery = self.plan_recovery(now, &since);
+        let recovery = self.plan_recovery(now, target, &since);
         let mut registered = self.registered_json(now, target, true, None);
         if !since.is_empty() {
             let session = self.sessions.get(target).expect("resume target");
             registered["recovered"] = json!(recovery.recovered);
             registered["positions"] =
-                self.positions_json(session.subscriptions.iter().map(str::to_string));
+                self.positions_json(target, session.subscriptions.iter().map(str::to_string));
         }
         self.emit_frame(target, registered.to_string().into());
         self.start_replays(now, target, recovery.replays);
