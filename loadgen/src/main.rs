@@ -41,6 +41,10 @@ struct Args {
     /// Server address (host:port). Not needed with --spawn.
     #[arg(long, default_value = "127.0.0.1:5100")]
     addr: String,
+    /// Publish to this address instead of the subscribers' (host:port): another node of a
+    /// cluster, to measure delivery across nodes.
+    #[arg(long)]
+    publish_addr: Option<SocketAddr>,
     /// Start this server binary (`livebridge`) on 127.0.0.1:0 and measure it.
     #[arg(long)]
     spawn: Option<String>,
@@ -844,7 +848,9 @@ async fn run(
     let delivered_before = shared.delivered.load(Relaxed);
     if args.rate > 0.0 && args.duration > 0.0 {
         let (started_tx, started_rx) = async_channel::bounded(1);
-        let publishers = publish::spawn_publishers(addr, args, Arc::clone(&shared), started_tx);
+        let publish_to = args.publish_addr.unwrap_or(addr);
+        let publishers =
+            publish::spawn_publishers(publish_to, args, Arc::clone(&shared), started_tx);
         let start = started_rx.recv().await.unwrap_or_else(|_| Instant::now());
         let progress = {
             let shared = Arc::clone(&shared);
