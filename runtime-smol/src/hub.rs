@@ -384,15 +384,7 @@ fn send_to_conn(state: &mut HubState, conn: ConnId, command: ConnCommand) {
 
 impl WsPeer for Hub {
     fn on_message(&self, conn: ConnId, message: Incoming) {
-        let input = match message {
-            Incoming::Text(text) => Input::WsText { conn, text },
-            Incoming::Binary(bytes) => Input::WsBinary {
-                conn,
-                len: bytes.len(),
-            },
-            Incoming::Pong => Input::WsPong { conn },
-        };
-        self.input(input);
+        self.input(message.into_input(conn));
     }
 
     fn on_written(&self, conn: ConnId, frames: usize) {

@@ -46,16 +46,8 @@ impl ConnCommand {
     }
 }
 
-/// A message from the client.
-#[derive(Debug)]
-pub enum Incoming {
-    /// A text message.
-    Text(String),
-    /// A binary message.
-    Binary(Vec<u8>),
-    /// A ping or pong: the client is alive.
-    Pong,
-}
+/// What the peer gets (shared by both runtimes).
+pub use livebridge_runtime_support::Incoming;
 
 /// Whoever handles a connection's messages.
 pub trait WsPeer: Send + Sync {

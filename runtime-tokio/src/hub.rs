@@ -291,16 +291,7 @@ fn dispatch(state: &mut State, output: Output) {
 
 impl crate::websocket::Peer for Hub {
     fn on_message(&self, conn: ConnId, message: crate::websocket::Incoming) {
-        use crate::websocket::Incoming;
-        let input = match message {
-            Incoming::Text(text) => Input::WsText { conn, text },
-            Incoming::Binary(bytes) => Input::WsBinary {
-                conn,
-                len: bytes.len(),
-            },
-            Incoming::Pong => Input::WsPong { conn },
-        };
-        self.input(input);
+        self.input(message.into_input(conn));
     }
 
     fn on_written(&self, conn: ConnId, frames: usize) {
