@@ -9,7 +9,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::create_response;
 use async_tungstenite::tungstenite::http;
 use async_tungstenite::tungstenite::protocol::Role;
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
 use http_types::{Response, StatusCode};
@@ -212,6 +212,7 @@ where
     let is_close = |value: Option<&http_types::headers::HeaderValues>| {
         value.is_some_and(|v| v.as_str().eq_ignore_ascii_case("close"))
     };
+    let mut encoded = Vec::new();
     loop {
         let Some((request, mut body)) = async_h1::server::decode(io.clone()).await? else {
             return Ok(());
@@ -220,15 +221,29 @@ where
         let method = request.method();
         let response = endpoint(request).await?;
         close |= is_close(response.header("connection"));
-        let mut encoder = async_h1::server::Encoder::new(response, method);
-        futures_lite::io::copy(&mut encoder, &mut io.clone()).await?;
+        // The encoder hands out the head and the body in separate reads, and copying them
+        // to the socket as they come costs two `send()`s per response — on loopback each one
+        // also wakes the client. One buffer, one write.
+        encoded.clear();
+        async_h1::server::Encoder::new(response, method)
+            .read_to_end(&mut encoded)
+            .await?;
+        io.clone().write_all(&encoded).await?;
+        if encoded.capacity() > KEPT_RESPONSE_BUFFER_BYTES {
+            encoded = Vec::new();
+        }
         // A body the endpoint did not read must not be taken for the next request.
-        futures_lite::io::copy(&mut body, &mut futures_lite::io::sink()).await?;
+        let mut unread = [0u8; 256];
+        while body.read(&mut unread).await? > 0 {}
         if close {
             return Ok(());
         }
     }
 }
+
+/// The encoded-response buffer a keep-alive connection keeps between requests; a larger one
+/// (a big history page) is freed after its response.
+const KEPT_RESPONSE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The upgrade handshake: the engine's decision, then the `101` response, then the
 /// tungstenite stream over the bytes that followed the request.
