@@ -90,7 +90,9 @@ struct Framer<S> {
     pending_write: &'static [u8],
     /// When the current request's deadline runs out, and why.
     deadline: Option<(Instant, Wait)>,
-    timer: Option<smol::Timer>,
+    /// The connection's one timer, kept across requests, and the instant it is set for
+    /// (`None` once it fired).
+    timer: Option<(smol::Timer, Option<Instant>)>,
     /// Requests handed out so far.
     served: u64,
 }
@@ -266,8 +268,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framer<S> {
     fn handed_out(&mut self, n: usize) {
         self.remaining -= n as u64;
         if self.remaining == 0 {
+            // The timer stays set: the next deadline is later, and a timer that fires early is
+            // only set again (see `poll_deadline`).
             self.deadline = None;
-            self.timer = None;
         }
     }
 
@@ -290,16 +293,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framer<S> {
             Some((_, Wait::Idle)) if wait == Wait::Request => {
                 let at = now + self.limits.header_timeout;
                 self.deadline = Some((at, Wait::Request));
-                self.timer = None;
                 at
             }
             _ => at,
         };
-        let timer = self.timer.get_or_insert_with(|| smol::Timer::at(at));
-        if Pin::new(timer).poll(cx).is_pending() {
+        if now < at && !self.poll_timer(cx, at) {
             return Poll::Pending;
         }
-        self.timer = None;
         Poll::Ready(match self.deadline.take() {
             Some((_, Wait::Request)) if self.start < self.buf.len() || self.remaining > 0 => {
                 Stop::Malformed(
@@ -312,6 +312,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framer<S> {
             }
             _ => Stop::Idle,
         })
+    }
+
+    /// Whether `at` has passed; if not, the timer wakes the task by then.
+    ///
+    /// Setting a timer costs a system call (async-io wakes its reactor to take it), so the
+    /// connection keeps one and moves it only when a deadline comes before the instant it is
+    /// set for. A keep-alive connection's deadlines only move later, request after request:
+    /// its timer fires at the first one, finds it was moved, and is set once more.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, at: Instant) -> bool {
+        let (timer, set_for) = self
+            .timer
+            .get_or_insert_with(|| (smol::Timer::at(at), Some(at)));
+        loop {
+            if set_for.is_none_or(|set| set > at) {
+                timer.set_at(at);
+                *set_for = Some(at);
+            }
+            if Pin::new(&mut *timer).poll(cx).is_pending() {
+                return false;
+            }
+            *set_for = None;
+            if Instant::now() >= at {
+                return true;
+            }
+        }
     }
 
     /// Parses the head at the start of the buffer and decides what to do with the request.

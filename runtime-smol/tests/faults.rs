@@ -125,6 +125,32 @@ fn connections_that_send_nothing_in_time_are_closed() {
 }
 
 #[test]
+fn a_keep_alive_connection_busy_past_its_first_idle_deadline_stays_open() {
+    // The connection's timer is set once, for the first request's idle deadline, and only
+    // moved when it fires: it must then find the later deadline and wait again, not close.
+    let server = TestServer::with(|config| {
+        config.keep_alive_timeout = Duration::from_millis(1000);
+    });
+    let mut busy = Raw::connect(server.addr);
+    for _ in 0..3 {
+        busy.write(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(busy.read_response().status, 200);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    busy.write(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(
+        busy.read_response().status,
+        200,
+        "1.8 s after the first request, 600 ms after the last"
+    );
+    assert!(busy.read_to_close().is_empty(), "then idle: closed");
+    assert_eq!(
+        metric(&server, "livebridge_idle_connections_closed_total"),
+        1
+    );
+}
+
+#[test]
 fn a_resume_after_a_restart_says_it_could_not_resume_on_both_paths() {
     let mut first = TestServer::start();
     let addr = first.addr;
