@@ -14,7 +14,7 @@ use livebridge_core::{ConnId, HttpRequest, Reply};
 use livebridge_smol::ServerConfig;
 use livebridge_smol::cli::parse_size;
 use livebridge_smol::connection::{Backend, BoxFuture, ConnectionLimits, serve_connection};
-use livebridge_smol::outbox::{ConnCommand, Outbox};
+use livebridge_smol::outbox::{ConnCommand, Handoff, Outbox};
 use livebridge_smol::websocket::{Incoming, WsPeer};
 use smol::net::TcpListener;
 use std::collections::HashMap;
@@ -44,9 +44,18 @@ struct Echo {
 
 impl Echo {
     fn send(&self, conn: ConnId, command: ConnCommand) {
-        let outbox = self.conns.lock().unwrap().get(&conn).cloned();
-        if let Some(waiting) = outbox.and_then(|outbox| outbox.push(command)) {
-            waiting.wake();
+        let Some(outbox) = self.conns.lock().unwrap().get(&conn).cloned() else {
+            return;
+        };
+        // As the hub does: a text frame for a parked connection is written right here.
+        match outbox.push(command) {
+            Handoff::Nothing => {}
+            Handoff::Wake(task) => task.wake(),
+            Handoff::WriteDirectly => {
+                if let Some(task) = outbox.write_queued().wake {
+                    task.wake();
+                }
+            }
         }
     }
 }

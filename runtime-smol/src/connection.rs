@@ -281,7 +281,7 @@ async fn accept_upgrade<B: Backend>(
         return None;
     }
     let rest = buffered[head_length..].to_vec();
-    let socket = WsSocket::from(stream);
+    let socket = WsSocket::shared_with(stream, Arc::clone(&outbox));
     let ws =
         WebSocketStream::from_partially_read(socket, rest, Role::Server, Some(ws_config(limits)))
             .await;

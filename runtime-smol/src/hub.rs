@@ -4,12 +4,14 @@
 //!
 //! Every input follows the same steps: under the lock, feed it with the current time, drain
 //! `poll_output` into reply slots and connection outboxes, re-arm the timer if the next
-//! deadline moved earlier; then, with the lock released, wake the connection tasks that got
-//! work. No protocol rule lives here.
+//! deadline moved earlier; then, with the lock released, write the frames of idle connections
+//! to their sockets directly (see `outbox.rs`), wake the connection tasks that got other work,
+//! and report the frames written directly to the engine, under the lock once more, for all of
+//! them together. No protocol rule lives here.
 
 use crate::broker::{BrokerHandle, ClusterIdentity};
 use crate::forward::ForwardJob;
-use crate::outbox::{ConnCommand, Outbox};
+use crate::outbox::{ConnCommand, Handoff, Outbox};
 use crate::websocket::{Incoming, WsPeer};
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Utf8Bytes;
@@ -21,7 +23,7 @@ use livebridge_runtime_support::{MonotonicClock, OsRandomIds, log_session_event}
 use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 use tracing::debug;
 
@@ -33,6 +35,8 @@ struct HubState {
     conns: FxHashMap<ConnId, Arc<Outbox>>,
     /// Connection tasks to wake once the lock is released.
     to_wake: Vec<Waker>,
+    /// Outboxes to write directly once the lock is released.
+    to_write: Vec<(ConnId, Arc<Outbox>)>,
     /// The last frame dispatched and its reference-counted bytes: the engine emits one
     /// publish's frames to all recipients in a row, so this turns one `Arc<str>` into one
     /// shared buffer instead of a copy per recipient.
@@ -49,6 +53,12 @@ struct HubState {
     forwarder: Option<Sender<ForwardJob>>,
 }
 
+/// What the dispatch left to do once the hub lock is released.
+struct Handed {
+    to_wake: Vec<Waker>,
+    to_write: Vec<(ConnId, Arc<Outbox>)>,
+}
+
 /// The engine shared by every connection.
 pub struct Hub {
     state: Mutex<HubState>,
@@ -59,7 +69,14 @@ pub struct Hub {
     websockets: AtomicUsize,
     /// Cluster mode: the key forwarded requests carry.
     identity: Arc<ClusterIdentity>,
+    /// The executor whose threads share large fan-outs, when it has more than one.
+    fan_out: OnceLock<Arc<smol::Executor<'static>>>,
+    /// The hub itself, for the task that writes half a fan-out.
+    me: Weak<Hub>,
 }
+
+/// A fan-out to at least this many idle connections is split across two executor threads.
+const SHARED_FAN_OUT_MIN: usize = 128;
 
 impl Hub {
     /// A hub around a new engine with `config`.
@@ -68,12 +85,13 @@ impl Hub {
         let (anchor, unix_millis) = clock.anchor();
         let engine = Engine::new(config, OsRandomIds, anchor, unix_millis);
         let (timer_kick, timer_kicked) = async_channel::bounded(1);
-        Arc::new(Hub {
+        Arc::new_cyclic(|me| Hub {
             state: Mutex::new(HubState {
                 engine,
                 replies: FxHashMap::default(),
                 conns: FxHashMap::default(),
                 to_wake: Vec::new(),
+                to_write: Vec::new(),
                 last_frame: None,
                 next_request: 0,
                 next_conn: 0,
@@ -87,6 +105,8 @@ impl Hub {
             timer_kick,
             timer_kicked,
             websockets: AtomicUsize::new(0),
+            fan_out: OnceLock::new(),
+            me: me.clone(),
         })
     }
 
@@ -102,28 +122,83 @@ impl Hub {
     }
 
     /// Runs `step` on the engine under the lock with the current time, carries out the
-    /// outputs, then wakes the connections that got work once the lock is released.
+    /// outputs, then, with the lock released, writes idle connections' frames directly and
+    /// wakes the connections that got other work.
     fn with_engine<R>(&self, step: impl FnOnce(&mut HubState, Time) -> R) -> R {
-        let (result, to_wake) = {
-            let mut state = self.lock();
-            let now = self.clock.now();
-            let result = step(&mut state, now);
-            while let Some(output) = state.engine.poll_output() {
-                dispatch(&mut state, output);
-            }
-            // The frame cache must not keep a published event alive after its dispatch.
-            state.last_frame = None;
-            let next = state.engine.poll_timeout().map(|(at, _)| at);
-            if next.is_some() && (state.armed.is_none() || next < state.armed) {
-                state.armed = next;
-                let _ = self.timer_kick.try_send(());
-            }
-            (result, std::mem::take(&mut state.to_wake))
-        };
-        for task in to_wake {
-            task.wake();
-        }
+        let (result, handed) = self.locked_step(step);
+        self.carry_out(handed);
         result
+    }
+
+    /// Wakes the tasks and makes the direct writes the dispatch left to do, then reports the
+    /// frames written to the engine.
+    fn carry_out(&self, mut handed: Handed) {
+        // Reporting frames written directly may release more frames (a write window that
+        // was full), which are written the same way.
+        loop {
+            for task in handed.to_wake.drain(..) {
+                task.wake();
+            }
+            let mut to_write = std::mem::take(&mut handed.to_write);
+            if to_write.len() >= SHARED_FAN_OUT_MIN
+                && let (Some(executor), Some(hub)) = (self.fan_out.get(), self.me.upgrade())
+            {
+                // A publish to many idle connections: another executor thread writes half of
+                // them, so the last recipient waits half as long.
+                let half = Handed {
+                    to_wake: Vec::new(),
+                    to_write: to_write.split_off(to_write.len() / 2),
+                };
+                executor.spawn(async move { hub.carry_out(half) }).detach();
+            }
+            let mut written = Vec::new();
+            for (conn, outbox) in to_write {
+                let direct = outbox.write_queued();
+                if direct.written > 0 {
+                    written.push((conn, direct.written));
+                }
+                if let Some(task) = direct.wake {
+                    task.wake();
+                }
+            }
+            if written.is_empty() {
+                break;
+            }
+            // Not through `Input`: as frequent as deliveries, and cheaper this way.
+            ((), handed) = self.locked_step(|state, now| {
+                for (conn, frames) in written {
+                    state.engine.frames_written(now, conn, frames);
+                }
+            });
+        }
+    }
+
+    /// Lets `executor`'s other threads write half of a large fan-out (see `carry_out`).
+    pub fn share_fan_out_with(&self, executor: Arc<smol::Executor<'static>>) {
+        let _ = self.fan_out.set(executor);
+    }
+
+    /// `step` and the dispatch of its outputs, under the lock; returns what is to be done once
+    /// the lock is released.
+    fn locked_step<R>(&self, step: impl FnOnce(&mut HubState, Time) -> R) -> (R, Handed) {
+        let mut state = self.lock();
+        let now = self.clock.now();
+        let result = step(&mut state, now);
+        while let Some(output) = state.engine.poll_output() {
+            dispatch(&mut state, output);
+        }
+        // The frame cache must not keep a published event alive after its dispatch.
+        state.last_frame = None;
+        let next = state.engine.poll_timeout().map(|(at, _)| at);
+        if next.is_some() && (state.armed.is_none() || next < state.armed) {
+            state.armed = next;
+            let _ = self.timer_kick.try_send(());
+        }
+        let handed = Handed {
+            to_wake: std::mem::take(&mut state.to_wake),
+            to_write: std::mem::take(&mut state.to_write),
+        };
+        (result, handed)
     }
 
     /// Sends an HTTP request to the engine and waits for its reply. When `peer_gone`
@@ -378,7 +453,11 @@ fn dispatch(state: &mut HubState, output: Output) {
 
 fn send_to_conn(state: &mut HubState, conn: ConnId, command: ConnCommand) {
     if let Some(outbox) = state.conns.get(&conn) {
-        state.to_wake.extend(outbox.push(command));
+        match outbox.push(command) {
+            Handoff::Nothing => {}
+            Handoff::Wake(task) => state.to_wake.push(task),
+            Handoff::WriteDirectly => state.to_write.push((conn, Arc::clone(outbox))),
+        }
     }
 }
 

@@ -278,6 +278,9 @@ fn run(
         .collect();
     let limits = config.limits();
     let hub = Hub::new(config.engine.clone());
+    if config.threads > 1 {
+        hub.share_fan_out_with(executor.clone());
+    }
     let writer = opened.and_then(|opened| {
         // What the store holds is the engine's first input.
         hub.input(opened.loaded);

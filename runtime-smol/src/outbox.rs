@@ -1,6 +1,7 @@
 //! The queue from the hub to one WebSocket connection's task: the commands waiting to be
-//! written ([`ConnCommand`]) and the waker of the task that writes them. The WebSocket code
-//! consumes it; this file does not depend on it.
+//! written ([`ConnCommand`]) and the waker of the task that writes them — and, when the
+//! connection's socket is attached, the right to write text frames to it directly, without
+//! waking the task. The WebSocket code consumes it; this file does not depend on it.
 //!
 //! A general-purpose channel (async-channel) costs ~2 KB per connection once used (its block
 //! and cache-padded counters) and an event-listener notification per frame. A connection has
@@ -12,11 +13,35 @@
 //! idle connection is handed one command at a time (its welcome, a reply, an occasional
 //! frame), and a `VecDeque` keeps the capacity of its first push — 160 bytes — for the
 //! connection's whole life.
+//!
+//! **Direct writes ("corking", as uWebSockets calls its version).** Waking a connection's task
+//! for each frame costs a cross-thread wake-up, a poll, a copy into tungstenite's buffer and a
+//! second trip through the hub lock to report the frame written — most of a delivery's cost
+//! besides the `send()` itself, at rates where nothing batches. So while the task is parked
+//! with nothing of its own to write ([`Outbox::park_idle`]), whoever queued a text frame
+//! writes it to the socket itself ([`Outbox::write_queued`]), framed as tungstenite would
+//! frame it, without waiting. Only a socket that would block, or a command other than a text
+//! frame, goes back to the task. The rules that keep the byte stream whole:
+//!
+//! - direct writes happen only under this outbox's lock and only while the task is parked
+//!   idle; the task clears the state under the same lock before it touches the socket
+//!   ([`Outbox::begin_turn`]), so the two never write at once, and frames keep their order
+//!   because the task parks idle only with its queue empty and tungstenite's buffer flushed;
+//! - a frame the socket took only part of is finished before any other byte: its rest waits
+//!   here ([`Outbox::poll_write_unsent`]), and the task's socket writes it before anything
+//!   tungstenite writes (a pong included), and counts the frame written once it is.
 
 use async_tungstenite::tungstenite::Utf8Bytes;
+use async_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use async_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use futures_lite::AsyncWrite;
+use smol::Async;
 use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::net::TcpStream;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 /// What the writer of one connection is told to do.
 #[derive(Debug)]
@@ -57,6 +82,45 @@ struct OutboxState {
     ending: bool,
     /// The task that waits, behind a full socket, only for the connection's end.
     end_waiter: Option<Waker>,
+    /// The task is parked with nothing of its own to write: text frames may be written to
+    /// `socket` directly.
+    writer_idle: bool,
+    /// The connection's socket, for direct writes (`None`: every command goes to the task).
+    socket: Option<Arc<Async<TcpStream>>>,
+    /// The rest of a directly written frame the socket took only part of.
+    unsent: Option<Box<Unsent>>,
+}
+
+/// Bytes of a frame that must reach the socket before any other.
+#[derive(Debug)]
+struct Unsent {
+    bytes: Vec<u8>,
+    /// How many of `bytes` are written.
+    written: usize,
+    /// Whether the task has counted the frame among its unflushed ones.
+    counted: bool,
+}
+
+/// What the caller of [`Outbox::push`] must do next.
+#[derive(Debug)]
+#[must_use = "a waker must be woken, and a direct write must be made, or the command waits"]
+pub enum Handoff {
+    /// Nothing: the task is awake, or the command is already someone else's to write.
+    Nothing,
+    /// Wake this task (once the caller's own locks are released).
+    Wake(Waker),
+    /// Call [`Outbox::write_queued`] (once the caller's own locks are released).
+    WriteDirectly,
+}
+
+/// What [`Outbox::write_queued`] did.
+#[derive(Debug, Default)]
+#[must_use = "written frames must be reported, and the waker woken"]
+pub struct DirectWrite {
+    /// Text frames now wholly in the socket's send buffer.
+    pub written: usize,
+    /// The task, when it has to take over.
+    pub wake: Option<Waker>,
 }
 
 impl Outbox {
@@ -71,13 +135,18 @@ impl Outbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `command`. Returns the waker of the waiting task, to be woken once the
-    /// caller's own locks are released; `None` when the task is already awake (or gone).
-    #[must_use = "the returned waker must be woken, or the command waits for the next one"]
-    pub fn push(&self, command: ConnCommand) -> Option<Waker> {
+    /// Lets whoever queues text frames write them to `socket` directly while the task is
+    /// parked idle (see the module comment).
+    pub fn attach_socket(&self, socket: Arc<Async<TcpStream>>) {
+        self.lock().socket = Some(socket);
+    }
+
+    /// Queues `command` and says what the caller must do next: wake the task, or write the
+    /// queue directly, in both cases once the caller's own locks are released.
+    pub fn push(&self, command: ConnCommand) -> Handoff {
         let mut state = self.lock();
         if state.detached {
-            return None;
+            return Handoff::Nothing;
         }
         let closes = matches!(command, ConnCommand::Close { .. });
         if let ConnCommand::Close {
@@ -90,13 +159,115 @@ impl Outbox {
                 .commands
                 .retain(|queued| !matches!(queued, ConnCommand::Text(_) | ConnCommand::Binary(_)));
         }
+        let direct = state.writer_idle && matches!(command, ConnCommand::Text(_));
+        let first = state.commands.is_empty();
         state.commands.push_back(command);
-        let waiting = state.waiting.take();
-        if closes {
-            state.ending = true;
-            return waiting.or_else(|| state.end_waiter.take());
+        if direct {
+            // The push that found the queue empty is the one whose caller writes it out.
+            return if first {
+                Handoff::WriteDirectly
+            } else {
+                Handoff::Nothing
+            };
         }
-        waiting
+        state.writer_idle = false;
+        let waiting = state.waiting.take();
+        let waiting = if closes {
+            state.ending = true;
+            waiting.or_else(|| state.end_waiter.take())
+        } else {
+            waiting
+        };
+        waiting.map_or(Handoff::Nothing, Handoff::Wake)
+    }
+
+    /// Writes the queued text frames to the socket, if the task is still parked idle; hands
+    /// the rest to the task when the socket would block or a command is not a text frame.
+    pub fn write_queued(&self) -> DirectWrite {
+        let mut state = self.lock();
+        let mut done = DirectWrite::default();
+        // Taken out for the loop (the queue is mutated beside it) and put back after.
+        if state.writer_idle
+            && let Some(socket) = state.socket.take()
+        {
+            while let Some(ConnCommand::Text(text)) = state.commands.front() {
+                match write_frame(socket.get_ref(), text.as_bytes()) {
+                    Ok(Written::All) => {}
+                    Ok(Written::Part(rest)) => {
+                        state.unsent = Some(Box::new(Unsent {
+                            bytes: rest,
+                            written: 0,
+                            counted: false,
+                        }));
+                    }
+                    // The task writes it through tungstenite, and learns of a failed
+                    // socket from its own write.
+                    Err(_) => break,
+                }
+                state.commands.pop_front();
+                if state.unsent.is_some() {
+                    break;
+                }
+                done.written += 1;
+            }
+            state.socket = Some(socket);
+            if state.commands.is_empty() && state.unsent.is_none() {
+                return done;
+            }
+        }
+        // The task takes over: it may have been parked idle when the frames were queued, and
+        // then nobody woke it.
+        state.writer_idle = false;
+        done.wake = state.waiting.take();
+        done
+    }
+
+    /// The task starts a turn: no direct write may happen until it parks idle again. Returns
+    /// how many frames it must now count as its own unflushed ones (a frame the socket took
+    /// only part of, whose rest its socket writes first).
+    pub fn begin_turn(&self) -> usize {
+        let mut state = self.lock();
+        state.writer_idle = false;
+        match &mut state.unsent {
+            Some(unsent) if !unsent.counted => {
+                unsent.counted = true;
+                1
+            }
+            _ => 0,
+        }
+    }
+
+    /// The task parks with tungstenite's buffer flushed: if nothing is queued or unsent and
+    /// the connection is not ending, text frames may be written directly until its next turn.
+    pub fn park_idle(&self) {
+        let mut state = self.lock();
+        state.writer_idle = state.socket.is_some()
+            && state.commands.is_empty()
+            && state.unsent.is_none()
+            && !state.ending;
+    }
+
+    /// Writes the rest of a partly written frame, if any, to `socket`: the task's socket calls
+    /// it before each of its own writes. `Ready(Ok)` once nothing is left.
+    pub fn poll_write_unsent(
+        &self,
+        cx: &mut Context<'_>,
+        socket: &Async<TcpStream>,
+    ) -> Poll<io::Result<()>> {
+        let mut state = self.lock();
+        while let Some(unsent) = &mut state.unsent {
+            if unsent.written == unsent.bytes.len() {
+                state.unsent = None;
+                break;
+            }
+            let rest = &unsent.bytes[unsent.written..];
+            match ready!(Pin::new(&mut &*socket).poll_write(cx, rest)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => unsent.written += n,
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Marks the end of the commands: once the queued ones are taken, [`Outbox::poll_next`]
@@ -106,6 +277,7 @@ impl Outbox {
         let mut state = self.lock();
         state.detached = true;
         state.ending = true;
+        state.writer_idle = false;
         let waiting = state.waiting.take();
         waiting.or_else(|| state.end_waiter.take())
     }
@@ -114,6 +286,7 @@ impl Outbox {
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<ConnCommand>> {
         let mut state = self.lock();
         if let Some(command) = state.commands.pop_front() {
+            state.writer_idle = false;
             return Poll::Ready(Some(command));
         }
         if state.detached {
@@ -147,6 +320,66 @@ impl Outbox {
     }
 }
 
+/// Frames up to this size (head included) are sent from one buffer on the stack.
+const SMALL_FRAME_BYTES: usize = 1024;
+
+/// How much of a frame the socket took.
+enum Written {
+    All,
+    /// The bytes it did not take.
+    Part(Vec<u8>),
+}
+
+/// Writes `payload` as one unmasked final text frame, as a server sends it (RFC 6455 §5.2),
+/// with one non-blocking `send()`. Fails without writing anything when the socket would block.
+fn write_frame(socket: &TcpStream, payload: &[u8]) -> io::Result<Written> {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    let mut head = [0u8; 10];
+    let head_len = {
+        let mut cursor = io::Cursor::new(&mut head[..]);
+        header
+            .format(payload.len() as u64, &mut cursor)
+            .map_err(io::Error::other)?;
+        cursor.position() as usize
+    };
+    let head = &head[..head_len];
+    let total = head.len() + payload.len();
+    let mut socket = socket;
+    // A small frame is copied behind its head and sent with `send()`: `writev()` goes through
+    // the file layer (and its position lock), which costs more than copying a few hundred bytes.
+    let mut small = [0u8; SMALL_FRAME_BYTES];
+    let n = loop {
+        let result = if total <= SMALL_FRAME_BYTES {
+            small[..head.len()].copy_from_slice(head);
+            small[head.len()..total].copy_from_slice(payload);
+            socket.write(&small[..total])
+        } else {
+            socket.write_vectored(&[IoSlice::new(head), IoSlice::new(payload)])
+        };
+        match result {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            result => break result?,
+        }
+    };
+    if n == total {
+        return Ok(Written::All);
+    }
+    if n == 0 {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let mut rest = Vec::with_capacity(total - n);
+    if n < head.len() {
+        rest.extend_from_slice(&head[n..]);
+        rest.extend_from_slice(payload);
+    } else {
+        rest.extend_from_slice(&payload[n - head.len()..]);
+    }
+    Ok(Written::Part(rest))
+}
+
 /// Commands in order: the oldest inline, the rest (allocated only when one waits behind
 /// another) in a `VecDeque`.
 #[derive(Debug, Default)]
@@ -163,6 +396,14 @@ impl Commands {
         } else {
             self.behind.push_back(command);
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn front(&self) -> Option<&ConnCommand> {
+        self.first.as_ref()
     }
 
     fn pop_front(&mut self) -> Option<ConnCommand> {
@@ -194,6 +435,16 @@ mod tests {
         }
     }
 
+    /// The waker a push hands back; these outboxes have no socket, so nothing is written
+    /// directly.
+    fn woken(handoff: Handoff) -> Option<Waker> {
+        match handoff {
+            Handoff::Nothing => None,
+            Handoff::Wake(waker) => Some(waker),
+            Handoff::WriteDirectly => panic!("no socket is attached"),
+        }
+    }
+
     fn text(s: &str) -> ConnCommand {
         ConnCommand::Text(s.into())
     }
@@ -205,16 +456,16 @@ mod tests {
         let waker = Waker::from(Arc::clone(&counter));
         let mut cx = Context::from_waker(&waker);
         assert!(outbox.poll_next(&mut cx).is_pending());
-        let woken = outbox.push(text("a"));
+        let first = woken(outbox.push(text("a")));
         assert!(
-            woken.is_some(),
+            first.is_some(),
             "the first push after a wait returns the waker"
         );
         assert!(
-            outbox.push(text("b")).is_none(),
+            woken(outbox.push(text("b"))).is_none(),
             "the task is already woken"
         );
-        woken.unwrap().wake();
+        first.unwrap().wake();
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         for expected in ["a", "b"] {
             match outbox.poll_next(&mut cx) {
@@ -278,9 +529,12 @@ mod tests {
         let outbox = Outbox::new();
         let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
         let mut cx = Context::from_waker(&waker);
-        assert!(outbox.push(text("last")).is_none(), "nobody waits yet");
+        assert!(
+            woken(outbox.push(text("last"))).is_none(),
+            "nobody waits yet"
+        );
         assert!(outbox.detach().is_none());
-        assert!(outbox.push(text("too late")).is_none());
+        assert!(woken(outbox.push(text("too late"))).is_none());
         assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(Some(_))));
         assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(None)));
         assert!(outbox.try_next().is_none());
@@ -293,7 +547,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(!outbox.poll_ending(&mut cx));
         assert!(
-            outbox.push(text("frame")).is_none(),
+            woken(outbox.push(text("frame"))).is_none(),
             "frames do not wake it"
         );
         let close = ConnCommand::Close {
@@ -301,7 +555,7 @@ mod tests {
             reason: String::new(),
             abandon_unwritten: false,
         };
-        assert!(outbox.push(close).is_some(), "a close wakes it");
+        assert!(woken(outbox.push(close)).is_some(), "a close wakes it");
         assert!(
             outbox.poll_ending(&mut cx),
             "and is visible before it is taken"
@@ -311,5 +565,72 @@ mod tests {
         assert!(!detached.poll_ending(&mut cx));
         assert!(detached.detach().is_some(), "detaching wakes it too");
         assert!(detached.poll_ending(&mut cx));
+    }
+
+    /// A connected pair: the server side as the outbox holds it, and the client side.
+    fn socket_pair() -> (Arc<Async<TcpStream>>, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (Arc::new(Async::new(server).unwrap()), client)
+    }
+
+    #[test]
+    fn text_frames_for_a_parked_task_are_written_directly_and_anything_else_wakes_it() {
+        let (socket, mut client) = socket_pair();
+        let outbox = Outbox::new();
+        outbox.attach_socket(socket);
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+
+        // Before the task parks idle, frames go to the task.
+        assert!(outbox.poll_next(&mut cx).is_pending());
+        assert!(matches!(outbox.push(text("queued")), Handoff::Wake(_)));
+        assert!(matches!(outbox.poll_next(&mut cx), Poll::Ready(Some(_))));
+        assert!(outbox.poll_next(&mut cx).is_pending());
+        outbox.park_idle();
+
+        // Parked: the first push's caller writes the queue, the second only joins it.
+        assert!(matches!(outbox.push(text("one")), Handoff::WriteDirectly));
+        assert!(matches!(outbox.push(text("two")), Handoff::Nothing));
+        let direct = outbox.write_queued();
+        assert_eq!((direct.written, direct.wake.is_some()), (2, false));
+        let mut frames = [0u8; 10];
+        std::io::Read::read_exact(&mut client, &mut frames).unwrap();
+        assert_eq!(
+            &frames, b"\x81\x03one\x81\x03two",
+            "two unmasked final text frames"
+        );
+
+        // A ping is the task's to write: it is woken, and direct writes stop until it parks.
+        assert!(matches!(outbox.push(ConnCommand::Ping), Handoff::Wake(_)));
+        assert!(matches!(outbox.push(text("three")), Handoff::Nothing));
+        let direct = outbox.write_queued();
+        assert_eq!((direct.written, direct.wake.is_some()), (0, false));
+        assert_eq!(outbox.begin_turn(), 0, "no frame was left half written");
+        assert!(matches!(
+            outbox.poll_next(&mut cx),
+            Poll::Ready(Some(ConnCommand::Ping))
+        ));
+        assert!(matches!(
+            outbox.poll_next(&mut cx),
+            Poll::Ready(Some(ConnCommand::Text(_)))
+        ));
+
+        // A close, even for a parked task, is the task's.
+        assert!(outbox.poll_next(&mut cx).is_pending());
+        outbox.park_idle();
+        let close = ConnCommand::Close {
+            code: 1000,
+            reason: String::new(),
+            abandon_unwritten: false,
+        };
+        assert!(matches!(outbox.push(close), Handoff::Wake(_)));
+        outbox.park_idle();
+        assert!(
+            matches!(outbox.push(text("late")), Handoff::Nothing),
+            "an ending connection is not written directly"
+        );
     }
 }

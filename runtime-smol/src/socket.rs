@@ -8,7 +8,11 @@
 //! one waker per direction for exactly that case, so the connection needs only the handle: one
 //! pointer, nothing registered beside it. The HTTP phase before the upgrade keeps smol's
 //! stream, whose clones the framer and async-h1 share.
+//!
+//! When the connection's outbox writes frames to the socket directly, a frame the socket
+//! took only part of is finished before anything the task writes (see `outbox.rs`).
 
+use crate::outbox::Outbox;
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::Async;
 use smol::net::TcpStream;
@@ -16,16 +20,43 @@ use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 /// A connected TCP socket for one task's reads and writes (not for two tasks at once:
 /// async-io keeps a single waker per direction).
 #[derive(Debug)]
-pub struct WsSocket(Arc<Async<std::net::TcpStream>>);
+pub struct WsSocket {
+    socket: Arc<Async<std::net::TcpStream>>,
+    /// The outbox that may write to the socket directly, whose unfinished frame goes first.
+    outbox: Option<Arc<Outbox>>,
+}
 
 impl From<TcpStream> for WsSocket {
     fn from(stream: TcpStream) -> Self {
-        WsSocket(stream.into())
+        WsSocket {
+            socket: stream.into(),
+            outbox: None,
+        }
+    }
+}
+
+impl WsSocket {
+    /// The socket of `stream`, which `outbox` may write text frames to directly.
+    pub fn shared_with(stream: TcpStream, outbox: Arc<Outbox>) -> Self {
+        let socket: Arc<Async<std::net::TcpStream>> = stream.into();
+        outbox.attach_socket(Arc::clone(&socket));
+        WsSocket {
+            socket,
+            outbox: Some(outbox),
+        }
+    }
+
+    /// Writes the rest of the outbox's unfinished frame, if any.
+    fn poll_unsent(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.outbox {
+            Some(outbox) => outbox.poll_write_unsent(cx, &self.socket),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -35,7 +66,7 @@ impl AsyncRead for WsSocket {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_read(cx, buf)
+        Pin::new(&mut &*self.socket).poll_read(cx, buf)
     }
 }
 
@@ -45,7 +76,8 @@ impl AsyncWrite for WsSocket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_write(cx, buf)
+        ready!(self.poll_unsent(cx))?;
+        Pin::new(&mut &*self.socket).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -53,17 +85,20 @@ impl AsyncWrite for WsSocket {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_write_vectored(cx, bufs)
+        ready!(self.poll_unsent(cx))?;
+        Pin::new(&mut &*self.socket).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_flush(cx)
+        ready!(self.poll_unsent(cx))?;
+        Pin::new(&mut &*self.socket).poll_flush(cx)
     }
 
     /// Shuts the write side down, as smol's `TcpStream` does (async-io's own close only
     /// flushes): the client sees the end of the stream after the close frame.
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.get_ref().shutdown(Shutdown::Write))
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_unsent(cx))?;
+        Poll::Ready(self.socket.get_ref().shutdown(Shutdown::Write))
     }
 }
 

@@ -306,6 +306,8 @@ struct Live<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        // From here until it parks idle, the task alone writes to the socket.
+        self.unflushed_frames += self.outbox.begin_turn();
         {
             let mut task = self.read_ready.lock_task();
             if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
@@ -448,12 +450,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
             if !flushed {
                 return Poll::Pending;
             }
+            if taken == BATCH_PER_WAKE {
+                return Poll::Pending;
+            }
+            if !socket_full {
+                // The outbox is empty and everything is flushed: until its next turn, the
+                // task leaves text frames to whoever queues them.
+                self.outbox.park_idle();
+                return Poll::Pending;
+            }
             // A full socket stopped the batch before the outbox was asked, so nothing would
             // wake this task for the commands still queued; the flush has just drained the
             // socket (which also dropped its write registration): go round again.
-            if !socket_full || taken == BATCH_PER_WAKE {
-                return Poll::Pending;
-            }
         }
     }
 }

@@ -8,7 +8,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::{AsyncRead, AsyncWrite};
 use livebridge_core::ConnId;
-use livebridge_smol::outbox::{ConnCommand, Outbox};
+use livebridge_smol::outbox::{ConnCommand, Handoff, Outbox};
 use livebridge_smol::websocket::{Incoming, WsLimits, WsPeer, run_websocket, ws_config};
 use std::future::Future;
 use std::io;
@@ -159,8 +159,11 @@ fn ends(connection: Pin<Box<impl Future<Output = ()>>>) -> bool {
 #[test]
 fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
     let (mut connection, outbox, peer, written) = connection(2);
-    assert!(outbox.push(large_frame()).is_none());
-    assert!(outbox.push(ConnCommand::Text("second".into())).is_none());
+    assert!(matches!(outbox.push(large_frame()), Handoff::Nothing));
+    assert!(matches!(
+        outbox.push(ConnCommand::Text("second".into())),
+        Handoff::Nothing
+    ));
     let wakes = poll_once(&mut connection);
 
     let second_went_out = peer.written.load(Ordering::SeqCst) == 2
@@ -176,7 +179,10 @@ fn frames_queued_behind_a_full_socket_go_out_once_it_drains() {
     );
     // And the hub's next command finds the task waiting for it.
     assert!(
-        outbox.push(ConnCommand::Text("third".into())).is_some(),
+        matches!(
+            outbox.push(ConnCommand::Text("third".into())),
+            Handoff::Wake(_)
+        ),
         "a later command must hand back the waiting task's waker"
     );
 }
@@ -212,7 +218,10 @@ fn a_close_that_arrives_while_the_socket_is_full_wakes_the_connection_and_ends_i
         code: 1008,
         reason: "client too slow".to_string(),
     });
-    assert!(woken.is_some(), "the close must wake the connection");
+    assert!(
+        matches!(woken, Handoff::Wake(_)),
+        "the close must wake the connection"
+    );
     assert!(
         ends(connection),
         "the connection outlived its close timeout"
