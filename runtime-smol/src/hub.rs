@@ -4,10 +4,11 @@
 //!
 //! Every input follows the same steps: under the lock, feed it with the current time, drain
 //! `poll_output` into reply slots and connection outboxes, re-arm the timer if the next
-//! deadline moved earlier; then, with the lock released, write the frames of idle connections
-//! to their sockets directly (see `outbox.rs`), wake the connection tasks that got other work,
-//! and report the frames written directly to the engine, under the lock once more, for all of
-//! them together. No protocol rule lives here.
+//! deadline moved earlier; then, with the lock released, wake the connection tasks that got
+//! work, and hand the connections whose tasks are parked idle to the fan-out task, which
+//! writes their frames to their sockets directly (see `outbox.rs`) and reports them written
+//! to the engine, under the lock once more, for all of them together. No protocol rule lives
+//! here.
 
 use crate::broker::{BrokerHandle, ClusterIdentity};
 use crate::forward::ForwardJob;
@@ -69,13 +70,24 @@ pub struct Hub {
     websockets: AtomicUsize,
     /// Cluster mode: the key forwarded requests carry.
     identity: Arc<ClusterIdentity>,
-    /// The executor whose threads share large fan-outs, when it has more than one.
+    /// The executor of the fan-out task (without one, direct writes are made inline).
     fan_out: OnceLock<Arc<smol::Executor<'static>>>,
-    /// The hub itself, for the task that writes half a fan-out.
+    /// How many threads run that executor.
+    fan_out_threads: OnceLock<usize>,
+    /// Connections whose queued frames the fan-out task is to write.
+    fan_out_queue: Mutex<FanOutQueue>,
+    /// The hub itself, for the fan-out task.
     me: Weak<Hub>,
 }
 
-/// A fan-out to at least this many idle connections is split across two executor threads.
+#[derive(Default)]
+struct FanOutQueue {
+    pending: Vec<(ConnId, Arc<Outbox>)>,
+    /// A fan-out task is running (and will see what is added to `pending`).
+    running: bool,
+}
+
+/// A fan-out to at least this many connections is split across two executor threads.
 const SHARED_FAN_OUT_MIN: usize = 128;
 
 impl Hub {
@@ -106,6 +118,8 @@ impl Hub {
             timer_kicked,
             websockets: AtomicUsize::new(0),
             fan_out: OnceLock::new(),
+            fan_out_threads: OnceLock::new(),
+            fan_out_queue: Mutex::new(FanOutQueue::default()),
             me: me.clone(),
         })
     }
@@ -130,52 +144,98 @@ impl Hub {
         result
     }
 
-    /// Wakes the tasks and makes the direct writes the dispatch left to do, then reports the
-    /// frames written to the engine.
-    fn carry_out(&self, mut handed: Handed) {
-        // Reporting frames written directly may release more frames (a write window that
-        // was full), which are written the same way.
-        loop {
-            for task in handed.to_wake.drain(..) {
-                task.wake();
-            }
-            let mut to_write = std::mem::take(&mut handed.to_write);
-            if to_write.len() >= SHARED_FAN_OUT_MIN
-                && let (Some(executor), Some(hub)) = (self.fan_out.get(), self.me.upgrade())
-            {
-                // A publish to many idle connections: another executor thread writes half of
-                // them, so the last recipient waits half as long.
-                let half = Handed {
-                    to_wake: Vec::new(),
-                    to_write: to_write.split_off(to_write.len() / 2),
-                };
-                executor.spawn(async move { hub.carry_out(half) }).detach();
-            }
-            let mut written = Vec::new();
-            for (conn, outbox) in to_write {
-                let direct = outbox.write_queued();
-                if direct.written > 0 {
-                    written.push((conn, direct.written));
-                }
-                if let Some(task) = direct.wake {
-                    task.wake();
-                }
-            }
-            if written.is_empty() {
-                break;
-            }
-            // Not through `Input`: as frequent as deliveries, and cheaper this way.
-            ((), handed) = self.locked_step(|state, now| {
-                for (conn, frames) in written {
-                    state.engine.frames_written(now, conn, frames);
-                }
-            });
+    /// Wakes the tasks the dispatch left to wake, and has the direct writes it left made:
+    /// by the fan-out task when there is an executor, here otherwise.
+    fn carry_out(&self, handed: Handed) {
+        for task in handed.to_wake {
+            task.wake();
+        }
+        if handed.to_write.is_empty() {
+            return;
+        }
+        let Some((executor, hub)) = self.fan_out.get().zip(self.me.upgrade()) else {
+            self.write_directly(handed.to_write);
+            return;
+        };
+        let mut queue = self.lock_fan_out();
+        queue.pending.extend(handed.to_write);
+        if !queue.running {
+            queue.running = true;
+            executor.spawn(hub.run_fan_out()).detach();
         }
     }
 
-    /// Lets `executor`'s other threads write half of a large fan-out (see `carry_out`).
-    pub fn share_fan_out_with(&self, executor: Arc<smol::Executor<'static>>) {
+    /// The fan-out task: writes the queued connections' frames until none are left.
+    ///
+    /// Writing on the publisher's own call would send every delivery on its own as soon as it
+    /// is published: under load no frames would ever wait to share a `send()`. Here they wait
+    /// while the task writes the connections before them (uWebSockets "corks" a socket for an
+    /// event-loop turn for the same reason), so one `send()` carries as many frames as
+    /// accumulated, and at low rates the wait is one task switch.
+    async fn run_fan_out(self: Arc<Self>) {
+        loop {
+            let mut batch = {
+                let mut queue = self.lock_fan_out();
+                if queue.pending.is_empty() {
+                    queue.running = false;
+                    return;
+                }
+                std::mem::take(&mut queue.pending)
+            };
+            if batch.len() >= SHARED_FAN_OUT_MIN
+                && self.fan_out_threads.get().is_some_and(|&n| n > 1)
+                && let Some(executor) = self.fan_out.get()
+            {
+                // Many connections at once: another executor thread writes half of them, so
+                // the last recipient waits half as long.
+                let half = batch.split_off(batch.len() / 2);
+                let hub = Arc::clone(&self);
+                executor
+                    .spawn(async move { hub.write_directly(half) })
+                    .detach();
+            }
+            self.write_directly(batch);
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    /// Writes the frames queued in `outboxes` to their sockets and reports those written to
+    /// the engine, all in one lock.
+    fn write_directly(&self, outboxes: Vec<(ConnId, Arc<Outbox>)>) {
+        let mut written = Vec::new();
+        for (conn, outbox) in outboxes {
+            let direct = outbox.write_queued();
+            if direct.written > 0 {
+                written.push((conn, direct.written));
+            }
+            if let Some(task) = direct.wake {
+                task.wake();
+            }
+        }
+        if written.is_empty() {
+            return;
+        }
+        // Not through `Input`: as frequent as deliveries, and cheaper this way. It may
+        // release more frames (a write window that was full), written the same way.
+        let ((), handed) = self.locked_step(|state, now| {
+            for (conn, frames) in written {
+                state.engine.frames_written(now, conn, frames);
+            }
+        });
+        self.carry_out(handed);
+    }
+
+    /// Has the fan-out written by a task on `executor`, `threads` of whose threads share it
+    /// (see `run_fan_out`).
+    pub fn fan_out_on(&self, executor: Arc<smol::Executor<'static>>, threads: usize) {
         let _ = self.fan_out.set(executor);
+        let _ = self.fan_out_threads.set(threads);
+    }
+
+    fn lock_fan_out(&self) -> MutexGuard<'_, FanOutQueue> {
+        self.fan_out_queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `step` and the dispatch of its outputs, under the lock; returns what is to be done once

@@ -278,9 +278,7 @@ fn run(
         .collect();
     let limits = config.limits();
     let hub = Hub::new(config.engine.clone());
-    if config.threads > 1 {
-        hub.share_fan_out_with(executor.clone());
-    }
+    hub.fan_out_on(executor.clone(), config.threads.max(1));
     let writer = opened.and_then(|opened| {
         // What the store holds is the engine's first input.
         hub.input(opened.loaded);

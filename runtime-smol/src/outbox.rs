@@ -18,10 +18,11 @@
 //! for each frame costs a cross-thread wake-up, a poll, a copy into tungstenite's buffer and a
 //! second trip through the hub lock to report the frame written — most of a delivery's cost
 //! besides the `send()` itself, at rates where nothing batches. So while the task is parked
-//! with nothing of its own to write ([`Outbox::park_idle`]), whoever queued a text frame
-//! writes it to the socket itself ([`Outbox::write_queued`]), framed as tungstenite would
-//! frame it, without waiting. Only a socket that would block, or a command other than a text
-//! frame, goes back to the task. The rules that keep the byte stream whole:
+//! with nothing of its own to write ([`Outbox::park_idle`]), the hub's fan-out task writes
+//! the queued text frames to the socket itself ([`Outbox::write_queued`]), framed as
+//! tungstenite would frame them, all that accumulated in one `send()`. Only a socket that
+//! would block, or a command other than a text frame, goes back to the task. The rules that
+//! keep the byte stream whole:
 //!
 //! - direct writes happen only under this outbox's lock and only while the task is parked
 //!   idle; the task clears the state under the same lock before it touches the socket
@@ -37,7 +38,7 @@ use async_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use futures_lite::AsyncWrite;
 use smol::Async;
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,8 +98,9 @@ struct Unsent {
     bytes: Vec<u8>,
     /// How many of `bytes` are written.
     written: usize,
-    /// Whether the task has counted the frame among its unflushed ones.
-    counted: bool,
+    /// Frames that end in `bytes`, not yet counted by the task among its unflushed ones
+    /// (0 once counted).
+    frames: usize,
 }
 
 /// What the caller of [`Outbox::push`] must do next.
@@ -181,8 +183,9 @@ impl Outbox {
         waiting.map_or(Handoff::Nothing, Handoff::Wake)
     }
 
-    /// Writes the queued text frames to the socket, if the task is still parked idle; hands
-    /// the rest to the task when the socket would block or a command is not a text frame.
+    /// Writes the queued text frames to the socket, if the task is still parked idle, all of
+    /// them with one `send()`; hands the rest to the task when the socket would block or a
+    /// command is not a text frame.
     pub fn write_queued(&self) -> DirectWrite {
         let mut state = self.lock();
         let mut done = DirectWrite::default();
@@ -190,25 +193,33 @@ impl Outbox {
         if state.writer_idle
             && let Some(socket) = state.socket.take()
         {
-            while let Some(ConnCommand::Text(text)) = state.commands.front() {
-                match write_frame(socket.get_ref(), text.as_bytes()) {
-                    Ok(Written::All) => {}
-                    Ok(Written::Part(rest)) => {
-                        state.unsent = Some(Box::new(Unsent {
-                            bytes: rest,
-                            written: 0,
-                            counted: false,
-                        }));
-                    }
-                    // The task writes it through tungstenite, and learns of a failed
-                    // socket from its own write.
-                    Err(_) => break,
-                }
-                state.commands.pop_front();
-                if state.unsent.is_some() {
+            while state.unsent.is_none() {
+                let (frames, bytes) = state.commands.leading_text_frames(MAX_DIRECT_WRITE_BYTES);
+                if frames == 0 {
                     break;
                 }
-                done.written += 1;
+                let mut batch = FrameBatch::with_room_for(bytes);
+                for _ in 0..frames {
+                    if let Some(ConnCommand::Text(text)) = state.commands.pop_front() {
+                        batch.push(&text);
+                    }
+                }
+                match batch.send(socket.get_ref()) {
+                    Ok(sent) if sent == batch.len() => done.written += frames,
+                    // The frames not wholly sent (all of them when the socket would block, or
+                    // failed: the task learns of that from its own write) go first when the
+                    // task writes next.
+                    result => {
+                        let sent = result.unwrap_or(0);
+                        let whole = batch.frames_ending_within(sent);
+                        done.written += whole;
+                        state.unsent = Some(Box::new(Unsent {
+                            bytes: batch.into_rest(sent),
+                            written: 0,
+                            frames: frames - whole,
+                        }));
+                    }
+                }
             }
             state.socket = Some(socket);
             if state.commands.is_empty() && state.unsent.is_none() {
@@ -228,13 +239,10 @@ impl Outbox {
     pub fn begin_turn(&self) -> usize {
         let mut state = self.lock();
         state.writer_idle = false;
-        match &mut state.unsent {
-            Some(unsent) if !unsent.counted => {
-                unsent.counted = true;
-                1
-            }
-            _ => 0,
-        }
+        state
+            .unsent
+            .as_mut()
+            .map_or(0, |unsent| std::mem::take(&mut unsent.frames))
     }
 
     /// The task parks with tungstenite's buffer flushed: if nothing is queued or unsent and
@@ -320,64 +328,107 @@ impl Outbox {
     }
 }
 
-/// Frames up to this size (head included) are sent from one buffer on the stack.
-const SMALL_FRAME_BYTES: usize = 1024;
+/// Frames up to this many bytes in all (heads included) are sent from a buffer on the stack.
+const SMALL_BATCH_BYTES: usize = 1024;
 
-/// How much of a frame the socket took.
-enum Written {
-    All,
-    /// The bytes it did not take.
-    Part(Vec<u8>),
+/// The most bytes one direct write gathers (frames beyond are written by the next one).
+const MAX_DIRECT_WRITE_BYTES: usize = 64 * 1024;
+
+/// The longest head of a server's frame: two bytes and a 64-bit length (RFC 6455 §5.2).
+const MAX_HEAD_BYTES: usize = 10;
+
+/// Text frames encoded back to back, as a server sends them: unmasked, final.
+struct FrameBatch {
+    bytes: Encoded,
 }
 
-/// Writes `payload` as one unmasked final text frame, as a server sends it (RFC 6455 §5.2),
-/// with one non-blocking `send()`. Fails without writing anything when the socket would block.
-fn write_frame(socket: &TcpStream, payload: &[u8]) -> io::Result<Written> {
-    let header = FrameHeader {
-        opcode: OpCode::Data(Data::Text),
-        ..FrameHeader::default()
-    };
-    let mut head = [0u8; 10];
-    let head_len = {
-        let mut cursor = io::Cursor::new(&mut head[..]);
-        header
-            .format(payload.len() as u64, &mut cursor)
-            .map_err(io::Error::other)?;
-        cursor.position() as usize
-    };
-    let head = &head[..head_len];
-    let total = head.len() + payload.len();
-    let mut socket = socket;
-    // A small frame is copied behind its head and sent with `send()`: `writev()` goes through
-    // the file layer (and its position lock), which costs more than copying a few hundred bytes.
-    let mut small = [0u8; SMALL_FRAME_BYTES];
-    let n = loop {
-        let result = if total <= SMALL_FRAME_BYTES {
-            small[..head.len()].copy_from_slice(head);
-            small[head.len()..total].copy_from_slice(payload);
-            socket.write(&small[..total])
+/// Lives on the stack for one write: a small batch (one frame, at low rates) costs no heap
+/// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Encoded {
+    Small([u8; SMALL_BATCH_BYTES], usize),
+    Large(Vec<u8>),
+}
+
+impl FrameBatch {
+    /// An empty batch for frames of `bytes` in all, heads counted at their longest.
+    fn with_room_for(bytes: usize) -> FrameBatch {
+        let bytes = if bytes <= SMALL_BATCH_BYTES {
+            Encoded::Small([0; SMALL_BATCH_BYTES], 0)
         } else {
-            socket.write_vectored(&[IoSlice::new(head), IoSlice::new(payload)])
+            Encoded::Large(Vec::with_capacity(bytes))
         };
-        match result {
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            result => break result?,
+        FrameBatch { bytes }
+    }
+
+    fn push(&mut self, text: &Utf8Bytes) {
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        let mut head = [0u8; MAX_HEAD_BYTES];
+        let mut cursor = io::Cursor::new(&mut head[..]);
+        // At most 10 bytes into 10: cannot fail.
+        let _ = header.format(text.len() as u64, &mut cursor);
+        let head_len = cursor.position() as usize;
+        self.bytes.extend(&head[..head_len]);
+        self.bytes.extend(text.as_bytes());
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.as_slice().len()
+    }
+
+    /// One non-blocking `send()` of the whole batch; how many bytes the socket took.
+    fn send(&self, socket: &TcpStream) -> io::Result<usize> {
+        let mut socket = socket;
+        loop {
+            match socket.write(self.bytes.as_slice()) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                result => return result,
+            }
         }
-    };
-    if n == total {
-        return Ok(Written::All);
     }
-    if n == 0 {
-        return Err(io::ErrorKind::WouldBlock.into());
+
+    /// How many frames lie wholly within the first `sent` bytes (read back from their heads:
+    /// this is needed only when the socket took part of a batch).
+    fn frames_ending_within(&self, sent: usize) -> usize {
+        let mut cursor = io::Cursor::new(self.bytes.as_slice());
+        let mut frames = 0;
+        while let Ok(Some((_, length))) = FrameHeader::parse(&mut cursor) {
+            let end = cursor.position() + length;
+            if end > sent as u64 {
+                break;
+            }
+            cursor.set_position(end);
+            frames += 1;
+        }
+        frames
     }
-    let mut rest = Vec::with_capacity(total - n);
-    if n < head.len() {
-        rest.extend_from_slice(&head[n..]);
-        rest.extend_from_slice(payload);
-    } else {
-        rest.extend_from_slice(&payload[n - head.len()..]);
+
+    /// The bytes after the first `sent`.
+    fn into_rest(self, sent: usize) -> Vec<u8> {
+        self.bytes.as_slice()[sent..].to_vec()
     }
-    Ok(Written::Part(rest))
+}
+
+impl Encoded {
+    fn extend(&mut self, more: &[u8]) {
+        match self {
+            Encoded::Small(buffer, len) => {
+                buffer[*len..*len + more.len()].copy_from_slice(more);
+                *len += more.len();
+            }
+            Encoded::Large(vec) => vec.extend_from_slice(more),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Encoded::Small(buffer, len) => &buffer[..*len],
+            Encoded::Large(vec) => vec,
+        }
+    }
 }
 
 /// Commands in order: the oldest inline, the rest (allocated only when one waits behind
@@ -402,8 +453,24 @@ impl Commands {
         self.first.is_none()
     }
 
-    fn front(&self) -> Option<&ConnCommand> {
-        self.first.as_ref()
+    /// How many text frames lead the queue, counting while they fit in `max_bytes` (at least
+    /// one, if the first command is a text frame).
+    /// Also returns their size with heads counted at their longest.
+    fn leading_text_frames(&self, max_bytes: usize) -> (usize, usize) {
+        let mut bytes = 0;
+        let mut count = 0;
+        for command in self.first.iter().chain(self.behind.iter()) {
+            let ConnCommand::Text(text) = command else {
+                break;
+            };
+            let size = text.len() + MAX_HEAD_BYTES;
+            if count > 0 && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            count += 1;
+        }
+        (count, bytes)
     }
 
     fn pop_front(&mut self) -> Option<ConnCommand> {
@@ -632,5 +699,36 @@ mod tests {
             matches!(outbox.push(text("late")), Handoff::Nothing),
             "an ending connection is not written directly"
         );
+    }
+
+    #[test]
+    fn a_batch_cut_anywhere_says_which_frames_were_sent_whole_and_keeps_the_rest() {
+        let texts = ["a".repeat(3), "b".repeat(200), "c".repeat(70_000)];
+        let mut batch = FrameBatch::with_room_for(texts.iter().map(|t| t.len() + 10).sum());
+        for text in &texts {
+            batch.push(&Utf8Bytes::from(text.as_str()));
+        }
+        // Heads: 2 bytes up to 125, 4 up to 65 535, 10 beyond.
+        let ends = [2 + 3, 2 + 3 + 4 + 200, 2 + 3 + 4 + 200 + 10 + 70_000];
+        assert_eq!(batch.len(), ends[2]);
+        for (cut, whole) in [
+            (0, 0),
+            (4, 0),
+            (5, 1),
+            (6, 1),
+            (208, 1),
+            (209, 2),
+            (ends[2] - 1, 2),
+        ] {
+            assert_eq!(batch.frames_ending_within(cut), whole, "cut at {cut}");
+        }
+        assert_eq!(batch.frames_ending_within(ends[2]), 3);
+        let rest = batch.into_rest(6);
+        assert_eq!(
+            &rest[..3],
+            b"\x7e\x00\xc8",
+            "the rest of the second head: 126, then 200"
+        );
+        assert_eq!(rest.len(), ends[2] - 6);
     }
 }
