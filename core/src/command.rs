@@ -198,8 +198,10 @@ pub(crate) enum Outcome {
     Disconnected { details: Value },
     /// A message or events went out; `details` says to whom (recipients, offsets...).
     Delivered { details: Value },
-    /// A report (status, stats, health, clients, history, catalogue, cleanup).
+    /// A report (health, clients, history, catalogue, cleanup).
     Report { report: Value },
+    /// The status report (status, stats).
+    Status(Box<crate::engine::StatusReport>),
     /// The health report, and the HTTP status that tells a load balancer whether to send
     /// clients here (503 while a cluster node has not synced with its broker).
     Health { status: u16, report: Value },
@@ -220,6 +222,10 @@ impl Outcome {
             | Outcome::Disconnected { details }
             | Outcome::Delivered { details }
             | Outcome::Report { report: details } => Reply::json(200, details.to_string()),
+            Outcome::Status(report) => Reply::json(
+                200,
+                serde_json::to_string(&report).expect("a status report is plain data"),
+            ),
             Outcome::Poll {
                 frames,
                 dropped,
@@ -320,6 +326,9 @@ impl Outcome {
             Outcome::Disconnected { .. } => CommandResult::Disconnected,
             Outcome::Delivered { details } => CommandResult::Delivered { details },
             Outcome::Report { report } => CommandResult::Report { report },
+            Outcome::Status(report) => CommandResult::Report {
+                report: serde_json::to_value(&*report).expect("a status report is plain data"),
+            },
             Outcome::Health { report, .. } => CommandResult::Report { report },
             Outcome::Metrics { text } => CommandResult::Metrics { text },
             Outcome::Asset(asset) => {

@@ -328,6 +328,17 @@ fn a_typed_answer_says_what_the_http_reply_says() {
     };
     assert_eq!(report, call("GET", "/ws/clients", "").1);
 
+    let Ok(CommandResult::Report { report }) = typed.run(Command::Status) else {
+        panic!("status")
+    };
+    assert_eq!(report, call("GET", "/ws/status", "").1);
+    assert_eq!(report["channels"], json!({"jobs": 1}));
+    let Ok(CommandResult::Report { report }) = typed.run(Command::Stats) else {
+        panic!("stats")
+    };
+    assert_eq!(report, call("GET", "/api/websocket/stats", "").1);
+    assert!(report.get("config").is_none());
+
     let unknown: ClientId = "00000000-0000-4000-8000-000000000000".parse().unwrap();
     let Err(refusal) = typed.run(Command::Poll {
         client_id: unknown,

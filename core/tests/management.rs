@@ -66,6 +66,35 @@ fn status_and_stats_count_clients_channels_and_messages() {
     assert_eq!(status_body["enabled"], true);
     assert_eq!(status_body["config"]["queue_limit"], 100);
     assert_eq!(status_body["config"]["stale_after_seconds"], 300.0);
+    let keys: Vec<&str> = status_body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "success",
+            "enabled",
+            "protocol_version",
+            "server_time",
+            "uptime_seconds",
+            "total_clients",
+            "clients_by_type",
+            "clients_by_transport",
+            "channels",
+            "history",
+            "publishes_awaiting_store",
+            "messages_published",
+            "messages_delivered",
+            "messages_dropped",
+            "messages_undelivered",
+            "evictions",
+            "config"
+        ],
+        "the documented order"
+    );
     assert_eq!(h.call("GET", "/api/websocket/stats", "").1, stats);
 }
 

@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use management::StatusReport;
+
 mod broker;
 mod cluster_views;
 mod delivery;
@@ -562,12 +564,8 @@ impl Engine {
             } => self.read_history(now, &channel, since, limit),
             Command::Cleanup { idle_for } => self.cleanup(now, idle_for),
             Command::ListClients => self.list_clients(now),
-            Command::Status => Ok(Outcome::Report {
-                report: self.status_json(now, true),
-            }),
-            Command::Stats => Ok(Outcome::Report {
-                report: self.status_json(now, false),
-            }),
+            Command::Status => Ok(Outcome::Status(Box::new(self.status_report(now, true)))),
+            Command::Stats => Ok(Outcome::Status(Box::new(self.status_report(now, false)))),
             Command::Health => Ok(self.health(now)),
             Command::Metrics => Ok(self.metrics(now)),
             Command::Catalogue => Ok(Outcome::Report {
