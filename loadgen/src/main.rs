@@ -72,6 +72,10 @@ struct Args {
     /// Events per `POST /api/events` (a JSON array when > 1); `ws-broadcast` takes one.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// What the server speaks to WebSocket subscribers: livebridge, or Socket.IO (a peer such
+    /// as `loadgen/peers/socketioxide`, whose `POST /api/events` emits to every subscriber).
+    #[arg(long, value_enum, default_value_t = wsreader::Peer::Livebridge)]
+    peer: wsreader::Peer,
     /// Where publishers send: `POST /api/events` or `POST /ws/broadcast` (to `--channel`).
     #[arg(long, value_enum, default_value_t = PublishPath::ApiEvents)]
     publish_path: PublishPath,
@@ -602,6 +606,11 @@ fn validate(args: &Args) -> Result<(), String> {
             "--publish-path ws-broadcast sends one event per request: --batch must be 1".into(),
         );
     }
+    if args.peer == wsreader::Peer::Socketio
+        && (args.poll_clients > 0 || args.publish_path != PublishPath::ApiEvents)
+    {
+        return Err("--peer socketio has WebSocket subscribers and POST /api/events only".into());
+    }
     if args.compare.is_some() && args.rounds == 0 {
         return Err("--rounds must be at least 1".into());
     }
@@ -790,6 +799,7 @@ async fn run(
         .map(|_| Arc::new(SubState::new(args.publishers)))
         .collect();
     let readers = wsreader::spawn_readers(
+        args.peer,
         addr,
         &args.channel,
         subs[..args.ws_clients].to_vec(),
@@ -1023,6 +1033,7 @@ async fn run(
         "tool_publisher_cpu_secs": publisher_thread_cpu,
         "tool_reader_threads": args.threads.max(1),
         "publish_path": args.publish_path.name(),
+        "peer": format!("{:?}", args.peer).to_lowercase(),
         "server_messages_delivered": server_delivered,
         "server_stats": server_stats,
     });

@@ -6,6 +6,11 @@
 //! one shared counter update per turn). A general WebSocket library on an async executor cost
 //! 2-3x the CPU per delivery of an independent C reader (docs/performance.md), on the same
 //! two cores as the server under test; this loop does what the C reader does.
+//!
+//! With `--peer socketio` the subscribers speak Socket.IO over the WebSocket transport
+//! (Engine.IO 4: the server's open packet `0…`, the client's namespace connect `40`, the
+//! server's `40…` as the subscription's confirmation, and `3` for each of the server's `2`
+//! pings), so the same tool measures a socketioxide server (`loadgen/peers/socketioxide`).
 
 use crate::{Shared, SubState, find, reported_drops, scan_events};
 use polling::{Event, PollMode, Poller};
@@ -16,6 +21,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 const READ_BUFFER: usize = 64 * 1024;
+
+/// What the server under test speaks to its WebSocket subscribers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Peer {
+    /// livebridge's `/ws` and `subscribe` message.
+    Livebridge,
+    /// Socket.IO 5 over Engine.IO 4's WebSocket transport, namespace `/`.
+    Socketio,
+}
 
 /// A complete frame header at the start of `bytes`: (header length, opcode, payload length).
 /// `None` while the header is incomplete. Server frames are not masked; a masked one is read
@@ -116,6 +130,10 @@ impl Conn {
         while let Some((opcode, payload)) = self.next_frame() {
             let bytes = &self.buf[payload];
             match opcode {
+                // An Engine.IO ping (Socket.IO peers); livebridge's text frames are objects.
+                1 if bytes == b"2" => {
+                    (&self.stream).write_all(&client_frame(1, b"3")).ok()?;
+                }
                 // Text (and its continuations, which a scan can treat alike).
                 0 | 1 => {
                     let events = scan_events(shared, &self.sub, bytes, now);
@@ -138,13 +156,26 @@ impl Conn {
     }
 }
 
-/// Opens the WebSocket (blocking), subscribes to `channel` and waits for the `subscribed` reply.
-fn connect(addr: SocketAddr, channel: &str, sub: Arc<SubState>) -> std::io::Result<Conn> {
+/// Whether a text frame from the server confirms the subscription.
+type Confirmation = fn(&[u8]) -> bool;
+
+/// Opens the WebSocket (blocking), subscribes to `channel` and waits for the `subscribed` reply
+/// (a Socket.IO peer: connects to namespace `/`, whose handler puts it in the room).
+fn connect(
+    peer: Peer,
+    addr: SocketAddr,
+    channel: &str,
+    sub: Arc<SubState>,
+) -> std::io::Result<Conn> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let path = match peer {
+        Peer::Livebridge => "/ws",
+        Peer::Socketio => "/socket.io/?EIO=4&transport=websocket",
+    };
     let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes())?;
@@ -168,12 +199,18 @@ fn connect(addr: SocketAddr, channel: &str, sub: Arc<SubState>) -> std::io::Resu
         return Err(std::io::Error::other(format!("upgrade refused: {head}")));
     }
     conn.start = head_end;
-    let subscribe = format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#);
-    conn.stream
-        .write_all(&client_frame(1, subscribe.as_bytes()))?;
+    let (request, confirmed): (Vec<u8>, Confirmation) = match peer {
+        Peer::Livebridge => (
+            format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#).into_bytes(),
+            |text| find(text, b"\"subscribed\"").is_some(),
+        ),
+        // Sent before the server's open packet arrives: Engine.IO takes it in either order.
+        Peer::Socketio => (b"40".to_vec(), |text| text.starts_with(b"40")),
+    };
+    conn.stream.write_all(&client_frame(1, &request))?;
     loop {
         while let Some((opcode, payload)) = conn.next_frame() {
-            if opcode == 1 && find(&conn.buf[payload], b"\"subscribed\"").is_some() {
+            if opcode == 1 && confirmed(&conn.buf[payload]) {
                 conn.stream.set_read_timeout(None)?;
                 conn.stream.set_nonblocking(true)?;
                 return Ok(conn);
@@ -189,6 +226,7 @@ fn connect(addr: SocketAddr, channel: &str, sub: Arc<SubState>) -> std::io::Resu
 /// Each connects its subscribers one after the other (counting `ready` and `failed`), then
 /// reads until `shared.stop`.
 pub fn spawn_readers(
+    peer: Peer,
     addr: SocketAddr,
     channel: &str,
     subs: Vec<Arc<SubState>>,
@@ -208,13 +246,19 @@ pub fn spawn_readers(
             let channel = channel.to_string();
             std::thread::Builder::new()
                 .name(format!("ws-readers-{i}"))
-                .spawn(move || read_loop(addr, &channel, share, &shared))
+                .spawn(move || read_loop(peer, addr, &channel, share, &shared))
                 .expect("reader thread")
         })
         .collect()
 }
 
-fn read_loop(addr: SocketAddr, channel: &str, share: Vec<Arc<SubState>>, shared: &Shared) {
+fn read_loop(
+    peer: Peer,
+    addr: SocketAddr,
+    channel: &str,
+    share: Vec<Arc<SubState>>,
+    shared: &Shared,
+) {
     let poller = match Poller::new() {
         Ok(poller) => poller,
         Err(e) => {
@@ -225,7 +269,7 @@ fn read_loop(addr: SocketAddr, channel: &str, share: Vec<Arc<SubState>>, shared:
     };
     let mut conns: Vec<Option<Conn>> = Vec::with_capacity(share.len());
     for sub in share {
-        let conn = connect(addr, channel, sub).and_then(|conn| {
+        let conn = connect(peer, addr, channel, sub).and_then(|conn| {
             poller.add_with_mode(&conn.stream, Event::readable(conns.len()), PollMode::Level)?;
             Ok(conn)
         });
@@ -276,6 +320,7 @@ fn read_loop(addr: SocketAddr, channel: &str, share: Vec<Arc<SubState>>, shared:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Shared, SubState};
 
     fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut frame = client_frame(opcode, payload);
@@ -308,5 +353,56 @@ mod tests {
         assert_eq!(frame[1], 0x80 | 20);
         assert_eq!(&frame[2..6], &[0, 0, 0, 0]);
         assert_eq!(&frame[6..], b"{\"type\":\"subscribe\"}");
+    }
+
+    /// A Socket.IO server's side of one connection, scripted: the upgrade, the open packet,
+    /// the namespace confirmation once the client asked, then a ping and one event.
+    #[test]
+    fn a_socketio_subscriber_connects_to_the_namespace_answers_pings_and_reads_events() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                socket.read_exact(&mut byte).unwrap();
+                request.push(byte[0]);
+            }
+            let request = String::from_utf8(request).unwrap();
+            assert!(request.starts_with("GET /socket.io/?EIO=4&transport=websocket "));
+            socket
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+                .unwrap();
+            socket
+                .write_all(&server_frame(1, br#"0{"sid":"e"}"#))
+                .unwrap();
+            let mut connect = [0u8; 8];
+            socket.read_exact(&mut connect).unwrap();
+            assert_eq!(&connect[6..], b"40", "the namespace connect");
+            socket
+                .write_all(&server_frame(1, br#"40{"sid":"s"}"#))
+                .unwrap();
+            socket.write_all(&server_frame(1, b"2")).unwrap();
+            let event = br#"42["job_progress",{"message":"lg0.1.5.xxx"}]"#;
+            socket.write_all(&server_frame(1, event)).unwrap();
+            let mut pong = [0u8; 7];
+            socket.read_exact(&mut pong).unwrap();
+            assert_eq!(&pong[6..], b"3", "the ping's answer");
+        });
+        let shared = Shared::new(1);
+        let mut conn = connect(Peer::Socketio, addr, "jobs", Arc::new(SubState::new(1))).unwrap();
+        let mut found = 0;
+        while found == 0 {
+            match conn.fill() {
+                Ok(true) => found += conn.drain(&shared, 10).unwrap(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(found, 1, "the event is counted");
+        server.join().unwrap();
     }
 }
