@@ -70,14 +70,18 @@ pub struct Hub {
     websockets: AtomicUsize,
     /// Cluster mode: the key forwarded requests carry.
     identity: Arc<ClusterIdentity>,
-    /// The executor of the fan-out task (without one, direct writes are made inline).
-    fan_out: OnceLock<Arc<smol::Executor<'static>>>,
-    /// How many threads run that executor.
-    fan_out_threads: OnceLock<usize>,
+    /// Where the fan-out task runs (without it, direct writes are made inline).
+    fan_out: OnceLock<FanOutExecutor>,
     /// Connections whose queued frames the fan-out task is to write.
     fan_out_queue: Mutex<FanOutQueue>,
     /// The hub itself, for the fan-out task.
     me: Weak<Hub>,
+}
+
+struct FanOutExecutor {
+    executor: Arc<smol::Executor<'static>>,
+    /// How many threads run it.
+    threads: usize,
 }
 
 #[derive(Default)]
@@ -118,7 +122,6 @@ impl Hub {
             timer_kicked,
             websockets: AtomicUsize::new(0),
             fan_out: OnceLock::new(),
-            fan_out_threads: OnceLock::new(),
             fan_out_queue: Mutex::new(FanOutQueue::default()),
             me: me.clone(),
         })
@@ -153,15 +156,17 @@ impl Hub {
         if handed.to_write.is_empty() {
             return;
         }
-        let Some((executor, hub)) = self.fan_out.get().zip(self.me.upgrade()) else {
+        let Some(fan_out) = self.fan_out.get() else {
             self.write_directly(handed.to_write);
             return;
         };
         let mut queue = self.lock_fan_out();
         queue.pending.extend(handed.to_write);
-        if !queue.running {
+        if !queue.running
+            && let Some(hub) = self.me.upgrade()
+        {
             queue.running = true;
-            executor.spawn(hub.run_fan_out()).detach();
+            fan_out.executor.spawn(hub.run_fan_out()).detach();
         }
     }
 
@@ -183,14 +188,15 @@ impl Hub {
                 std::mem::take(&mut queue.pending)
             };
             if batch.len() >= SHARED_FAN_OUT_MIN
-                && self.fan_out_threads.get().is_some_and(|&n| n > 1)
-                && let Some(executor) = self.fan_out.get()
+                && let Some(fan_out) = self.fan_out.get()
+                && fan_out.threads > 1
             {
                 // Many connections at once: another executor thread writes half of them, so
                 // the last recipient waits half as long.
                 let half = batch.split_off(batch.len() / 2);
                 let hub = Arc::clone(&self);
-                executor
+                fan_out
+                    .executor
                     .spawn(async move { hub.write_directly(half) })
                     .detach();
             }
@@ -228,8 +234,7 @@ impl Hub {
     /// Has the fan-out written by a task on `executor`, `threads` of whose threads share it
     /// (see `run_fan_out`).
     pub fn fan_out_on(&self, executor: Arc<smol::Executor<'static>>, threads: usize) {
-        let _ = self.fan_out.set(executor);
-        let _ = self.fan_out_threads.set(threads);
+        let _ = self.fan_out.set(FanOutExecutor { executor, threads });
     }
 
     fn lock_fan_out(&self) -> MutexGuard<'_, FanOutQueue> {
