@@ -4,29 +4,11 @@
 mod support;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn spawn(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_livebridge"))
-        .arg("serve")
-        .args(["--bind", "127.0.0.1:0", "--log", "warn"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start livebridge");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("livebridge listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
+    support::spawn_livebridge(args)
 }
 
 #[test]
@@ -171,16 +153,7 @@ fn at_the_file_descriptor_limit_accept_errors_are_logged_once_per_episode_and_co
         .stdout(Stdio::piped())
         .spawn()
         .expect("start livebridge");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("livebridge listening on http://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr: std::net::SocketAddr = support::announced_address(&mut child).parse().unwrap();
     let held: Vec<_> = (0..80)
         .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
         .collect();

@@ -2,10 +2,12 @@
 //! nothing that was acknowledged and duplicates nothing; a full store refuses publishes with
 //! 507 while reads go on; an unusable data dir stops start-up with a message naming it.
 
+mod support;
+
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,31 +20,8 @@ fn data_dir(name: &str) -> PathBuf {
 }
 
 fn spawn(dir: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_livebridge"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start livebridge");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("livebridge listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
+    let data_dir = [OsStr::new("--data-dir"), dir.as_os_str()];
+    support::spawn_livebridge(data_dir.into_iter().chain(extra.iter().map(OsStr::new)))
 }
 
 fn agent() -> ureq::Agent {

@@ -186,23 +186,9 @@ pub struct Node {
 impl Node {
     /// Starts a node on `redis` and waits until it is ready (health 200).
     pub fn start(redis: &Redis, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_livebridge"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn"])
-            .args(["--broker", &redis.url(), "--broker-reconnect-max", "500ms"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start livebridge");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("livebridge listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let broker = ["--broker", &redis.url(), "--broker-reconnect-max", "500ms"];
+        let (child, addr) =
+            crate::support::spawn_livebridge(broker.iter().chain(extra).map(|arg| arg.to_string()));
         let node = Node {
             addr,
             child: Some(child),

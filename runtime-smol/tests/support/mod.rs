@@ -14,9 +14,41 @@ use futures_lite::StreamExt;
 use livebridge_smol::{Server, ServerConfig};
 use serde_json::Value;
 use smol::net::TcpStream;
-use std::io::{Read, Write};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Starts the `livebridge` binary — `serve` on an ephemeral loopback port with warnings only,
+/// then `args` — and returns it with the address its first line announces.
+pub fn spawn_livebridge<I, S>(args: I) -> (Child, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(env!("CARGO_BIN_EXE_livebridge"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start livebridge");
+    let addr = announced_address(&mut child);
+    (child, addr)
+}
+
+/// The address a `livebridge` started with its stdout piped announces on its first line.
+pub fn announced_address(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("livebridge listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string()
+}
 
 /// The server under test, of either runtime.
 pub enum Running {
