@@ -214,7 +214,7 @@ impl Outbox {
                         let whole = batch.frames_ending_within(sent);
                         done.written += whole;
                         state.unsent = Some(Box::new(Unsent {
-                            bytes: batch.into_rest(sent),
+                            bytes: batch.rest(sent),
                             written: 0,
                             frames: frames - whole,
                         }));
@@ -328,37 +328,30 @@ impl Outbox {
     }
 }
 
-/// Frames up to this many bytes in all (heads included) are sent from a buffer on the stack.
-const SMALL_BATCH_BYTES: usize = 1024;
-
 /// The most bytes one direct write gathers (frames beyond are written by the next one).
 const MAX_DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
 /// The longest head of a server's frame: two bytes and a 64-bit length (RFC 6455 §5.2).
 const MAX_HEAD_BYTES: usize = 10;
 
-/// Text frames encoded back to back, as a server sends them: unmasked, final.
-struct FrameBatch {
-    bytes: Encoded,
+thread_local! {
+    /// The buffer this thread's direct writes encode into, kept between writes: a write
+    /// allocates nothing and zeroes nothing once the buffer has grown to its batches' size.
+    static BATCH_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Lives on the stack for one write: a small batch (one frame, at low rates) costs no heap
-/// allocation.
-#[allow(clippy::large_enum_variant)]
-enum Encoded {
-    Small([u8; SMALL_BATCH_BYTES], usize),
-    Large(Vec<u8>),
+/// Text frames encoded back to back, as a server sends them: unmasked, final.
+struct FrameBatch {
+    bytes: Vec<u8>,
 }
 
 impl FrameBatch {
     /// An empty batch for frames of `bytes` in all, heads counted at their longest.
     fn with_room_for(bytes: usize) -> FrameBatch {
-        let bytes = if bytes <= SMALL_BATCH_BYTES {
-            Encoded::Small([0; SMALL_BATCH_BYTES], 0)
-        } else {
-            Encoded::Large(Vec::with_capacity(bytes))
-        };
-        FrameBatch { bytes }
+        let mut buffer = BATCH_BUFFER.take();
+        buffer.clear();
+        buffer.reserve(bytes);
+        FrameBatch { bytes: buffer }
     }
 
     fn push(&mut self, text: &Utf8Bytes) {
@@ -366,24 +359,20 @@ impl FrameBatch {
             opcode: OpCode::Data(Data::Text),
             ..FrameHeader::default()
         };
-        let mut head = [0u8; MAX_HEAD_BYTES];
-        let mut cursor = io::Cursor::new(&mut head[..]);
-        // At most 10 bytes into 10: cannot fail.
-        let _ = header.format(text.len() as u64, &mut cursor);
-        let head_len = cursor.position() as usize;
-        self.bytes.extend(&head[..head_len]);
-        self.bytes.extend(text.as_bytes());
+        // Into a `Vec`: cannot fail.
+        let _ = header.format(text.len() as u64, &mut self.bytes);
+        self.bytes.extend_from_slice(text.as_bytes());
     }
 
     fn len(&self) -> usize {
-        self.bytes.as_slice().len()
+        self.bytes.len()
     }
 
     /// One non-blocking `send()` of the whole batch; how many bytes the socket took.
     fn send(&self, socket: &TcpStream) -> io::Result<usize> {
         let mut socket = socket;
         loop {
-            match socket.write(self.bytes.as_slice()) {
+            match socket.write(&self.bytes) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 result => return result,
             }
@@ -393,7 +382,7 @@ impl FrameBatch {
     /// How many frames lie wholly within the first `sent` bytes (read back from their heads:
     /// this is needed only when the socket took part of a batch).
     fn frames_ending_within(&self, sent: usize) -> usize {
-        let mut cursor = io::Cursor::new(self.bytes.as_slice());
+        let mut cursor = io::Cursor::new(&self.bytes[..]);
         let mut frames = 0;
         while let Ok(Some((_, length))) = FrameHeader::parse(&mut cursor) {
             let end = cursor.position() + length;
@@ -407,26 +396,16 @@ impl FrameBatch {
     }
 
     /// The bytes after the first `sent`.
-    fn into_rest(self, sent: usize) -> Vec<u8> {
-        self.bytes.as_slice()[sent..].to_vec()
+    fn rest(&self, sent: usize) -> Vec<u8> {
+        self.bytes[sent..].to_vec()
     }
 }
 
-impl Encoded {
-    fn extend(&mut self, more: &[u8]) {
-        match self {
-            Encoded::Small(buffer, len) => {
-                buffer[*len..*len + more.len()].copy_from_slice(more);
-                *len += more.len();
-            }
-            Encoded::Large(vec) => vec.extend_from_slice(more),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Encoded::Small(buffer, len) => &buffer[..*len],
-            Encoded::Large(vec) => vec,
+impl Drop for FrameBatch {
+    /// Gives the buffer back to the thread, unless an unusually large batch grew it.
+    fn drop(&mut self) {
+        if self.bytes.capacity() <= 2 * MAX_DIRECT_WRITE_BYTES {
+            BATCH_BUFFER.set(std::mem::take(&mut self.bytes));
         }
     }
 }
@@ -723,7 +702,7 @@ mod tests {
             assert_eq!(batch.frames_ending_within(cut), whole, "cut at {cut}");
         }
         assert_eq!(batch.frames_ending_within(ends[2]), 3);
-        let rest = batch.into_rest(6);
+        let rest = batch.rest(6);
         assert_eq!(
             &rest[..3],
             b"\x7e\x00\xc8",
