@@ -7,23 +7,19 @@
 //! trusts only with that key. When the node cannot be reached the request goes back to the
 //! engine (`Input::ForwardFailed`), which answers it as if the session were unknown.
 //!
-//! One connection per forwarded request (`Connection: close`): simple and always correct;
-//! a keep-alive pool is the obvious next step if measurements call for it.
+//! The connections between nodes are kept alive and reused (`forward_pool.rs`).
 
 use crate::broker::{BrokerHandle, ClusterIdentity};
+use crate::forward_pool::Pool;
 use crate::hub::Hub;
 use async_channel::{Receiver, Sender};
 use futures_lite::future::or;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use livebridge_core::{ContentType, HttpRequest, Reply, RequestBody, RequestId};
-use smol::net::TcpStream;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
-/// Longest wait for a connection to the node holding a session.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a node's address read from the registry is used before it is read again.
 pub const ADDRESS_TTL: Duration = Duration::from_secs(5);
 /// Largest reply relayed (a long poll's reply is at most `queue_limit` messages).
@@ -64,6 +60,7 @@ pub fn spawn(
         hub,
         timeout,
         addresses: Mutex::new(BTreeMap::new()),
+        pool: Pool::default(),
     });
     let spawner = Arc::clone(executor);
     executor.spawn(run(spawner, receiver, forwarder)).detach();
@@ -77,6 +74,8 @@ struct Forwarder {
     timeout: Duration,
     /// Node tag → (address, when read). The last good address is kept while Redis is down.
     addresses: Mutex<BTreeMap<u16, (String, Instant)>>,
+    /// Connections to the other nodes.
+    pool: Pool,
 }
 
 async fn run(
@@ -100,7 +99,7 @@ impl Forwarder {
         let result = match self.address(node).await {
             Some(address) => {
                 let key = self.identity.key();
-                let work = send(&address, &job.http, key.as_deref());
+                let work = send(&self.pool, &address, &job.http, key.as_deref());
                 let client_gone = async {
                     while !job.reply.is_closed() {
                         smol::Timer::after(CLIENT_CHECK_INTERVAL).await;
@@ -153,7 +152,7 @@ impl Forwarder {
                 let (http, key) = (&job.http, key.as_deref());
                 async move {
                     let work = async {
-                        send(&address, http, key)
+                        send(&self.pool, &address, http, key)
                             .await
                             .and_then(|reply| match reply.status {
                                 200 => Ok(reply.body),
@@ -220,21 +219,14 @@ async fn select_first<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> (F
     .await
 }
 
-/// Sends the request to `address` (`HOST:PORT`) and reads the whole reply.
-async fn send(address: &str, http: &HttpRequest, key: Option<&str>) -> Result<Reply, String> {
-    let connect = async {
-        TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))
-    };
-    let mut stream = or(connect, async {
-        smol::Timer::after(CONNECT_TIMEOUT).await;
-        Err(format!(
-            "cannot connect to {address} within {CONNECT_TIMEOUT:?}"
-        ))
-    })
-    .await?;
-    let _ = stream.set_nodelay(true);
+/// Sends the request to `address` (`HOST:PORT`) on a connection from `pool` and reads the
+/// whole reply.
+async fn send(
+    pool: &Pool,
+    address: &str,
+    http: &HttpRequest,
+    key: Option<&str>,
+) -> Result<Reply, String> {
     let body: &[u8] = match &http.body {
         RequestBody::Complete(body) => body,
         // Refused by the engine before it decides to forward.
@@ -264,22 +256,16 @@ async fn send(address: &str, http: &HttpRequest, key: Option<&str>) -> Result<Re
         header("X-Livebridge-Peer", peer);
     }
     header("Content-Length", &body.len().to_string());
-    header("Connection", "close");
     head.push_str("\r\n");
-    let io = |e: std::io::Error| format!("forwarding to {address}: {e}");
-    stream.write_all(head.as_bytes()).await.map_err(io)?;
-    stream.write_all(body).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
-    let mut answer = Vec::new();
-    (&mut stream)
-        .take(MAX_REPLY_BYTES as u64)
-        .read_to_end(&mut answer)
-        .await
-        .map_err(io)?;
-    parse_reply(&answer).map_err(|e| format!("the reply of {address}: {e}"))
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    let response = pool.exchange(address, &request, MAX_REPLY_BYTES).await?;
+    let mut whole = response.head;
+    whole.extend_from_slice(&response.body);
+    parse_reply(&whole).map_err(|e| format!("the reply of {address}: {e}"))
 }
 
-/// An HTTP/1.1 response (read to the end of the connection) as a [`Reply`].
+/// An HTTP/1.1 response (head and body) as a [`Reply`].
 fn parse_reply(bytes: &[u8]) -> Result<Reply, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);

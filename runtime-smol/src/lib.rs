@@ -26,6 +26,7 @@ mod broker;
 #[cfg(test)]
 mod connection_memory;
 mod forward;
+mod forward_pool;
 mod framer;
 #[doc(hidden)]
 pub mod fuzzing;
