@@ -259,7 +259,10 @@ async fn send(
     head.push_str("\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
-    let response = pool.exchange(address, &request, MAX_REPLY_BYTES).await?;
+    let head_request = http.method.eq_ignore_ascii_case("HEAD");
+    let response = pool
+        .exchange(address, &request, head_request, MAX_REPLY_BYTES)
+        .await?;
     let mut whole = response.head;
     whole.extend_from_slice(&response.body);
     parse_reply(&whole).map_err(|e| format!("the reply of {address}: {e}"))

@@ -49,11 +49,13 @@ enum Failure {
 impl Pool {
     /// Sends `request` (a whole HTTP/1.1 request, head and body) to `address` and reads its
     /// response, on a pooled connection if one is idle; the response's body is at most
-    /// `max_body` bytes.
+    /// `max_body` bytes. `head_request`: the request is a `HEAD`, whose response has no body
+    /// whatever its `Content-Length` says.
     pub async fn exchange(
         &self,
         address: &str,
         request: &[u8],
+        head_request: bool,
         max_body: usize,
     ) -> Result<Response, String> {
         loop {
@@ -61,7 +63,7 @@ impl Pool {
                 Some(stream) => (stream, true),
                 None => (connect(address).await?, false),
             };
-            match exchange_on(&mut stream, request, max_body).await {
+            match exchange_on(&mut stream, request, head_request, max_body).await {
                 Ok((response, reusable)) => {
                     if reusable {
                         self.put(address, stream);
@@ -125,6 +127,7 @@ async fn connect(address: &str) -> Result<TcpStream, String> {
 async fn exchange_on(
     stream: &mut TcpStream,
     request: &[u8],
+    head_request: bool,
     max_body: usize,
 ) -> Result<(Response, bool), Failure> {
     let io = |e: std::io::Error| e.to_string();
@@ -149,8 +152,12 @@ async fn exchange_on(
             });
         }
         received.extend_from_slice(&chunk[..n]);
-        if let Some(framing) = framing(&received).map_err(Failure::Later)? {
-            break framing;
+        if let Some((head_length, length, close)) = framing(&received).map_err(Failure::Later)? {
+            break (
+                head_length,
+                if head_request { Some(0) } else { length },
+                close,
+            );
         }
         if received.len() > 64 * 1024 {
             return Err(Failure::Later("reply head too large".to_string()));
@@ -192,8 +199,8 @@ async fn exchange_on(
     }
 }
 
-/// Where the head of `bytes` ends, the body's `Content-Length` and whether the reply closes
-/// the connection; `None` while the head is incomplete.
+/// Where the head of `bytes` ends, the body's length (`Content-Length`; none for 1xx, 204 and
+/// 304) and whether the reply closes the connection; `None` while the head is incomplete.
 fn framing(bytes: &[u8]) -> Result<Option<(usize, Option<usize>, bool)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
@@ -215,6 +222,12 @@ fn framing(bytes: &[u8]) -> Result<Option<(usize, Option<usize>, bool)>, String>
             length = None;
             close = true;
         }
+    }
+    if response
+        .code
+        .is_some_and(|code| code < 200 || code == 204 || code == 304)
+    {
+        length = Some(0);
     }
     Ok(Some((head_length, length, close)))
 }
@@ -267,7 +280,8 @@ mod tests {
 
     fn get(pool: &Pool, address: &str) -> String {
         let request = format!("GET /x HTTP/1.1\r\nHost: {address}\r\n\r\n");
-        let response = smol::block_on(pool.exchange(address, request.as_bytes(), 1 << 20)).unwrap();
+        let response =
+            smol::block_on(pool.exchange(address, request.as_bytes(), false, 1 << 20)).unwrap();
         assert!(response.head.starts_with(b"HTTP/1.1 200"));
         String::from_utf8(response.body).unwrap()
     }
@@ -307,7 +321,37 @@ mod tests {
             framing(kept).unwrap(),
             Some((kept.len() - 2, Some(2), false))
         );
+        let empty = b"HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n";
+        assert_eq!(framing(empty).unwrap(), Some((empty.len(), Some(0), false)));
         assert_eq!(framing(b"HTTP/1.1 200 OK\r\ncontent-le").unwrap(), None);
         assert!(framing(b"garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn the_reply_to_a_head_request_ends_with_its_head() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            for _ in 0..2 {
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n");
+            }
+        });
+        let pool = Pool::default();
+        let request = format!("HEAD /x HTTP/1.1\r\nHost: {address}\r\n\r\n");
+        for _ in 0..2 {
+            let response =
+                smol::block_on(pool.exchange(&address, request.as_bytes(), true, 1 << 20)).unwrap();
+            assert!(response.body.is_empty());
+        }
     }
 }
