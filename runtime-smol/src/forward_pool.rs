@@ -136,7 +136,8 @@ async fn exchange_on(
         .await
         .map_err(|e| Failure::BeforeReply(io(e)))?;
     let mut received = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
+    // On the heap: a forwarded long poll keeps this future (and its buffer) for its whole wait.
+    let mut chunk = vec![0u8; 4096];
     let (head_length, length, close) = loop {
         let n = stream
             .read(&mut chunk)
