@@ -263,40 +263,37 @@ async fn send(
     let response = pool
         .exchange(address, &request, head_request, MAX_REPLY_BYTES)
         .await?;
-    let mut whole = response.head;
-    whole.extend_from_slice(&response.body);
-    parse_reply(&whole).map_err(|e| format!("the reply of {address}: {e}"))
+    parse_reply(&response.head, response.body).map_err(|e| format!("the reply of {address}: {e}"))
 }
 
-/// An HTTP/1.1 response (head and body) as a [`Reply`].
-fn parse_reply(bytes: &[u8]) -> Result<Reply, String> {
+/// An HTTP/1.1 response as a [`Reply`]: its head, and its body as the pool framed it.
+fn parse_reply(head: &[u8], body: Vec<u8>) -> Result<Reply, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
-    let head_length = match response.parse(bytes) {
-        Ok(httparse::Status::Complete(length)) => length,
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err("incomplete".to_string()),
         Err(error) => return Err(error.to_string()),
-    };
+    }
     let status = response.code.ok_or("no status")?;
     let mut content_type = ContentType::Json;
-    let mut length = None;
     let mut extra = Vec::new();
     for header in response.headers.iter() {
         let value = String::from_utf8_lossy(header.value).trim().to_string();
         match header.name.to_ascii_lowercase().as_str() {
             "content-type" => content_type = content_type_of(&value),
-            "content-length" => length = value.parse::<usize>().ok(),
-            "connection" | "date" | "transfer-encoding" | "keep-alive" | "server" => {}
+            "content-length" | "connection" | "date" | "transfer-encoding" | "keep-alive"
+            | "server" => {}
             _ => extra.push((header.name.to_string(), value)),
         }
     }
-    let body = &bytes[head_length..];
-    let body = &body[..length.unwrap_or(body.len()).min(body.len())];
+    let body = String::from_utf8(body)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
     Ok(Reply {
         status,
         content_type,
         headers: extra,
-        body: String::from_utf8_lossy(body).into_owned(),
+        body,
     })
 }
 
@@ -317,10 +314,10 @@ mod tests {
 
     #[test]
     fn a_relayed_reply_keeps_status_type_headers_and_body() {
-        let raw = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+        let head = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
                     access-control-allow-origin: https://a.example\r\ncontent-length: 2\r\n\
-                    connection: close\r\n\r\n{}";
-        let reply = parse_reply(raw).unwrap();
+                    connection: close\r\n\r\n";
+        let reply = parse_reply(head, b"{}".to_vec()).unwrap();
         assert_eq!(reply.status, 404);
         assert_eq!(reply.content_type, ContentType::Json);
         assert_eq!(
@@ -331,7 +328,7 @@ mod tests {
             )]
         );
         assert_eq!(reply.body, "{}");
-        assert!(parse_reply(b"HTTP/1.1 200").is_err());
-        assert!(parse_reply(b"garbage\r\n\r\n").is_err());
+        assert!(parse_reply(b"HTTP/1.1 200", Vec::new()).is_err());
+        assert!(parse_reply(b"garbage\r\n\r\n", Vec::new()).is_err());
     }
 }
