@@ -23,6 +23,21 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a client token signed with the server's client token secret.
     Token(TokenArgs),
+    /// Print the settings `serve` would run with (the same flags, variables and
+    /// configuration file), each with where its value came from; secrets masked.
+    Config(Box<ConfigArgs>),
+}
+
+/// Settings of `livebridge config`.
+#[derive(Clone, Debug, Args)]
+pub struct ConfigArgs {
+    /// The settings, as `serve` takes them.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Print the Markdown table of every setting (key, flag, variable, default) instead, as
+    /// docs/operations.md has it.
+    #[arg(long)]
+    pub reference: bool,
 }
 
 /// Settings of `livebridge token`.
@@ -71,6 +86,10 @@ pub enum SlowConsumer {
 /// `B`, `KiB` or `MiB`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings, keyed like the `LIVEBRIDGE_*` variables without the prefix,
+    /// in lower case (`stale_after = "5m"`); flags and variables override it.
+    #[arg(long, env = "LIVEBRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on, `HOST:PORT` (an IP address or a name such as `localhost`). Keep it
     /// on loopback unless clients are remote.
     #[arg(long, env = "LIVEBRIDGE_BIND", default_value = "127.0.0.1:5100", value_parser = parse_bind)]
@@ -261,6 +280,17 @@ impl ServeArgs {
                     "--broker with --bind {}: give --advertise HOST:PORT, the address other \
                      nodes reach this one at",
                     self.bind
+                ));
+            }
+        }
+        for (flag, value) in [
+            ("--admin-token", &self.admin_token),
+            ("--client-token-secret", &self.client_token_secret),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!(
+                    "{flag} is empty (an unset shell variable?): an empty secret would open \
+                     what it guards to anyone; give a value, or leave the flag out"
                 ));
             }
         }

@@ -15,6 +15,7 @@
 
 // The binary's command line and panic hook (main.rs is its own crate).
 pub mod cli;
+pub mod config_file;
 pub mod panics;
 // The transport layer, public for servers with another peer than the hub (the Autobahn echo
 // example): a connection's HTTP phase and upgrade, the WebSocket task, its queue.
@@ -32,8 +33,10 @@ mod framer;
 pub mod fuzzing;
 mod hub;
 mod socket;
+mod start_error;
 
 pub use broker::BrokerSettings;
+pub use start_error::{StartError, StartFailure};
 
 use connection::{ConnectionLimits, serve_connection_watched};
 use framer::HttpLimits;
@@ -129,17 +132,20 @@ impl Server {
     /// Opens the store (with `data_dir`), binds `config.bind` and starts serving on
     /// background threads. Errors say what failed: the data dir (naming its path) or the
     /// address.
-    pub fn start(mut config: ServerConfig) -> io::Result<Server> {
+    pub fn start(mut config: ServerConfig) -> Result<Server, StartError> {
         config.engine.durable = config.data_dir.is_some();
         config.engine.clustered = config.broker.is_some();
         if let Some(broker) = &config.broker {
             if config.data_dir.is_some() {
-                return Err(io::Error::other(
+                return Err(StartError::new(
+                    StartFailure::Config,
                     "--data-dir and --broker cannot be used together: in cluster mode the \
                      history lives in Redis",
                 ));
             }
-            broker.check().map_err(io::Error::other)?;
+            broker
+                .check()
+                .map_err(|problem| StartError::new(StartFailure::Config, problem))?;
         }
         let opened = match &config.data_dir {
             Some(dir) => Some(
@@ -149,21 +155,24 @@ impl Server {
                     history_ttl: config.engine.history_ttl,
                     max_bytes: config.data_max_bytes,
                 })
-                .map_err(io::Error::other)?,
+                .map_err(|problem| StartError::new(StartFailure::DataDir, problem.0))?,
             ),
             None => None,
         };
         let listener = smol::block_on(TcpListener::bind(config.bind)).map_err(|error| {
-            io::Error::new(
-                error.kind(),
+            StartError::new(
+                StartFailure::Listen,
                 format!("cannot listen on {}: {error}", config.bind),
             )
         })?;
-        let addr = listener.local_addr()?;
+        let runtime_failure =
+            |error: io::Error| StartError::new(StartFailure::Runtime, error.to_string());
+        let addr = listener.local_addr().map_err(runtime_failure)?;
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("livebridge".to_string())
-            .spawn(move || run(listener, config, opened, stopped))?;
+            .spawn(move || run(listener, config, opened, stopped))
+            .map_err(runtime_failure)?;
         Ok(Server {
             addr,
             stop,

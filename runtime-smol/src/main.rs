@@ -1,16 +1,22 @@
-//! The `livebridge` binary: parses settings, starts the server, and shuts it down gracefully
-//! on SIGINT or SIGTERM.
+//! The `livebridge` binary: parses settings (flags, `LIVEBRIDGE_*` variables, the
+//! configuration file), starts the server, tells a service manager when it is ready, and shuts
+//! down gracefully on SIGINT or SIGTERM. Its exit codes are `StartFailure::exit_code`'s
+//! (docs/operations.md, "Exit codes").
 
-use clap::Parser;
 use futures_lite::StreamExt;
-use livebridge_smol::Server;
-use livebridge_smol::cli::{Cli, Command, ServeArgs};
+use livebridge_smol::cli::Command;
+use livebridge_smol::config_file::{self, ResolveError};
+use livebridge_smol::{Server, StartFailure};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let args = match cli.command {
+    let resolved = match config_file::resolve(std::env::args_os()) {
+        Ok(resolved) => resolved,
+        Err(ResolveError::Usage(error)) => error.exit(),
+        Err(ResolveError::File(problem)) => return fail(StartFailure::Config, &problem),
+    };
+    let args = match resolved.cli.command {
         Some(Command::Serve(args)) => *args,
         Some(Command::Token(args)) => {
             let now = std::time::SystemTime::now()
@@ -19,20 +25,27 @@ fn main() -> ExitCode {
             println!("{}", args.token(now));
             return ExitCode::SUCCESS;
         }
-        None => ServeArgs::defaults(),
+        Some(Command::Config(args)) => {
+            if args.reference {
+                print!("{}", config_file::reference_table());
+                return ExitCode::SUCCESS;
+            }
+            if let Err(problem) = args.serve.check().and(args.serve.server_config().map(drop)) {
+                return fail(StartFailure::Config, &problem);
+            }
+            print!("{}", config_file::effective_settings(&resolved.settings));
+            return ExitCode::SUCCESS;
+        }
+        None => unreachable!("resolve makes `serve` the default subcommand"),
     };
     if let Err(problem) = args.check() {
-        eprintln!("livebridge: {problem}");
-        return ExitCode::FAILURE;
+        return fail(StartFailure::Config, &problem);
     }
     init_logging(&args.log);
     livebridge_smol::panics::install_hook();
     let config = match args.server_config() {
         Ok(config) => config,
-        Err(problem) => {
-            eprintln!("livebridge: {problem}");
-            return ExitCode::FAILURE;
-        }
+        Err(problem) => return fail(StartFailure::Config, &problem),
     };
     if !config.bind.ip().is_loopback() && config.engine.allowed_hosts.is_empty() {
         tracing::warn!(
@@ -46,28 +59,31 @@ fn main() -> ExitCode {
         match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
             Ok(signals) => signals,
             Err(error) => {
-                eprintln!("livebridge: cannot watch for signals: {error}");
-                return ExitCode::FAILURE;
+                let problem = format!("cannot watch for signals: {error}");
+                return fail(StartFailure::Runtime, &problem);
             }
         };
     let server = match Server::start(config.clone()) {
         Ok(server) => server,
-        Err(error) => {
-            eprintln!("livebridge: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return fail(error.failure, &error.message),
     };
     println!("livebridge listening on http://{}", server.local_addr());
     let _ = std::io::stdout().flush();
+    // A no-op unless a service manager gave $NOTIFY_SOCKET (systemd's Type=notify).
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let signal = smol::block_on(signals.next());
     tracing::info!(?signal, "signal received");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     match server.shutdown() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("livebridge: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(StartFailure::Runtime, &error.to_string()),
     }
+}
+
+/// Prints `problem` and gives the exit code of its kind.
+fn fail(failure: StartFailure, problem: &str) -> ExitCode {
+    eprintln!("livebridge: {problem}");
+    ExitCode::from(failure.exit_code())
 }
 
 fn init_logging(filter: &str) {

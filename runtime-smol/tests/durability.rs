@@ -229,17 +229,20 @@ fn an_unusable_data_dir_stops_start_up_with_a_message_naming_it() {
     )
     .unwrap();
     let under_a_file = data_dir("a-file").join("inside");
-    std::fs::write(under_a_file.parent().unwrap(), b"x").unwrap();
+    let a_file = under_a_file.parent().unwrap().to_path_buf();
+    std::fs::write(&a_file, b"x").unwrap();
     for (dir, because) in [
         (&corrupt, "not a usable livebridge database"),
         (&under_a_file, "cannot create it"),
+        (&a_file, "is not a directory"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_livebridge"))
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .output()
             .unwrap();
-        assert_eq!(output.status.code(), Some(1));
+        // Exit code 4: the data dir cannot be used (docs/operations.md, "Exit codes").
+        assert_eq!(output.status.code(), Some(4));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
         assert!(stderr.contains(because), "{stderr}");

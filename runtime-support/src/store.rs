@@ -86,6 +86,64 @@ pub struct EventLog {
     settings: StoreSettings,
     /// The epoch is stored once.
     epoch_stored: bool,
+    /// Held for as long as the log is open: a second hub on the same data dir would
+    /// interleave its offsets and epochs with this one's.
+    _lock: DataDirLock,
+}
+
+/// The lock file in a data dir.
+pub const LOCK_FILE: &str = "livebridge.lock";
+
+/// An exclusive lock on `DATA_DIR/livebridge.lock`, released when dropped (or when the
+/// process dies, however it dies: the operating system releases it, so a `kill -9` leaves no
+/// stale lock behind). The file holds the owner's process id, for the refusal's message.
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    fn acquire(dir: &Path) -> Result<DataDirLock, String> {
+        use std::io::{Read, Seek, Write};
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("data dir {}: cannot open {LOCK_FILE}: {e}", dir.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut owner = String::new();
+                let _ = file.read_to_string(&mut owner);
+                let owner = match owner.trim() {
+                    "" => String::new(),
+                    pid => format!(" (process {pid})"),
+                };
+                return Err(format!(
+                    "data dir {}: in use by another livebridge{owner}; stop it, or give this \
+                     one another --data-dir",
+                    dir.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!(
+                    "data dir {}: cannot lock {LOCK_FILE}: {e}",
+                    dir.display()
+                ));
+            }
+        }
+        let pid = std::process::id().to_string();
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()));
+        if let Err(e) = written {
+            warn!(error = %e, "could not write the process id into {LOCK_FILE}");
+        }
+        Ok(DataDirLock { _file: file })
+    }
 }
 
 /// Opens (or creates) the store in `settings.dir` and reads back what it holds.
@@ -94,7 +152,15 @@ pub fn open(settings: StoreSettings) -> Result<Opened, OpenError> {
     let fail = |what: &str, error: &dyn std::fmt::Display| {
         OpenError(format!("data dir {}: {what}: {error}", dir.display()))
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(OpenError(format!(
+            "data dir {}: is not a directory (--data-dir names a directory the hub keeps its \
+             files in)",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| fail("cannot create it", &e))?;
+    let lock = DataDirLock::acquire(&dir).map_err(OpenError)?;
     let path = dir.join(DATABASE_FILE);
     let conn = Connection::open(&path).map_err(|e| fail("cannot open the database", &e))?;
     let setup = || -> Result<(), String> {
@@ -135,6 +201,7 @@ pub fn open(settings: StoreSettings) -> Result<Opened, OpenError> {
         path,
         settings,
         epoch_stored: false,
+        _lock: lock,
     };
     let loaded = log
         .load()
