@@ -363,3 +363,52 @@ fn a_second_hub_on_the_same_data_dir_is_refused_and_the_lock_dies_with_the_first
     second.kill().unwrap();
     let _ = second.wait();
 }
+
+#[test]
+fn a_service_manager_is_told_when_the_hub_is_ready_and_when_it_stops() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = scratch("notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_livebridge"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = support::announced_address(&mut child);
+    let mut message = [0u8; 256];
+    let length = socket.recv(&mut message).expect("READY=1 within 20 s");
+    assert_eq!(&message[..length], b"READY=1\n", "after listening on {addr}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let length = socket.recv(&mut message).expect("STOPPING=1 within 20 s");
+    assert_eq!(&message[..length], b"STOPPING=1\n");
+    let exit = exit_within(&mut child, std::time::Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(0), "a graceful stop exits 0");
+}
+
+/// The child's exit status; fails the test if it has not exited within `limit`.
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("livebridge did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
