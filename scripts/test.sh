@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 cargo test --workspace --locked
 # The server's protocol tests, on the second runtime (runtime-smol/tests/support/mod.rs).
-LIVEBRIDGE_TEST_RUNTIME=axum cargo test --locked -p livebridge-smol --test http_api --test websocket --test recovery
+LIVEBRIDGE_TEST_RUNTIME=axum cargo test --locked -p livebridge-smol --test http_api --test websocket --test recovery --test early_replies
 scripts/test-python.sh
 # README's quick start, run as printed against the release binary test-python.sh built.
 python3 scripts/check-readme.py

@@ -3,6 +3,7 @@
 use crate::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use livebridge_core::{Catalogue, Config, EventSpec, RateLimit, SlowConsumerPolicy};
+use livebridge_runtime_support::linger::LingerSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -248,6 +249,14 @@ pub struct ServeArgs {
     /// How long a connection may stay idle between requests before it is closed.
     #[arg(long, env = "LIVEBRIDGE_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub keep_alive_timeout: Duration,
+    /// How long a connection keeps reading (and discarding) what the client still sends
+    /// after a reply sent before its body was read (413, 431, 411, 400), so the client reads
+    /// the reply instead of a reset; 0 closes at once.
+    #[arg(long, env = "LIVEBRIDGE_LINGER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub linger_timeout: Duration,
+    /// Connections lingering so at once; beyond it a connection closes at once.
+    #[arg(long, env = "LIVEBRIDGE_MAX_LINGERING", default_value = "256")]
+    pub max_lingering: usize,
     /// Log level or filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
     #[arg(long, env = "LIVEBRIDGE_LOG", default_value = "info")]
     pub log: String,
@@ -358,6 +367,10 @@ impl ServeArgs {
             keep_alive_timeout: self.keep_alive_timeout,
             data_dir: self.data_dir.clone(),
             data_max_bytes: self.data_max_size.map(|size| size as u64),
+            linger: LingerSettings {
+                timeout: self.linger_timeout,
+                max_connections: self.max_lingering,
+            },
             broker: self
                 .broker
                 .as_ref()
@@ -456,6 +469,7 @@ mod tests {
         assert_eq!(config.close_timeout, server.close_timeout);
         assert_eq!(config.header_timeout, server.header_timeout);
         assert_eq!(config.keep_alive_timeout, server.keep_alive_timeout);
+        assert_eq!(config.linger, server.linger);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
 use http_types::{Response, StatusCode};
 use livebridge_core::{ConnId, HttpRequest, Reply, RequestBody, TransportEvent};
+use livebridge_runtime_support::linger::LingerSettings;
 use smol::Async;
 use smol::net::TcpStream;
 use std::future::Future;
@@ -57,6 +58,8 @@ pub struct ConnectionLimits {
     pub http: HttpLimits,
     /// WebSocket limits.
     pub ws: WsLimits,
+    /// How long, and how many at once, connections drain after an early reply.
+    pub linger: LingerSettings,
 }
 
 /// Serves one connection until it closes.
@@ -112,7 +115,7 @@ async fn http_phase<B: Backend>(
         (Stop::Malformed(status, text), _) => {
             debug!(status, %text, "refused a malformed request");
             backend.transport_event(TransportEvent::RequestRefused { status });
-            write_reply(&mut stream, &Reply::error(status, &text)).await;
+            write_reply(&mut stream, &Reply::error(status, &text), limits.linger).await;
             None
         }
         (Stop::Idle, _) => {
@@ -128,7 +131,7 @@ async fn http_phase<B: Backend>(
                 backend.transport_event(TransportEvent::RequestRefused { status: 400 });
             }
             let reply = Reply::error(400, &format!("malformed request: {error}"));
-            write_reply(&mut stream, &reply).await;
+            write_reply(&mut stream, &reply, limits.linger).await;
             None
         }
         (stop, Ok(())) => after_http(stream, stop, buffered, peer, backend, limits).await,
@@ -155,12 +158,12 @@ async fn after_http<B: Backend>(
             let request = to_request(head, body, peer);
             let never: BoxFuture<'_, ()> = Box::pin(futures_lite::future::pending());
             if let Some(reply) = backend.http(request, never).await {
-                write_reply(&mut stream, &reply).await;
+                write_reply(&mut stream, &reply, limits.linger).await;
             }
         }
         Stop::Upgrade(head) => {
             let (ws, conn, outbox) =
-                accept_upgrade(stream, buffered, head, peer, backend, &limits.ws).await?;
+                accept_upgrade(stream, buffered, head, peer, backend, &limits).await?;
             let peer: Arc<dyn WsPeer> = backend.clone();
             return Some(run_websocket(ws, conn, outbox, peer, limits.ws));
         }
@@ -253,7 +256,7 @@ async fn accept_upgrade<B: Backend>(
     head: Head,
     peer: Option<String>,
     backend: &Arc<B>,
-    limits: &WsLimits,
+    limits: &ConnectionLimits,
 ) -> Option<(WebSocketStream<WsSocket>, ConnId, Arc<Outbox>)> {
     // tungstenite's own server handshake refuses bytes that follow the request ("junk after
     // request"), so a frame sent in the same packet would be lost. Validate and answer the
@@ -262,7 +265,7 @@ async fn accept_upgrade<B: Backend>(
         Ok(accepted) => accepted,
         Err(problem) => {
             let reply = Reply::error(400, &format!("WebSocket handshake failed: {problem}"));
-            write_reply(&mut stream, &reply).await;
+            write_reply(&mut stream, &reply, limits.linger).await;
             return None;
         }
     };
@@ -271,7 +274,7 @@ async fn accept_upgrade<B: Backend>(
             Ok(accepted) => accepted,
             Err(reply) => {
                 debug!(status = reply.status, error = %reply.body, "WebSocket upgrade refused");
-                write_reply(&mut stream, &reply).await;
+                write_reply(&mut stream, &reply, limits.linger).await;
                 return None;
             }
         };
@@ -282,9 +285,13 @@ async fn accept_upgrade<B: Backend>(
     }
     let rest = buffered[head_length..].to_vec();
     let socket = WsSocket::shared_with(stream, Arc::clone(&outbox));
-    let ws =
-        WebSocketStream::from_partially_read(socket, rest, Role::Server, Some(ws_config(limits)))
-            .await;
+    let ws = WebSocketStream::from_partially_read(
+        socket,
+        rest,
+        Role::Server,
+        Some(ws_config(&limits.ws)),
+    )
+    .await;
     Some((ws, conn, outbox))
 }
 
@@ -390,11 +397,31 @@ where
     Ok(response)
 }
 
-/// Writes a reply outside async-h1 (refusals before or instead of a request) and closes.
-pub async fn write_reply(stream: &mut TcpStream, reply: &Reply) {
+/// Writes a reply outside async-h1 (refusals before or instead of a request) and closes,
+/// lingering first: such a reply is usually sent before the request's body was read, and a
+/// close with unread bytes would reset the connection before the client reads the reply
+/// (runtime-support's `linger`).
+pub async fn write_reply(stream: &mut TcpStream, reply: &Reply, linger: LingerSettings) {
     let _ = stream.write_all(reply_text(reply).as_bytes()).await;
     let _ = stream.flush().await;
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    drain_before_close(stream, linger).await;
+}
+
+/// Reads and discards what the client still sends until it closes, for at most the linger
+/// timeout (and only while fewer than the cap of connections linger).
+async fn drain_before_close(stream: &mut TcpStream, linger: LingerSettings) {
+    let Some(_place) = linger.try_linger() else {
+        return;
+    };
+    // On the heap and only here: the HTTP phase's future would otherwise carry the buffer
+    // for every connection.
+    let mut discard = vec![0u8; livebridge_runtime_support::linger::DRAIN_CHUNK_BYTES];
+    let drain = async { while let Ok(1..) = stream.read(&mut discard).await {} };
+    let time_up = async {
+        smol::Timer::after(linger.timeout).await;
+    };
+    futures_lite::future::or(drain, time_up).await;
 }
 
 /// [`write_reply`] on the bare async-io socket, which is all a connection task keeps to

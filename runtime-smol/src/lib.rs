@@ -41,6 +41,7 @@ pub use start_error::{StartError, StartFailure};
 use connection::{ConnectionLimits, serve_connection_watched};
 use framer::HttpLimits;
 use hub::Hub;
+use livebridge_runtime_support::linger::LingerSettings;
 use livebridge_runtime_support::store;
 use smol::net::{TcpListener, TcpStream};
 use std::io;
@@ -82,6 +83,9 @@ pub struct ServerConfig {
     /// Cluster mode: the broker (Redis) shared by every node. Default: none (a single node
     /// that needs nothing but itself).
     pub broker: Option<broker::BrokerSettings>,
+    /// How long, and how many at once, connections keep reading after a reply sent before
+    /// the request's body was read, so the client reads the reply. Default 5 s, 256.
+    pub linger: LingerSettings,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +102,7 @@ impl Default for ServerConfig {
             data_dir: None,
             data_max_bytes: None,
             broker: None,
+            linger: LingerSettings::default(),
         }
     }
 }
@@ -117,6 +122,7 @@ impl ServerConfig {
                 max_message_bytes: self.engine.max_frame_bytes,
                 close_timeout: self.close_timeout,
             },
+            linger: self.linger,
         }
     }
 }

@@ -383,7 +383,11 @@ fn a_service_manager_is_told_when_the_hub_is_ready_and_when_it_stops() {
     let addr = support::announced_address(&mut child);
     let mut message = [0u8; 256];
     let length = socket.recv(&mut message).expect("READY=1 within 20 s");
-    assert_eq!(&message[..length], b"READY=1\n", "after listening on {addr}");
+    assert_eq!(
+        &message[..length],
+        b"READY=1\n",
+        "after listening on {addr}"
+    );
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -3,6 +3,7 @@
 
 use crate::listener;
 use crate::{DataDir, Livebridge, Settings};
+use livebridge_runtime_support::linger::LingerSettings;
 use std::io;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -29,6 +30,10 @@ pub struct ServerConfig {
     /// Where channel history is stored durably; `None` keeps it in memory only (lost at
     /// restart). Default: none.
     pub data_dir: Option<DataDir>,
+    /// How long, and how many at once, connections keep reading after a reply sent before
+    /// the request's body was read, so the client reads the reply. Default 5 s, 256 (as the
+    /// smol server's `--linger-timeout`, `--max-lingering`).
+    pub linger: LingerSettings,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +46,7 @@ impl Default for ServerConfig {
             max_head_bytes: 16 * 1024,
             header_timeout: Duration::from_secs(10),
             data_dir: None,
+            linger: LingerSettings::default(),
         }
     }
 }
@@ -82,6 +88,7 @@ impl Server {
         let limits = listener::HttpLimits {
             max_head_bytes: config.max_head_bytes,
             header_timeout: config.header_timeout,
+            linger: config.linger,
         };
         let thread = std::thread::Builder::new()
             .name("livebridge-axum".to_string())

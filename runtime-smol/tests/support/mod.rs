@@ -90,6 +90,7 @@ impl TestServer {
                     path,
                     max_bytes: config.data_max_bytes,
                 }),
+                linger: config.linger,
             })
             .expect("server starts");
             let addr = server.local_addr();
