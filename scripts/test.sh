@@ -16,4 +16,8 @@ if [ -x scripts/autobahn.sh ]; then
   AUTOBAHN_RUNTIME=smol scripts/autobahn.sh
   AUTOBAHN_RUNTIME=axum scripts/autobahn.sh
 fi
+# The livebridge-hub wheel (binary + Python package) installed into a fresh environment and used.
+scripts/test-wheel.sh
+# The systemd unit (systemd-analyze verify) and the launchd plist of packaging/.
+scripts/test-packaging.sh
 scripts/test-browser.sh
