@@ -7,6 +7,8 @@
 #   about an unknown key or a bad value and still exits 0, so any output fails the check; a
 #   deliberately broken copy must be reported, so the check itself is known to work.
 # - packaging/launchd/org.livebridge.hub.plist parsed with Python's plistlib, its keys asserted.
+# - README's `cargo install --path runtime-smol --locked`, into a temporary root (it reuses the
+#   workspace's target/release, so it costs a link at most), and the installed --version.
 # Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,11 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+cargo install --quiet --path runtime-smol --locked --root "$work/cargo-root"
+installed="$("$work/cargo-root/bin/livebridge" --version)"
+[ "$installed" = "$("$LIVEBRIDGE_BIN" --version)" ] || { echo "FAIL: cargo install gave $installed" >&2; exit 1; }
+echo "ok: cargo install --path runtime-smol ($installed)"
 unit=packaging/systemd/livebridge.service
 
 grep -q '^ExecStart=/usr/local/bin/livebridge serve ' "$unit" || {

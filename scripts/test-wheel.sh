@@ -21,7 +21,8 @@ echo "wheel: $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index "$wheel"
+# README's command, as printed (with the fresh environment's pip, quietly, offline).
+"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index target/wheels/livebridge_hub-*.whl
 
 cd "$work"
 clean_env=(env -i HOME="$work" PATH="$work/venv/bin:/usr/bin:/bin" LANG=C.UTF-8)
