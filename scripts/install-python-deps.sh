@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Sets up what the Python client's tests need: a virtual environment at .venv-python/ with the
-# exactly pinned packages of clients/python/requirements-test.txt and the package itself
-# (pip install ./clients/python). PyQt6 is installed when it can be; when it cannot, the reason
-# is written to .venv-python/pyqt6-unavailable.txt and the Qt test is skipped with it.
-# Idempotent: does nothing when the requirements and the package sources are unchanged.
+# exactly pinned packages of clients/python/requirements-test.txt, and the package's sources
+# (clients/python/src) on its sys.path through a .pth file. The sources are used in place rather
+# than installed because installing clients/python now builds the livebridge-hub wheel, hub
+# binary included (maturin, a second release build); the tests get the binary from
+# LIVEBRIDGE_BIN instead, and the wheel as built is installed and tested on its own by
+# scripts/test-wheel.sh. PyQt6 is installed when it can be; when it cannot, the reason is
+# written to .venv-python/pyqt6-unavailable.txt and the Qt test is skipped with it.
+# Idempotent: does nothing when the requirements are unchanged and the .pth is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +16,6 @@ VENV=.venv-python
 REQUIREMENTS=clients/python/requirements-test.txt
 
 requirements_stamp() { sha256sum "$REQUIREMENTS" | cut -d' ' -f1; }
-package_stamp() {
-  find clients/python/pyproject.toml clients/python/README.md clients/python/src -type f \
-    -not -path '*/__pycache__/*' -not -path '*.egg-info/*' -print0 |
-    sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
-}
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
@@ -36,14 +35,16 @@ if [ "$(cat "$VENV/.requirements-stamp" 2>/dev/null)" != "$(requirements_stamp)"
     echo "warning: PyQt6 is not installed; the Qt test will be skipped (see $VENV/pyqt6-unavailable.txt)" >&2
   fi
   requirements_stamp > "$VENV/.requirements-stamp"
-  rm -f "$VENV/.package-stamp"
 fi
 
-if [ "$(cat "$VENV/.package-stamp" 2>/dev/null)" != "$(package_stamp)" ]; then
-  # Built into a temporary directory so the source tree gets no build/ or egg-info.
-  build_dir="$(mktemp -d)"
-  trap 'rm -rf "$build_dir"' EXIT
-  cp -r clients/python/. "$build_dir/"
-  "${PIP[@]}" install --no-deps --force-reinstall "$build_dir"
-  package_stamp > "$VENV/.package-stamp"
+site_packages="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+pth="$site_packages/livebridge-sources.pth"
+if [ "$(cat "$pth" 2>/dev/null)" != "$PWD/clients/python/src" ]; then
+  # An environment made before the sources were used in place has the package installed by
+  # pip (distribution `livebridge`): remove it, or it would shadow the sources.
+  if [ -n "$(find "$site_packages" -maxdepth 1 -iname 'livebridge-*.dist-info' -print -quit)" ]; then
+    "${PIP[@]}" uninstall --yes livebridge
+  fi
+  rm -f "$VENV/.package-stamp"
+  echo "$PWD/clients/python/src" > "$pth"
 fi

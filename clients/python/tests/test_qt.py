@@ -69,5 +69,5 @@ def test_a_clear_import_error_without_pyqt6(monkeypatch: pytest.MonkeyPatch) -> 
     for module in [name for name in sys.modules if name == "PyQt6" or name.startswith("PyQt6.") or name == "livebridge.qt"]:
         monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, "PyQt6", None)
-    with pytest.raises(ImportError, match=r"livebridge\.qt needs PyQt6.*pip install 'livebridge\[qt\]'"):
+    with pytest.raises(ImportError, match=r"livebridge\.qt needs PyQt6.*pip install 'livebridge-hub\[qt\]'"):
         importlib.import_module("livebridge.qt")

@@ -22,6 +22,7 @@ EXPECTED_OUTPUT = {
     "errors": ["progress - job_progress.progress: must be a number, not str"],
     "subscriber": ["state: connecting", "state: open", "job123: 45.5% Analyzing image quality", "state: closed"],
     "asyncio": ["photo_approved 789"],
+    "hub": ["published job9"],
 }
 
 # Runs the Qt example offscreen: once the window is up, publishes a job_progress and quits

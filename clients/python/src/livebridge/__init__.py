@@ -4,8 +4,11 @@
 - `livebridge.Client`: a subscriber in a background thread (WebSocket, or long polling).
 - `livebridge.aio`: the same for asyncio.
 - `livebridge.qt`: a PyQt6 `QObject` with a `message_received(dict)` signal.
+- `livebridge.hub`: the hub binary started by the application (`with livebridge.hub.running():`).
+- `livebridge.pytest_plugin`: the `livebridge_hub` fixture for the application's tests.
 """
 
+from . import hub
 from .client import Client
 from .errors import EventError, LivebridgeError, PublishError
 from .history import history
@@ -23,4 +26,5 @@ __all__ = [
     "Settings",
     "configure",
     "history",
+    "hub",
 ]

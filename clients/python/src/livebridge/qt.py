@@ -21,7 +21,7 @@ try:
     from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 except ImportError as err:  # pragma: no cover - exercised by a test that hides PyQt6
     raise ImportError(
-        "livebridge.qt needs PyQt6, which is not installed: pip install 'livebridge[qt]' "
+        "livebridge.qt needs PyQt6, which is not installed: pip install 'livebridge-hub[qt]' "
         f"(or pip install PyQt6). The import failed with: {err}"
     ) from err
 
