@@ -7,6 +7,7 @@
 #   about an unknown key or a bad value and still exits 0, so any output fails the check; a
 #   deliberately broken copy must be reported, so the check itself is known to work.
 # - packaging/launchd/org.livebridge.hub.plist parsed with Python's plistlib, its keys asserted.
+# - packaging/livebridge.toml, the example configuration file, through `livebridge config`.
 # - README's `cargo install --path runtime-smol --locked`, into a temporary root (it reuses the
 #   workspace's target/release, so it costs a link at most), and the installed --version.
 # Idempotent.
@@ -63,6 +64,12 @@ for line in Type=notify DynamicUser=yes StateDirectory=livebridge ProtectSystem=
   'ExecStart=/usr/local/bin/livebridge serve --config /etc/livebridge/livebridge.toml --data-dir /var/lib/livebridge'; do
   grep -qxF "$line" "$unit" || { echo "FAIL: $unit lacks the line: $line" >&2; exit 1; }
 done
+# The example configuration file is one the hub accepts (its own check, as the docs tell users).
+"$LIVEBRIDGE_BIN" config --config packaging/livebridge.toml --data-dir /var/lib/livebridge > "$work/effective.toml"
+grep -q '^history_ttl = "10m"  # file packaging/livebridge.toml:' "$work/effective.toml" || {
+  echo "FAIL: packaging/livebridge.toml was not applied:" >&2; cat "$work/effective.toml" >&2; exit 1
+}
+echo "ok: packaging/livebridge.toml (livebridge config)"
 echo "ok: $unit (systemd-analyze verify $(systemd-analyze --version | head -n 1 | cut -d' ' -f2))"
 
 python3 - packaging/launchd/org.livebridge.hub.plist <<'EOF'
