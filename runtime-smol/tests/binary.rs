@@ -100,7 +100,8 @@ fn binding_beyond_loopback_without_an_admin_token_is_refused() {
         .args(["serve", "--bind", "0.0.0.0:0"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    // Exit code 2: a configuration error (docs/operations.md, "Exit codes").
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("without --admin-token"), "{stderr}");
 }
