@@ -14,5 +14,6 @@ cd clients/js
 if [ "${1:-}" = "--screenshot" ]; then
   exec node tools/screenshot-admin.js ../../docs/admin.png
 fi
-# Two test files at a time: one per core.
-exec node --test --test-concurrency=2 --test-timeout=60000 tests/*.test.js tests/browser/*.test.js
+# Two test files at a time: one per core. Each test fails after 60 s, and a file whose tests
+# are done exits even if something it started (a socket, a child process) is still open.
+exec node --test --test-concurrency=2 --test-timeout=60000 --test-force-exit tests/*.test.js tests/browser/*.test.js

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long an expected frame or answer may take to arrive.
 pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a live server may take to shut down at the end of a session.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 /// Slack on the timestamp window (the server's wall clock is read at its start-up).
 const CLOCK_SLACK_MS: u64 = 50;
 
@@ -184,6 +186,8 @@ fn wait_until_ready(addr: SocketAddr) -> std::io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            // A node that takes the connection but never answers is retried, not waited for.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
             let request = format!(
                 "GET /api/system/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
             );
@@ -521,12 +525,13 @@ impl Driver for LiveDriver {
     fn ws_open(&mut self, actor: &str, path: &str) -> Result<Option<Answer>, String> {
         let addr = self.addr;
         let url = format!("ws://{addr}{path}");
-        let result = smol::block_on(async move {
+        let result = smol::block_on(timeout(Duration::from_secs(20), async move {
             let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             Ok::<_, String>(async_tungstenite::client_async(url, stream).await)
-        })?;
+        }))
+        .ok_or_else(|| format!("no WebSocket handshake with {addr} within 20 s"))??;
         match result {
             Ok((ws, _response)) => {
                 let (cmd_tx, cmd_rx) = async_channel::unbounded();
@@ -655,10 +660,22 @@ impl Driver for LiveDriver {
             }
         }
         self.pending.clear();
-        if let Some(server) = self.server.take() {
-            let _ = server.shutdown();
+        if self.server.is_some() {
+            self.shutdown();
         }
         if let Some(thread) = self.stopping.take() {
+            // A server that does not stop fails the run rather than hanging it (when the run
+            // is already failing, it is left behind).
+            let deadline = Instant::now() + SHUTDOWN_WAIT;
+            while !thread.is_finished() {
+                if Instant::now() >= deadline {
+                    if std::thread::panicking() {
+                        return;
+                    }
+                    panic!("waited {SHUTDOWN_WAIT:?} for the live server to shut down");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = thread.join();
         }
     }

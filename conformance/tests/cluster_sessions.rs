@@ -47,6 +47,7 @@ fn start_redis() -> (Redis, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
             let mut answer = [0u8; 7];
             if stream.write_all(b"PING\r\n").is_ok()
                 && stream.read_exact(&mut answer).is_ok()

@@ -240,6 +240,23 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// `pool.exchange(…)` run to its end; fails if the reply has not come within 30 s (the
+    /// pool itself waits for a reply as long as it takes).
+    fn exchange_within(
+        pool: &Pool,
+        address: &str,
+        request: &[u8],
+        head_request: bool,
+    ) -> Result<Response, String> {
+        smol::block_on(or(
+            pool.exchange(address, request, head_request, 1 << 20),
+            async {
+                smol::Timer::after(Duration::from_secs(30)).await;
+                panic!("waited 30 s for the fake node's reply to {address}")
+            },
+        ))
+    }
+
     /// A node that answers every request on a connection with a numbered reply; after
     /// `replies_per_connection` replies it closes the connection without reading more.
     fn fake_node(replies_per_connection: usize) -> (String, Arc<AtomicUsize>) {
@@ -281,8 +298,7 @@ mod tests {
 
     fn get(pool: &Pool, address: &str) -> String {
         let request = format!("GET /x HTTP/1.1\r\nHost: {address}\r\n\r\n");
-        let response =
-            smol::block_on(pool.exchange(address, request.as_bytes(), false, 1 << 20)).unwrap();
+        let response = exchange_within(pool, address, request.as_bytes(), false).unwrap();
         assert!(response.head.starts_with(b"HTTP/1.1 200"));
         String::from_utf8(response.body).unwrap()
     }
@@ -350,8 +366,7 @@ mod tests {
         let pool = Pool::default();
         let request = format!("HEAD /x HTTP/1.1\r\nHost: {address}\r\n\r\n");
         for _ in 0..2 {
-            let response =
-                smol::block_on(pool.exchange(&address, request.as_bytes(), true, 1 << 20)).unwrap();
+            let response = exchange_within(&pool, &address, request.as_bytes(), true).unwrap();
             assert!(response.body.is_empty());
         }
     }

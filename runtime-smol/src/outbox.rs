@@ -617,6 +617,10 @@ mod tests {
     fn socket_pair() -> (Arc<Async<TcpStream>>, TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // A read that waits for frames that never come fails instead of hanging.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
         let (server, _) = listener.accept().unwrap();
         (Arc::new(Async::new(server).unwrap()), client)
     }

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn reads_and_writes_wait_for_readiness_and_close_ends_the_peers_stream() {
-        smol::block_on(async {
+        let test = async {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let mut client = TcpStream::connect(listener.local_addr().unwrap())
                 .await
@@ -129,6 +129,10 @@ mod tests {
             client.read_to_end(&mut answer).await.unwrap();
             assert_eq!(answer, b"pong", "then the end of the stream");
             assert_eq!(&reader.await, b"ping!");
-        });
+        };
+        smol::block_on(futures_lite::future::or(test, async {
+            smol::Timer::after(std::time::Duration::from_secs(30)).await;
+            panic!("waited 30 s for the ping, the pong and the end of the stream")
+        }));
     }
 }

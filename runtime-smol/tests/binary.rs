@@ -6,6 +6,7 @@ mod support;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::{WAIT, join_within, output_within, wait_child};
 
 fn spawn(args: &[&str]) -> (Child, String) {
     support::spawn_livebridge(args)
@@ -13,10 +14,11 @@ fn spawn(args: &[&str]) -> (Child, String) {
 
 #[test]
 fn help_documents_every_setting_with_its_default() {
-    let output = Command::new(env!("CARGO_BIN_EXE_livebridge"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_livebridge")).args(["serve", "--help"]),
+        "livebridge serve --help",
+        WAIT,
+    );
     let help = String::from_utf8(output.stdout).unwrap();
     for (flag, default) in [
         ("--bind", "127.0.0.1:5100"),
@@ -38,7 +40,10 @@ fn help_documents_every_setting_with_its_default() {
 #[test]
 fn settings_from_flags_reach_the_engine() {
     let (mut child, addr) = spawn(&["--queue-limit", "7", "--stale-after", "3s"]);
-    let agent = ureq::Agent::new_with_defaults();
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent();
     let text = agent
         .get(format!("http://{addr}/ws/status"))
         .call()
@@ -58,8 +63,10 @@ fn sigterm_closes_websockets_answers_polls_and_exits_zero() {
     let (mut child, addr) = spawn(&[]);
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let mut ws = smol::block_on(support::WsClient::connect(addr));
+    // Beyond the 30 s long poll below.
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .new_agent();
     let text = agent
@@ -89,17 +96,21 @@ fn sigterm_closes_websockets_answers_polls_and_exits_zero() {
         .unwrap();
     assert!(killed.success());
     assert_eq!(ws.close_code(), Some(1001));
-    assert_eq!(poll.join().unwrap(), 200);
-    let status = child.wait().unwrap();
+    assert_eq!(
+        join_within(poll, "the long poll's answer", WAIT).unwrap(),
+        200
+    );
+    let status = wait_child(&mut child, "livebridge after SIGTERM", WAIT);
     assert_eq!(status.code(), Some(0));
 }
 
 #[test]
 fn binding_beyond_loopback_without_an_admin_token_is_refused() {
-    let output = Command::new(env!("CARGO_BIN_EXE_livebridge"))
-        .args(["serve", "--bind", "0.0.0.0:0"])
-        .output()
-        .unwrap();
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_livebridge")).args(["serve", "--bind", "0.0.0.0:0"]),
+        "livebridge refusing to bind beyond loopback",
+        WAIT,
+    );
     // Exit code 2: a configuration error (docs/operations.md, "Exit codes").
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -110,16 +121,19 @@ fn binding_beyond_loopback_without_an_admin_token_is_refused() {
 fn a_minted_token_opens_a_session_on_a_server_that_requires_tokens() {
     let secret = ["--client-token-secret", "s3cret"];
     let (mut child, addr) = spawn(&secret);
-    let token = Command::new(env!("CARGO_BIN_EXE_livebridge"))
-        .args([
-            "token", "--secret", "s3cret", "--sub", "plugin", "--ttl", "1h",
-        ])
-        .args(["--channels", "jobs,system", "--client-type", "lightroom"])
-        .output()
-        .unwrap();
+    let token = output_within(
+        Command::new(env!("CARGO_BIN_EXE_livebridge"))
+            .args([
+                "token", "--secret", "s3cret", "--sub", "plugin", "--ttl", "1h",
+            ])
+            .args(["--channels", "jobs,system", "--client-type", "lightroom"]),
+        "livebridge token",
+        WAIT,
+    );
     let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
         .build()
         .new_agent();
     let handshake = |body: String| {
@@ -182,7 +196,7 @@ fn at_the_file_descriptor_limit_accept_errors_are_logged_once_per_episode_and_co
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    child.wait().unwrap();
+    wait_child(&mut child, "livebridge after SIGTERM", WAIT);
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     let warned = text.lines().filter(|l| l.contains("accept failed")).count();

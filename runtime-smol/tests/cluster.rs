@@ -254,18 +254,10 @@ fn a_node_started_while_redis_is_down_refuses_clients_until_redis_answers() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("livebridge listening on http://")
-        .to_string();
+    let addr = support::announced_address(&mut child);
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
         .build()
         .new_agent();
     let status = |path: &str, body: Option<&str>| {

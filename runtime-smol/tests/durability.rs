@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use support::{WAIT, output_within};
 
 /// A fresh data dir under the target directory, removed first.
 fn data_dir(name: &str) -> PathBuf {
@@ -88,7 +89,13 @@ fn a_kill_9_while_publishing_loses_no_acknowledged_event_and_duplicates_none() {
     };
     let (_, before) = call(&agent, &addr, "GET", "/api/history/jobs?limit=0", None).unwrap();
     let epoch = before["epoch"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + WAIT;
     while acked.load(Ordering::SeqCst) < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT:?} for 300 acknowledged publishes; got {}",
+            acked.load(Ordering::SeqCst)
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
@@ -236,11 +243,13 @@ fn an_unusable_data_dir_stops_start_up_with_a_message_naming_it() {
         (&under_a_file, "cannot create it"),
         (&a_file, "is not a directory"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_livebridge"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .output()
-            .unwrap();
+        let output = output_within(
+            Command::new(env!("CARGO_BIN_EXE_livebridge"))
+                .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+                .arg(dir),
+            "livebridge refusing an unusable data dir",
+            WAIT,
+        );
         // Exit code 4: the data dir cannot be used (docs/operations.md, "Exit codes").
         assert_eq!(output.status.code(), Some(4));
         let stderr = String::from_utf8_lossy(&output.stderr);

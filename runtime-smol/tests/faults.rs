@@ -10,7 +10,7 @@ use futures_lite::StreamExt;
 use livebridge_core::SlowConsumerPolicy;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{Raw, TestServer, WsClient};
+use support::{Raw, TestServer, WsClient, block_on_within};
 
 /// The value of one Prometheus sample, 0 when absent.
 fn metric(server: &TestServer, sample: &str) -> u64 {
@@ -190,6 +190,9 @@ struct Reading {
     close: Option<u16>,
 }
 
+/// How long [`read_all`] may take: thousands of large events on a slow machine.
+const READ_ALL_WAIT: Duration = Duration::from_secs(120);
+
 /// Reads until the socket closes or stays quiet for a second.
 async fn read_all(client: &mut WsClient, reading: &mut Reading) {
     loop {
@@ -246,7 +249,11 @@ fn a_reader_that_stops_reading(policy: SlowConsumerPolicy) -> Reading {
         assert_eq!(status, 200, "{reply}");
     }
     let mut reading = Reading::default();
-    smol::block_on(read_all(&mut reader, &mut reading));
+    block_on_within(
+        "the stopped reader to read everything",
+        READ_ALL_WAIT,
+        read_all(&mut reader, &mut reading),
+    );
     if policy == SlowConsumerPolicy::Disconnect {
         assert_eq!(reading.close, Some(1008), "the client sees the close frame");
         let (mut resumed, welcome) = smol::block_on(WsClient::connect_to(
@@ -254,7 +261,11 @@ fn a_reader_that_stops_reading(policy: SlowConsumerPolicy) -> Reading {
             &format!("/ws?client_id={}", reader.client_id),
         ));
         assert_eq!(welcome["resumed"], true);
-        smol::block_on(read_all(&mut resumed, &mut reading));
+        block_on_within(
+            "the resumed reader to read everything",
+            READ_ALL_WAIT,
+            read_all(&mut resumed, &mut reading),
+        );
     }
     assert!(
         reading.events.windows(2).all(|w| w[0] < w[1]),

@@ -120,10 +120,6 @@ fn a_well_behaved_client_keeps_receiving_everything_during_an_attack() {
     // Still serving.
     let id = server.handshake("lightroom");
     assert_eq!(server.poll_types(&id), ["connection_established"]);
-    smol::block_on(
-        good.ws
-            .send(Message::text(json!({"type": "ping"}).to_string())),
-    )
-    .unwrap();
+    good.send_frame(Message::text(json!({"type": "ping"}).to_string()));
     assert_eq!(good.recv().unwrap()["type"], "pong");
 }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-use support::WsClient;
+use support::{WAIT, WsClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_livebridge");
 
@@ -44,14 +44,13 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn livebridge");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        let read = reader.read_line(&mut line).unwrap_or(0);
+        let (line, mut reader) =
+            support::first_line_within(&mut child, "livebridge announcing its address", WAIT);
         let addr = line
             .trim()
             .strip_prefix("livebridge listening on http://")
             .map(str::to_string);
-        let Some(addr) = addr.filter(|_| read > 0) else {
+        let Some(addr) = addr else {
             let _ = child.kill();
             let _ = child.wait();
             return None;
@@ -101,7 +100,11 @@ impl Server {
 
     fn publish(&self, event: &Value) {
         let url = format!("{}/api/events", self.url());
-        let response = ureq::post(&url)
+        let response = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .new_agent()
+            .post(&url)
             .header("content-type", "application/json")
             .send(event.to_string())
             .unwrap_or_else(|e| panic!("POST /api/events: {e}"));

@@ -7,7 +7,7 @@ use async_tungstenite::tungstenite::Message;
 use futures_lite::StreamExt;
 use serde_json::json;
 use std::time::Duration;
-use support::{TestServer, WsClient};
+use support::{TestServer, WAIT, WsClient, block_on_within, join_within};
 
 #[test]
 fn websocket_and_polling_clients_see_each_others_events() {
@@ -56,7 +56,7 @@ fn ping_messages_and_websocket_pings_are_answered() {
     let mut client = server.ws();
     client.send(json!({"type": "ping"}));
     assert_eq!(client.recv().unwrap()["type"], "pong");
-    smol::block_on(async {
+    block_on_within("the pong to a WebSocket ping", WAIT, async {
         client
             .ws
             .send(Message::Ping(b"hi".to_vec().into()))
@@ -73,14 +73,14 @@ fn ping_messages_and_websocket_pings_are_answered() {
 fn bad_messages_get_error_frames_and_the_socket_stays_open() {
     let server = TestServer::start();
     let mut client = server.ws();
-    smol::block_on(client.ws.send(Message::text("{oops"))).unwrap();
+    client.send_frame(Message::text("{oops"));
     assert!(
         client.recv().unwrap()["error"]
             .as_str()
             .unwrap()
             .starts_with("invalid JSON")
     );
-    smol::block_on(client.ws.send(Message::binary(vec![1, 2, 3]))).unwrap();
+    client.send_frame(Message::binary(vec![1, 2, 3]));
     assert!(
         client.recv().unwrap()["error"]
             .as_str()
@@ -103,7 +103,7 @@ fn an_oversized_message_closes_with_1009_and_others_are_unaffected() {
     bystander.recv();
     let mut client = server.ws();
     let huge = json!({"type": "ping", "pad": "x".repeat(4096)});
-    smol::block_on(client.ws.send(Message::text(huge.to_string()))).unwrap();
+    client.send_frame(Message::text(huge.to_string()));
     assert_eq!(client.close_code(), Some(1009));
     server.post("/ws/notify/system_status", json!({"status": "ok"}));
     assert_eq!(bystander.recv().unwrap()["type"], "system_status");
@@ -154,7 +154,12 @@ fn a_new_socket_resumes_a_dropped_session_with_what_was_queued() {
 fn a_normal_close_from_the_client_ends_its_session() {
     let server = TestServer::start();
     let mut client = server.ws();
-    smol::block_on(client.ws.close(None)).unwrap();
+    block_on_within(
+        "the client's close frame to go out",
+        WAIT,
+        client.ws.close(None),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let (_, clients) = server.get("/ws/clients");
     assert_eq!(
@@ -162,7 +167,9 @@ fn a_normal_close_from_the_client_ends_its_session() {
         "no close code: the session stays resumable"
     );
     let mut other = server.ws();
-    smol::block_on(
+    block_on_within(
+        "the client's close frame to go out",
+        WAIT,
         other
             .ws
             .close(Some(async_tungstenite::tungstenite::protocol::CloseFrame {
@@ -184,8 +191,10 @@ fn graceful_shutdown_closes_sockets_with_1001_and_answers_pending_polls() {
     server.poll(&id);
     let addr = server.addr;
     let poll = std::thread::spawn(move || {
+        // Beyond the 30 s long poll.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .new_agent();
         let mut response = agent
@@ -200,7 +209,7 @@ fn graceful_shutdown_closes_sockets_with_1001_and_answers_pending_polls() {
     std::thread::sleep(Duration::from_millis(300));
     server.shutdown();
     assert_eq!(client.close_code(), Some(1001));
-    let (status, body) = poll.join().unwrap();
+    let (status, body) = join_within(poll, "the long poll's answer", WAIT).unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"messages\":[]"));
     assert!(

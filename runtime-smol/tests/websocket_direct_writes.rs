@@ -9,7 +9,7 @@ use async_tungstenite::tungstenite::Message;
 use futures_lite::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::TestServer;
+use support::{TestServer, block_on_within};
 
 const EVENTS: usize = 600;
 const MESSAGE_BYTES: usize = 20_000;
@@ -38,39 +38,43 @@ fn every_frame_arrives_whole_and_in_order_when_the_client_stalls_and_resumes() {
     std::thread::sleep(Duration::from_millis(200));
 
     // Ends only once every event and the pong came.
-    let seen = smol::block_on(async {
-        // A ping while frames wait: the task writes the pong behind the frames it holds.
-        client
-            .ws
-            .send(Message::Ping(b"mid".to_vec().into()))
-            .await
-            .unwrap();
-        let mut seen = Vec::new();
-        let mut pong = false;
-        while seen.len() < EVENTS || !pong {
-            let next = futures_lite::future::or(async { client.ws.next().await }, async {
-                smol::Timer::after(Duration::from_secs(10)).await;
-                None
-            })
-            .await;
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    let event: Value = serde_json::from_str(&text).expect("a whole JSON frame");
-                    let seq: usize = event["job_id"].as_str().unwrap().parse().unwrap();
-                    let message = event["message"].as_str().unwrap();
-                    assert_eq!(message, format!("{seq}:{}", "x".repeat(MESSAGE_BYTES)));
-                    seen.push(seq);
+    let seen = block_on_within(
+        "every event and the pong",
+        Duration::from_secs(120),
+        async {
+            // A ping while frames wait: the task writes the pong behind the frames it holds.
+            client
+                .ws
+                .send(Message::Ping(b"mid".to_vec().into()))
+                .await
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut pong = false;
+            while seen.len() < EVENTS || !pong {
+                let next = futures_lite::future::or(async { client.ws.next().await }, async {
+                    smol::Timer::after(Duration::from_secs(10)).await;
+                    None
+                })
+                .await;
+                match next {
+                    Some(Ok(Message::Text(text))) => {
+                        let event: Value = serde_json::from_str(&text).expect("a whole JSON frame");
+                        let seq: usize = event["job_id"].as_str().unwrap().parse().unwrap();
+                        let message = event["message"].as_str().unwrap();
+                        assert_eq!(message, format!("{seq}:{}", "x".repeat(MESSAGE_BYTES)));
+                        seen.push(seq);
+                    }
+                    Some(Ok(Message::Pong(payload))) => {
+                        assert_eq!(&payload[..], b"mid");
+                        pong = true;
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("after {} events: {other:?}", seen.len()),
                 }
-                Some(Ok(Message::Pong(payload))) => {
-                    assert_eq!(&payload[..], b"mid");
-                    pong = true;
-                }
-                Some(Ok(_)) => {}
-                other => panic!("after {} events: {other:?}", seen.len()),
             }
-        }
-        seen
-    });
+            seen
+        },
+    );
     assert_eq!(seen, (0..EVENTS).collect::<Vec<_>>(), "once each, in order");
 
     // Still a working connection, and the server counted nothing as dropped.

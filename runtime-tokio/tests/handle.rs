@@ -7,7 +7,15 @@ mod support;
 use livebridge_axum::{Server, ServerConfig};
 use livebridge_core::{Event, Id, JobProgress};
 use serde_json::json;
+use std::time::Duration;
 use support::http;
+
+/// `future`, failing naming `what` if it is not done within 30 s.
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .unwrap_or_else(|_| panic!("waited 30 s for {what}"))
+}
 
 fn start() -> Server {
     Server::start(ServerConfig {
@@ -39,15 +47,19 @@ fn a_typed_publish_reaches_a_polling_subscriber_with_its_position() {
 
     let handle = server.livebridge().handle();
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     runtime
-        .block_on(handle.publish(Event::JobProgress(JobProgress {
-            job_id: Id::Text("j1".into()),
-            stage: "analyzing".into(),
-            progress: 45.5,
-            message: None,
-        })))
+        .block_on(within(
+            "the publish's answer",
+            handle.publish(Event::JobProgress(JobProgress {
+                job_id: Id::Text("j1".into()),
+                stage: "analyzing".into(),
+                progress: 45.5,
+                message: None,
+            })),
+        ))
         .expect("published");
 
     let (status, poll) = http(addr, "GET", &format!("/ws/poll?client_id={id}"), "");
@@ -69,10 +81,14 @@ fn a_refused_publish_names_the_field_and_the_http_status() {
     let server = start();
     let handle = server.livebridge().handle();
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let refused = runtime
-        .block_on(handle.publish_json(vec![json!({"type": "job_progress", "job_id": "j1"})]))
+        .block_on(within(
+            "the refused publish's answer",
+            handle.publish_json(vec![json!({"type": "job_progress", "job_id": "j1"})]),
+        ))
         .expect_err("a job_progress without stage and progress is refused");
     assert_eq!(refused.http_status(), 400);
     assert!(refused.to_string().contains("stage"), "{refused}");

@@ -13,7 +13,10 @@ const USAGE = fileURLToPath(new URL('./types/usage.ts', import.meta.url));
 test('livebridge.d.ts compiles in strict mode against an app that uses the API', async () => {
   const args = [TSC, '--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--lib', 'es2022,dom', USAGE];
   const output = await new Promise((resolve) => {
-    execFile(process.execPath, args, (error, stdout, stderr) => resolve({ code: error?.code ?? 0, text: stdout + stderr }));
+    // Killed if still running after 50 s (inside the runner's 60 s per test), saying so.
+    execFile(process.execPath, args, { timeout: 50000 }, (error, stdout, stderr) =>
+      resolve({ code: error?.killed ? 'killed: tsc still running after 50 s' : (error?.code ?? 0), text: stdout + stderr }),
+    );
   });
   assert.equal(output.code, 0, output.text);
 });

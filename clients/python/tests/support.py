@@ -75,8 +75,14 @@ class Hub:
             line = self._first_line(deadline)
             if line is not None:
                 break
-            # The port of a restart may still be held for a moment: try again.
-            self.process.wait()
+            # The port of a restart may still be held for a moment: try again. (Still running
+            # at the deadline, without a line: it will not print one.)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+                raise RuntimeError(f"livebridge printed no address within 10 s: {self.log_text()}") from None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"livebridge did not start: {self.log_text()}")
             time.sleep(0.05)

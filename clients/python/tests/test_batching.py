@@ -27,7 +27,7 @@ def test_a_burst_from_many_threads_is_batched_and_arrives_once_in_order(start_hu
     livebridge.configure(url=hub.url, timeout=5.0)
     subscriber = RawSubscriber(hub, ["jobs"])
     results: Dict[int, List[bool]] = defaultdict(list)
-    start = threading.Barrier(THREADS)
+    start = threading.Barrier(THREADS, timeout=30)  # a thread that never comes fails the others
 
     def publish_all(thread: int) -> None:
         start.wait()

@@ -162,7 +162,7 @@ impl Redis {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
         stream.write_all(b"SHUTDOWN SAVE\r\n").expect("SHUTDOWN");
         if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
+            crate::support::wait_child(&mut child, "redis-server after SHUTDOWN SAVE", PATIENCE);
         }
         assert!(self.dir.join("dump.rdb").exists(), "redis saved a snapshot");
         self.launch();

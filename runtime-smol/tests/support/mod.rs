@@ -15,10 +15,113 @@ use livebridge_smol::{Server, ServerConfig};
 use serde_json::Value;
 use smol::net::TcpStream;
 use std::ffi::OsStr;
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for anything that should happen (a reply, a process to exit, a
+/// thread to finish) before it fails saying what it waited for: far beyond what a slow,
+/// shared CI machine needs, so it only ends a hang.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// `future`, or a panic naming `what` if it is not done within `wait`.
+pub async fn within<T>(what: &str, wait: Duration, future: impl Future<Output = T>) -> T {
+    futures_lite::future::or(future, async {
+        smol::Timer::after(wait).await;
+        panic!("waited {wait:?} for {what}")
+    })
+    .await
+}
+
+/// `smol::block_on(future)`, failing with `what` if it is not done within `wait`.
+pub fn block_on_within<T>(what: &str, wait: Duration, future: impl Future<Output = T>) -> T {
+    smol::block_on(within(what, wait, future))
+}
+
+/// Waits for `child` to exit; if it has not within `wait`, kills it and fails naming `what`.
+pub fn wait_child(child: &mut Child, what: &str, wait: Duration) -> ExitStatus {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {wait:?} (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `command.output()`, but a command still running after `wait` is killed and the test fails
+/// naming `what`.
+pub fn output_within(command: &mut Command, what: &str, wait: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = wait_child(&mut child, what, wait);
+    Output {
+        status,
+        stdout: join_within(stdout, &format!("the stdout of {what}"), wait).unwrap(),
+        stderr: join_within(stderr, &format!("the stderr of {what}"), wait).unwrap(),
+    }
+}
+
+/// `thread.join()`, failing naming `what` if the thread has not finished within `wait`.
+pub fn join_within<T>(thread: JoinHandle<T>, what: &str, wait: Duration) -> std::thread::Result<T> {
+    let deadline = Instant::now() + wait;
+    while !thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {wait:?} for {what} to finish"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    thread.join()
+}
+
+/// The first line `child` prints on its (piped) stdout, and the rest of its stdout; if no
+/// line (nor the end of its output) comes within `wait`, kills it and fails naming `what`.
+pub fn first_line_within(
+    child: &mut Child,
+    what: &str,
+    wait: Duration,
+) -> (String, BufReader<ChildStdout>) {
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout piped"));
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line);
+        let _ = sender.send((read.map(|_| line), reader));
+    });
+    match receiver.recv_timeout(wait) {
+        Ok((line, reader)) => (line.unwrap_or_default(), reader),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} printed no line within {wait:?} (killed)");
+        }
+    }
+}
 
 /// Starts the `livebridge` binary — `serve` on an ephemeral loopback port with warnings only,
 /// then `args` — and returns it with the address its first line announces.
@@ -38,12 +141,10 @@ where
     (child, addr)
 }
 
-/// The address a `livebridge` started with its stdout piped announces on its first line.
+/// The address a `livebridge` started with its stdout piped announces on its first line
+/// (within [`WAIT`], or it is killed and the test fails).
 pub fn announced_address(child: &mut Child) -> String {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout piped"))
-        .read_line(&mut line)
-        .unwrap();
+    let (line, _) = first_line_within(child, "livebridge announcing its address", WAIT);
     line.trim()
         .strip_prefix("livebridge listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
@@ -191,11 +292,29 @@ impl TestServer {
         smol::block_on(WsClient::connect(self.addr))
     }
 
+    /// Shuts the server down; fails if it has not stopped within [`WAIT`] (when the test is
+    /// already failing, the server is left behind instead).
     pub fn shutdown(&mut self) {
-        match self.server.take() {
-            Some(Running::Smol(server)) => server.shutdown().expect("clean shutdown"),
-            Some(Running::Axum(server)) => server.shutdown().expect("clean shutdown"),
-            None => {}
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        let stopping = std::thread::spawn(move || match server {
+            Running::Smol(server) => server.shutdown(),
+            Running::Axum(server) => server.shutdown(),
+        });
+        let deadline = Instant::now() + WAIT;
+        while !stopping.is_finished() {
+            if Instant::now() >= deadline {
+                if std::thread::panicking() {
+                    return;
+                }
+                panic!("waited {WAIT:?} for the server to shut down");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match stopping.join() {
+            Ok(result) => result.expect("clean shutdown"),
+            Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 }
@@ -227,13 +346,20 @@ impl WsClient {
     }
 
     /// Opens a WebSocket on `path` (`/ws?client_id=…` to resume); returns the client and its
-    /// `connection_established` frame.
+    /// `connection_established` frame. Fails if the handshake is not done within [`WAIT`].
     pub async fn connect_to(addr: SocketAddr, path: &str) -> (WsClient, Value) {
-        let stream = TcpStream::connect(addr).await.expect("connect");
         let url = format!("ws://{addr}{path}");
-        let (ws, response) = async_tungstenite::client_async(url, stream)
-            .await
-            .expect("websocket handshake");
+        let (ws, response) = within(
+            &format!("the WebSocket handshake with {url}"),
+            WAIT,
+            async {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                async_tungstenite::client_async(url.as_str(), stream)
+                    .await
+                    .expect("websocket handshake")
+            },
+        )
+        .await;
         assert_eq!(response.status(), 101);
         let mut client = WsClient {
             ws,
@@ -245,8 +371,14 @@ impl WsClient {
         (client, welcome)
     }
 
+    /// Sends `message`; fails if the socket does not take it within [`WAIT`].
     pub fn send(&mut self, message: Value) {
-        smol::block_on(self.ws.send(Message::text(message.to_string()))).expect("send");
+        self.send_frame(Message::text(message.to_string()));
+    }
+
+    /// Sends any frame; fails if the socket does not take it within [`WAIT`].
+    pub fn send_frame(&mut self, frame: Message) {
+        block_on_within("the WebSocket to take a frame", WAIT, self.ws.send(frame)).expect("send");
     }
 
     /// The next JSON text message, or `None` if none comes within 5 s.
@@ -315,11 +447,18 @@ impl Raw {
         self.stream.write_all(bytes).unwrap();
     }
 
-    /// Everything the server sends until it closes the connection (or 5 s pass).
+    /// Everything the server sends until it closes the connection (or 5 s pass without a
+    /// byte); fails if it is still sending after [`WAIT`].
     pub fn read_to_close(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut chunk = [0u8; 8192];
+        let deadline = Instant::now() + WAIT;
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "waited {WAIT:?} for the server to close the connection; got {} bytes",
+                out.len()
+            );
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return out,
                 Ok(n) => out.extend_from_slice(&chunk[..n]),

@@ -3,7 +3,7 @@
 // hub restart, and from other origins: refused unless --allowed-origin names them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Hub, waitFor } from '../support/hub.js';
+import { Hub, waitFor, within } from '../support/hub.js';
 import { launchBrowser } from '../support/browser.js';
 import { startStaticServer } from '../support/static-server.js';
 import { startPageClient, waitForConnected, waitForEvents, pageClient } from '../support/page-client.js';
@@ -136,7 +136,7 @@ test('a page of a foreign origin not in --allowed-origin cannot use the hub: req
     await page.waitForFunction(() => window.lb.states.includes('reconnecting'));
     assert.equal((await pageClient(page)).clientId, null);
     // The socket was tried first and refused with 403 as well.
-    assert.match(await socketRefused, /403/);
+    assert.match(await within(socketRefused, { timeout: 10000, what: 'the socket refused with 403' }), /403/);
     assert.deepEqual(await hub.clients(), [], 'no session was made');
   } finally {
     await context.close();

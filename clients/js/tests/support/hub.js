@@ -9,6 +9,11 @@ import fs from 'node:fs';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 export const BINARY = process.env.LIVEBRIDGE_BIN ?? path.join(REPO, 'target/release/livebridge');
 
+// Deadlines far beyond what a slow machine needs: they turn a hang into a failure that says
+// what was awaited.
+const START_TIMEOUT = 20000;
+const API_TIMEOUT = 20000;
+
 /** A running hub. `start()` picks a free port; `restart()` comes back on the same one. */
 export class Hub {
   constructor(args = []) {
@@ -68,6 +73,10 @@ export class Hub {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      // A hub that never answers fails the test with the request named, not a hang.
+      signal: AbortSignal.timeout(API_TIMEOUT),
+    }).catch((error) => {
+      throw new Error(`${method} ${route}: ${error.name === 'TimeoutError' ? `no answer within ${API_TIMEOUT} ms` : error}`);
     });
     const json = await response.json();
     if (expectStatus !== undefined ? response.status !== expectStatus : !response.ok) {
@@ -99,6 +108,7 @@ export class Hub {
       stderr = (stderr + chunk).slice(-4000);
     });
     const lines = createInterface({ input: child.stdout });
+    let silent;
     const address = await new Promise((resolve, reject) => {
       lines.once('line', (line) => {
         const match = /^livebridge listening on http:\/\/(\S+)/.exec(line.trim());
@@ -106,7 +116,11 @@ export class Hub {
         else reject(new Error(`unexpected first line: ${line}`));
       });
       child.once('exit', (code) => reject(new Error(`livebridge exited (${code}): ${stderr}`)));
-    });
+      silent = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`livebridge printed no address within ${START_TIMEOUT} ms (killed): ${stderr}`));
+      }, START_TIMEOUT);
+    }).finally(() => clearTimeout(silent));
     lines.on('line', () => {}); // keep draining stdout
     this.process = child;
     this.address = address;
@@ -116,6 +130,19 @@ export class Hub {
 function valueOf(args, flag) {
   const index = args.indexOf(flag);
   return index >= 0 ? args[index + 1] : undefined;
+}
+
+/** `promise`, or a rejection naming `what` if it has not settled within `timeout` ms. */
+export async function within(promise, { timeout = 5000, what = 'a promise' } = {}) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeout} ms waiting for ${what}`)), timeout);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Resolves once `predicate()` is truthy (polled every 20 ms); fails after `timeout` ms. */
