@@ -32,12 +32,8 @@ fn livebridge(args: &[&str], env: &[(&str, &str)]) -> Output {
             command.env_remove(name);
         }
     }
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run livebridge")
+    command.args(args).envs(env.iter().copied());
+    support::output_within(&mut command, "livebridge to finish", support::WAIT)
 }
 
 fn stdout(output: &Output) -> String {
@@ -395,24 +391,10 @@ fn a_service_manager_is_told_when_the_hub_is_ready_and_when_it_stops() {
     assert!(status.success());
     let length = socket.recv(&mut message).expect("STOPPING=1 within 20 s");
     assert_eq!(&message[..length], b"STOPPING=1\n");
-    let exit = exit_within(&mut child, std::time::Duration::from_secs(20));
+    let exit = support::wait_child(
+        &mut child,
+        "livebridge to exit after SIGTERM",
+        support::WAIT,
+    );
     assert_eq!(exit.code(), Some(0), "a graceful stop exits 0");
-}
-
-/// The child's exit status; fails the test if it has not exited within `limit`.
-fn exit_within(
-    child: &mut std::process::Child,
-    limit: std::time::Duration,
-) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("livebridge did not exit within {limit:?} of SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
