@@ -7,9 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
-cargo test --workspace --locked
+# cargo-nextest runs every test in its own process and kills one that runs past 5 minutes,
+# naming it (.config/nextest.toml): a stuck test fails the run instead of holding CI until its
+# time limit (issue 30). The Rust image ships it; a machine without it gets it from crates.io.
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+cargo nextest run --workspace --locked
+# Doc tests (nextest does not run them): examples that compile and assert, no I/O to wait on;
+# the timeout is the same guard.
+timeout --signal=KILL 10m cargo test --workspace --locked --doc
 # The server's protocol tests, on the second runtime (runtime-smol/tests/support/mod.rs).
-LIVEBRIDGE_TEST_RUNTIME=axum cargo test --locked -p livebridge-smol --test http_api --test websocket --test recovery --test early_replies
+LIVEBRIDGE_TEST_RUNTIME=axum cargo nextest run --locked -p livebridge-smol --test http_api --test websocket --test recovery --test early_replies
 scripts/test-python.sh
 # README's quick start, run as printed against the release binary test-python.sh built.
 python3 scripts/check-readme.py
