@@ -138,3 +138,112 @@ impl Default for Config {
         }
     }
 }
+
+/// Settings a hub must not serve with: each variant names the setting and says what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A secret is set but empty (an unset shell variable, say): an empty admin token or
+    /// client token secret would open what it guards to anyone. Give a value, or leave the
+    /// setting out.
+    EmptySecret {
+        /// The setting, as its flag: `--admin-token` or `--client-token-secret`.
+        flag: &'static str,
+    },
+    /// Listening beyond loopback without an admin token: anyone who can reach the port could
+    /// broadcast, publish and disconnect clients. Set an admin token, or listen on loopback.
+    ExposedWithoutAdminToken {
+        /// The address the hub would listen on.
+        listen: std::net::IpAddr,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::EmptySecret { flag } => write!(
+                f,
+                "{flag} is empty (an unset shell variable?): an empty secret would open what it \
+                 guards to anyone; give a value, or leave the flag out"
+            ),
+            ConfigError::ExposedWithoutAdminToken { listen } => write!(
+                f,
+                "refusing to listen on {listen} without --admin-token: beyond loopback, anyone \
+                 who can reach the port could broadcast, publish and disconnect clients"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks that these settings are safe to serve on `listen`: no empty secret, and an
+    /// admin token whenever the address is not loopback. Both runtimes' servers refuse to
+    /// start otherwise; an embedder that owns its listener should call it too.
+    pub fn check_exposure(&self, listen: std::net::IpAddr) -> Result<(), ConfigError> {
+        for (flag, value) in [
+            ("--admin-token", &self.admin_token),
+            ("--client-token-secret", &self.client_token_secret),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(ConfigError::EmptySecret { flag });
+            }
+        }
+        if !listen.is_loopback() && self.admin_token.is_none() {
+            return Err(ConfigError::ExposedWithoutAdminToken { listen });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod exposure_tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const EVERYWHERE: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+    #[test]
+    fn loopback_needs_no_token_and_beyond_it_an_admin_token_is_required() {
+        let open = Config::default();
+        assert_eq!(open.check_exposure(LOOPBACK), Ok(()));
+        assert_eq!(open.check_exposure(IpAddr::V6(Ipv6Addr::LOCALHOST)), Ok(()));
+        assert_eq!(
+            open.check_exposure(EVERYWHERE),
+            Err(ConfigError::ExposedWithoutAdminToken { listen: EVERYWHERE })
+        );
+        let guarded = Config {
+            admin_token: Some("t0ken".into()),
+            ..Config::default()
+        };
+        assert_eq!(guarded.check_exposure(EVERYWHERE), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_wherever_the_hub_listens() {
+        for (config, flag) in [
+            (
+                Config {
+                    admin_token: Some(String::new()),
+                    ..Config::default()
+                },
+                "--admin-token",
+            ),
+            (
+                Config {
+                    client_token_secret: Some("  ".into()),
+                    ..Config::default()
+                },
+                "--client-token-secret",
+            ),
+        ] {
+            for listen in [LOOPBACK, EVERYWHERE] {
+                assert_eq!(
+                    config.check_exposure(listen),
+                    Err(ConfigError::EmptySecret { flag })
+                );
+            }
+        }
+    }
+}

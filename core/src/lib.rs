@@ -84,7 +84,7 @@ pub use catalogue::{
     Catalogue, CatalogueError, EncodedEvent, EventSpec, FieldError, FieldKind, FieldSpec, Rule,
 };
 pub use command::{CommandError, CommandResult};
-pub use config::{Config, SlowConsumerPolicy};
+pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use engine::{Engine, PROTOCOL_VERSION, SessionView, close_code};
 pub use events::{
     ApprovalQueueUpdated, ErrorOccurred, Event, ExportCompleted, ExportFailed, ExportStarted, Id,

@@ -292,24 +292,11 @@ impl ServeArgs {
                 ));
             }
         }
-        for (flag, value) in [
-            ("--admin-token", &self.admin_token),
-            ("--client-token-secret", &self.client_token_secret),
-        ] {
-            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(format!(
-                    "{flag} is empty (an unset shell variable?): an empty secret would open \
-                     what it guards to anyone; give a value, or leave the flag out"
-                ));
-            }
-        }
-        if !self.bind.ip().is_loopback() && self.admin_token.is_none() {
-            return Err(format!(
-                "refusing to listen on {} without --admin-token: beyond loopback, anyone who \
-                 can reach the port could broadcast, publish and disconnect clients",
-                self.bind
-            ));
-        }
+        let config = self.server_config()?;
+        config
+            .engine
+            .check_exposure(self.bind.ip())
+            .map_err(|problem| problem.to_string())?;
         Ok(())
     }
 

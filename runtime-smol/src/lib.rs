@@ -139,6 +139,10 @@ impl Server {
     /// background threads. Errors say what failed: the data dir (naming its path) or the
     /// address.
     pub fn start(mut config: ServerConfig) -> Result<Server, StartError> {
+        config
+            .engine
+            .check_exposure(config.bind.ip())
+            .map_err(|problem| StartError::new(StartFailure::Config, problem.to_string()))?;
         config.engine.durable = config.data_dir.is_some();
         config.engine.clustered = config.broker.is_some();
         if let Some(broker) = &config.broker {

@@ -60,9 +60,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store (with `data_dir`), binds `config.bind` and serves on a background
-    /// thread. Errors say what failed: the data dir (naming its path) or the address.
+    /// Checks the settings are safe to serve on `config.bind` (`Config::check_exposure`: no
+    /// empty secret, an admin token beyond loopback), opens the store (with `data_dir`), binds
+    /// `config.bind` and serves on a background thread. Errors say what failed: the settings,
+    /// the data dir (naming its path) or the address.
     pub fn start(config: ServerConfig) -> io::Result<Server> {
+        config
+            .settings
+            .engine
+            .check_exposure(config.bind.ip())
+            .map_err(|problem| io::Error::new(io::ErrorKind::InvalidInput, problem))?;
         let livebridge = match config.data_dir.clone() {
             Some(data_dir) => Livebridge::durable(config.settings.clone(), data_dir)?,
             None => Livebridge::new(config.settings.clone()),

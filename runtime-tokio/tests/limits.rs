@@ -62,3 +62,29 @@ fn requests_within_the_limits_are_served() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"success\":true"), "{answer}");
 }
+
+#[test]
+fn a_server_beyond_loopback_without_an_admin_token_or_with_an_empty_one_does_not_start() {
+    let beyond_loopback = ServerConfig {
+        bind: "0.0.0.0:0".parse().unwrap(),
+        threads: 1,
+        ..ServerConfig::default()
+    };
+    let refused = Server::start(beyond_loopback.clone())
+        .err()
+        .expect("refused");
+    assert_eq!(refused.kind(), ErrorKind::InvalidInput);
+    assert!(
+        refused.to_string().contains("without --admin-token"),
+        "{refused}"
+    );
+
+    let mut empty_token = beyond_loopback;
+    empty_token.bind = "127.0.0.1:0".parse().unwrap();
+    empty_token.settings.engine.admin_token = Some(String::new());
+    let refused = Server::start(empty_token).err().expect("refused");
+    assert!(
+        refused.to_string().contains("--admin-token is empty"),
+        "{refused}"
+    );
+}
