@@ -548,6 +548,23 @@ fn publish_events(http: &HttpRequest, _: &str, config: &Config) -> Result<Comman
     Ok(Command::Publish { events })
 }
 
+/// Refuses a header value with a byte outside visible ASCII, space and tab, with the text both
+/// runtimes answer 400 with. RFC 9110 §5.5 lets a server treat bytes beyond ASCII as opaque,
+/// but http-types (under async-h1) panics on them, and both runtimes must answer the same
+/// request the same way; so they are refused before any HTTP library sees them.
+pub fn check_header_value(name: &str, value: &[u8]) -> Result<(), String> {
+    match value
+        .iter()
+        .find(|&&b| !(b == b'\t' || (b' '..=b'~').contains(&b)))
+    {
+        None => Ok(()),
+        Some(bad) => Err(format!(
+            "header {name} has a value with byte 0x{bad:02x}: only visible ASCII, spaces and \
+             tabs are accepted"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,5 +664,17 @@ mod tests {
         assert!(
             matches!(r.command, Ok(Command::Cleanup { idle_for }) if idle_for == Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn header_values_are_visible_ascii_spaces_and_tabs() {
+        assert_eq!(check_header_value("x", b"a b\tc~!"), Ok(()));
+        let refused = check_header_value("x-name", "caf\u{e9}".as_bytes()).unwrap_err();
+        assert!(
+            refused.contains("header x-name") && refused.contains("0xc3"),
+            "{refused}"
+        );
+        assert!(check_header_value("x", b"a\x7fb").is_err());
+        assert!(check_header_value("x", b"a\rb").is_err());
     }
 }

@@ -397,18 +397,8 @@ pub fn parse_head(data: &mut [u8], limits: &HttpLimits) -> Parsed {
     let mut lengths: Vec<&[u8]> = Vec::new();
     for header in request.headers.iter() {
         let name = header.name;
-        // RFC 9110 §5.5: field values are visible ASCII, spaces and tabs; bytes beyond ASCII
-        // ("obs-text") are to be treated as opaque, but http-types panics on them, so they
-        // are refused here, before any of it runs.
-        if let Some(&bad) = header
-            .value
-            .iter()
-            .find(|&&b| !(b == b'\t' || (b' '..=b'~').contains(&b)))
-        {
-            let text = format!(
-                "header {name} has a value with byte 0x{bad:02x}: only visible ASCII, spaces \
-                 and tabs are accepted"
-            );
+        // Refused before async-h1 and http-types, which panics on such bytes, see them.
+        if let Err(text) = livebridge_core::http_api::check_header_value(name, header.value) {
             return Parsed::Stopped(Stop::Malformed(400, text));
         }
         let value = String::from_utf8_lossy(header.value);

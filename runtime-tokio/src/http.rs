@@ -118,20 +118,10 @@ struct Head {
 
 impl Head {
     /// Reads them. A header value with bytes outside visible ASCII, space and tab is refused
-    /// with the smol runtime's words: RFC 9110 lets a server treat such bytes as opaque, but
-    /// both runtimes answer the same request the same way.
+    /// (the engine's `check_header_value`, which the smol runtime applies too).
     fn read(headers: &HeaderMap) -> Result<Head, String> {
         for (name, value) in headers {
-            if let Some(&bad) = value
-                .as_bytes()
-                .iter()
-                .find(|&&b| !(b == b'\t' || (b' '..=b'~').contains(&b)))
-            {
-                return Err(format!(
-                    "header {name} has a value with byte 0x{bad:02x}: only visible ASCII, spaces \
-                     and tabs are accepted"
-                ));
-            }
+            livebridge_core::http_api::check_header_value(name.as_str(), value.as_bytes())?;
         }
         let text = |name: header::HeaderName| {
             headers
