@@ -237,6 +237,19 @@ impl Catalogue {
         Catalogue::new(all)
     }
 
+    /// This catalogue extended with the event types of a catalogue file's text: JSON of the
+    /// shape `{"events": [EventSpec...]}` (docs/protocol.md, "Event catalogue"), unknown keys
+    /// refused. The error says what is wrong; the caller names the file.
+    pub fn extended_by_file(&self, json: &str) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            events: Vec<EventSpec>,
+        }
+        let file: File = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        self.extended(file.events).map_err(|e| e.to_string())
+    }
+
     /// Every event type, in catalogue order.
     pub fn events(&self) -> &[EventSpec] {
         &self.events
@@ -722,6 +735,24 @@ mod tests {
         catalogue
             .encode(&map, "2026-11-25T15:08:21.123Z")
             .map(|e| e.map(|e| e.json))
+    }
+
+    #[test]
+    fn a_catalogue_file_adds_and_replaces_event_types_and_refuses_unknown_keys() {
+        let file = r#"{"events": [
+            {"type": "print_queued", "channel": "printing",
+             "fields": [{"name": "photo_id", "type": "id", "required": true}]},
+            {"type": "job_progress", "channel": "jobs", "fields": []}
+        ]}"#;
+        let catalogue = Catalogue::builtin().extended_by_file(file).unwrap();
+        assert_eq!(catalogue.events().len(), 23);
+        assert_eq!(catalogue.get("print_queued").unwrap().channel, "printing");
+        assert!(catalogue.get("job_progress").unwrap().fields.is_empty());
+        let unknown = Catalogue::builtin()
+            .extended_by_file(r#"{"events": [], "version": 2}"#)
+            .unwrap_err();
+        assert!(unknown.contains("unknown field `version`"), "{unknown}");
+        assert!(Catalogue::builtin().extended_by_file("{").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use livebridge_core::{Catalogue, Config, EventSpec, RateLimit, SlowConsumerPolicy};
+use livebridge_core::{Catalogue, Config, RateLimit, SlowConsumerPolicy};
 use livebridge_runtime_support::linger::LingerSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -378,17 +378,11 @@ impl ServeArgs {
 
 /// The built-in catalogue extended with the event types of a `--catalogue` file.
 fn load_catalogue(path: &std::path::Path) -> Result<Catalogue, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        events: Vec<EventSpec>,
-    }
     let problem = |what: String| format!("catalogue file {}: {what}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
-    let file: File = serde_json::from_str(&text).map_err(|e| problem(e.to_string()))?;
     Catalogue::builtin()
-        .extended(file.events)
-        .map_err(|e| problem(e.to_string()))
+        .extended_by_file(&text)
+        .map_err(problem)
 }
 
 /// `127.0.0.1:5100`, `[::1]:5100` or `localhost:5100`: a name is resolved, and its first IPv4
