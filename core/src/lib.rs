@@ -74,6 +74,7 @@ mod storage;
 mod time;
 mod timer_queue;
 
+pub use access::MISSING_HOST;
 pub use assets::Asset;
 pub use auth::{ClientClaims, TokenError, sign_client_token, verify_client_token};
 pub use broker::{

@@ -442,7 +442,9 @@ pub fn parse_head(data: &mut [u8], limits: &HttpLimits) -> Parsed {
         .position(|&b| b == b'\n')
         .map_or(line_start, |end| line_start + end);
     if head.host.is_none() {
-        return Parsed::Stopped(Stop::Malformed(400, "missing Host header".to_string()));
+        // async-h1 cannot take it; answered in the engine's words.
+        let text = livebridge_core::MISSING_HOST.to_string();
+        return Parsed::Stopped(Stop::Malformed(400, text));
     }
     if !head.target.starts_with('/') {
         let text = format!("request target must be a path: {:?}", head.target);

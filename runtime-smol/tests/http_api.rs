@@ -275,3 +275,20 @@ fn cleanup_removes_idle_sessions() {
     assert_eq!(reply["removed"], 1);
     assert_eq!(server.get(&format!("/ws/poll?client_id={id}")).0, 404);
 }
+
+#[test]
+fn a_request_without_host_gets_the_same_400_on_both_runtimes() {
+    let server = TestServer::start();
+    let mut raw = support::Raw::connect(server.addr);
+    raw.write(b"GET /ws/status HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let response = raw.read_response();
+    assert!(
+        response.head.starts_with("HTTP/1.1 400"),
+        "{}",
+        response.head
+    );
+    let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["success"], false);
+    // The engine's words, also from the smol runtime whose HTTP library cannot take it.
+    assert_eq!(body["error"], livebridge_core::MISSING_HOST);
+}
