@@ -20,8 +20,10 @@ import collections
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,8 +37,10 @@ PACKAGES = [
 RESULT = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)", re.M)
 
 
-def test_binaries():
-    """(name, path) of each fast test binary, built once."""
+def test_binaries(private_dir):
+    """(name, path) of each fast test binary, built once and copied to `private_dir`: cargo
+    rebuilds a binary at the same path when the sources change, and a run must not pick up a
+    half-written or newer one."""
     binaries = []
     for package, kind in PACKAGES:
         command = ["cargo", "test", "--locked", "--no-run", "--message-format=json", "-p", package]
@@ -47,7 +51,9 @@ def test_binaries():
             message = json.loads(line)
             if message.get("reason") == "compiler-artifact" and message.get("executable") and message["profile"]["test"]:
                 target = message["target"]
-                binaries.append((f"{package}::{target['name']}", message["executable"]))
+                copy = os.path.join(private_dir, os.path.basename(message["executable"]))
+                shutil.copy2(message["executable"], copy)
+                binaries.append((f"{package}::{target['name']}", copy))
     return binaries
 
 
@@ -62,7 +68,8 @@ def main():
     parser.add_argument("--limit", type=float, default=120.0, help="seconds before a run of one binary counts as hung")
     args = parser.parse_args()
 
-    binaries = test_binaries()
+    private_dir = tempfile.mkdtemp(prefix="livebridge-stress-")
+    binaries = test_binaries(private_dir)
     tests = {name: listed_tests(path) for name, path in binaries}
     failures = collections.Counter()
     hangs = collections.Counter()
@@ -74,6 +81,7 @@ def main():
         for run in range(1, args.runs + 1):
             for name, path in binaries:
                 binary_runs[name] += 1
+                done = None
                 try:
                     done = subprocess.run([path, "--test-threads", "2"], capture_output=True, text=True, timeout=args.limit)
                     output, hung = done.stdout, False
@@ -85,15 +93,22 @@ def main():
                     reported[test] = outcome
                     if outcome == "FAILED":
                         failures[f"{name} {test}"] += 1
+                        print(f"run {run}: FAILED {name} {test}", flush=True)
                 if hung:
                     for test in tests[name]:
                         if test not in reported:
                             hangs[f"{name} {test}"] += 1
+                    print(f"run {run}: HUNG {name}: {sorted(set(tests[name]) - set(reported))}", flush=True)
                 elif done.returncode != 0 and not any(o == "FAILED" for o in reported.values()):
                     failures[f"{name} (exit {done.returncode}, no test reported failing)"] += 1
+                    print(f"run {run}: exit {done.returncode} of {name}: {done.stderr[-500:]}", flush=True)
+                if done is not None and done.returncode != 0 and "failures:" in output:
+                    # libtest's report of what failed, for the log.
+                    print(output[output.index("failures:"):][-3000:], flush=True)
             print(f"run {run}/{args.runs}: {sum(failures.values())} failures, {sum(hangs.values())} hangs so far", flush=True)
     finally:
         spinner.kill()
+        shutil.rmtree(private_dir, ignore_errors=True)
     minutes = (time.monotonic() - started) / 60
     total = sum(len(t) for t in tests.values())
     print(f"\n{args.runs} runs of {len(binaries)} binaries ({total} tests), a busy second core, {minutes:.1f} min:")
