@@ -44,6 +44,16 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Asserts that the binary exited with `code` and said `needle` on standard error.
+fn assert_refused(output: &Output, code: i32, needle: &str) {
+    let message = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{message}");
+    assert!(
+        message.contains(needle),
+        "expected {needle:?} in: {message}"
+    );
+}
+
 /// The line `livebridge config` prints for `key`.
 fn reported<'a>(report: &'a str, key: &str) -> &'a str {
     report
@@ -237,12 +247,7 @@ fn a_bad_file_stops_start_up_naming_the_file_the_line_and_the_key() {
     }
     let missing = dir.join("missing.toml");
     let output = livebridge(&["serve", "--config", missing.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("missing.toml"),
-        "{}",
-        stderr(&output)
-    );
+    assert_refused(&output, 2, "missing.toml");
 }
 
 #[test]
@@ -264,12 +269,7 @@ fn an_empty_secret_is_refused_naming_the_flag() {
         ),
     ] {
         let output = livebridge(&args, &[]);
-        assert_eq!(output.status.code(), Some(2), "{flag}");
-        assert!(
-            stderr(&output).contains(&format!("{flag} is empty")),
-            "{}",
-            stderr(&output)
-        );
+        assert_refused(&output, 2, &format!("{flag} is empty"));
     }
     let dir = scratch("empty-secret");
     let file = write_file(&dir, "hub.toml", "admin_token = \"\"\n");
@@ -283,34 +283,19 @@ fn an_empty_secret_is_refused_naming_the_flag() {
         ],
         &[],
     );
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--admin-token is empty"),
-        "{}",
-        stderr(&output)
-    );
+    assert_refused(&output, 2, "--admin-token is empty");
 }
 
 #[test]
 fn exit_codes_tell_configuration_address_and_data_dir_apart() {
     // Configuration: settings that contradict each other.
     let output = livebridge(&["serve", "--bind", "0.0.0.0:0"], &[]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("--admin-token"),
-        "{}",
-        stderr(&output)
-    );
+    assert_refused(&output, 2, "--admin-token");
 
     // Address in use.
     let (mut first, addr) = support::spawn_livebridge(std::iter::empty::<&str>());
     let output = livebridge(&["serve", "--bind", &addr], &[]);
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains(&format!("cannot listen on {addr}")),
-        "{}",
-        stderr(&output)
-    );
+    assert_refused(&output, 3, &format!("cannot listen on {addr}"));
     first.kill().unwrap();
     let _ = first.wait();
 
@@ -327,12 +312,7 @@ fn exit_codes_tell_configuration_address_and_data_dir_apart() {
         ],
         &[],
     );
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("is not a directory"),
-        "{}",
-        stderr(&output)
-    );
+    assert_refused(&output, 4, "is not a directory");
 }
 
 #[test]

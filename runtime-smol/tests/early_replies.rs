@@ -12,14 +12,19 @@ use support::TestServer;
 /// absorb it: without a lingering close the server's close turns into a reset mid-upload.
 const OVERSIZED: usize = 1024 * 1024;
 
-#[test]
-fn clients_that_send_a_whole_oversized_body_read_the_413() {
-    let server = TestServer::start();
-    let agent = ureq::Agent::config_builder()
+/// An HTTP client as applications use one: it sends the whole request, then reads.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
         .build()
-        .new_agent();
+        .new_agent()
+}
+
+#[test]
+fn clients_that_send_a_whole_oversized_body_read_the_413() {
+    let server = TestServer::start();
+    let agent = agent();
     let body = format!(
         r#"{{"client_type": "lightroom", "padding": "{}"}}"#,
         "x".repeat(OVERSIZED)
@@ -58,11 +63,7 @@ fn clients_that_send_a_whole_oversized_body_read_the_413() {
 #[test]
 fn clients_that_stream_an_unsized_body_read_the_411() {
     let server = TestServer::start();
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .new_agent();
+    let agent = agent();
     let mut read = 0;
     for _ in 0..20 {
         // A reader of unknown length: ureq sends it chunked, which the hub does not take.
