@@ -192,8 +192,9 @@ pub struct ServeArgs {
     /// only.
     #[arg(long, env = "LIVEBRIDGE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Largest the data dir's database may grow (`512MiB`); beyond it publishes fail with 507,
-    /// as on a full disk. Default: the disk is the limit.
+    /// Largest the data dir's database and its write-ahead log may grow together (`512MiB`;
+    /// the log gets half); beyond it publishes fail with 507, as on a full disk. Default: the
+    /// disk is the limit.
     #[arg(long, env = "LIVEBRIDGE_DATA_MAX_SIZE", value_parser = parse_size)]
     pub data_max_size: Option<usize>,
     /// Cluster mode: share channels with every livebridge node on this Redis,

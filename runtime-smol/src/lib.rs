@@ -77,7 +77,8 @@ pub struct ServerConfig {
     /// Where channel history is stored durably; `None` keeps it in memory only (lost at
     /// restart). Default: none.
     pub data_dir: Option<std::path::PathBuf>,
-    /// Largest the store may grow; beyond it publishes fail with 507 as on a full disk.
+    /// Largest the store's database and write-ahead log may grow together; beyond it
+    /// publishes fail with 507 as on a full disk.
     /// Default: none (the disk is the limit).
     pub data_max_bytes: Option<u64>,
     /// Cluster mode: the broker (Redis) shared by every node. Default: none (a single node

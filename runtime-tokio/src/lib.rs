@@ -71,7 +71,8 @@ impl Default for Settings {
 pub struct DataDir {
     /// The directory (created if missing); the database is `livebridge.db` in it.
     pub path: PathBuf,
-    /// Largest the store may grow; beyond it publishes fail with 507 as on a full disk.
+    /// Largest the store's database and write-ahead log may grow together; beyond it
+    /// publishes fail with 507 as on a full disk.
     /// `None`: the disk is the limit.
     pub max_bytes: Option<u64>,
 }
