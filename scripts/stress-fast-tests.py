@@ -53,7 +53,10 @@ def test_binaries(private_dir):
                 target = message["target"]
                 copy = os.path.join(private_dir, os.path.basename(message["executable"]))
                 shutil.copy2(message["executable"], copy)
-                binaries.append((f"{package}::{target['name']}", copy))
+                # Run where cargo test runs it (the package's directory): proptest finds its
+                # regression files relative to it.
+                package_dir = os.path.dirname(message["manifest_path"])
+                binaries.append((f"{package}::{target['name']}", copy, package_dir))
     return binaries
 
 
@@ -70,7 +73,7 @@ def main():
 
     private_dir = tempfile.mkdtemp(prefix="livebridge-stress-")
     binaries = test_binaries(private_dir)
-    tests = {name: listed_tests(path) for name, path in binaries}
+    tests = {name: listed_tests(path) for name, path, _ in binaries}
     failures = collections.Counter()
     hangs = collections.Counter()
     binary_runs = collections.Counter()
@@ -79,11 +82,17 @@ def main():
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         for run in range(1, args.runs + 1):
-            for name, path in binaries:
+            for name, path, package_dir in binaries:
                 binary_runs[name] += 1
                 done = None
                 try:
-                    done = subprocess.run([path, "--test-threads", "2"], capture_output=True, text=True, timeout=args.limit)
+                    done = subprocess.run(
+                        [path, "--test-threads", "2"],
+                        cwd=package_dir,
+                        capture_output=True,
+                        text=True,
+                        timeout=args.limit,
+                    )
                     output, hung = done.stdout, False
                 except subprocess.TimeoutExpired as expired:
                     output = (expired.stdout or b"").decode(errors="replace") if isinstance(expired.stdout, bytes) else (expired.stdout or "")
@@ -112,7 +121,7 @@ def main():
     minutes = (time.monotonic() - started) / 60
     total = sum(len(t) for t in tests.values())
     print(f"\n{args.runs} runs of {len(binaries)} binaries ({total} tests), a busy second core, {minutes:.1f} min:")
-    for name, _ in binaries:
+    for name, _, _ in binaries:
         print(f"  {name}: {len(tests[name])} tests, {binary_runs[name]} runs")
     if not failures and not hangs:
         print(f"every test passed in {args.runs} of {args.runs} runs; no hang")
