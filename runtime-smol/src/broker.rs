@@ -42,6 +42,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 
 const PUBLISH_SCRIPT: &str = include_str!("broker/publish.lua");
 const RESTART_SCRIPT: &str = include_str!("broker/restart.lua");
+/// Deletes a registry entry only while it still names the given address (a node never
+/// removes an entry another node has taken since).
+const FORGET_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) end return 0";
 
 /// Where the broker is and how to talk to it.
 #[derive(Clone, Debug)]
@@ -75,6 +79,9 @@ pub struct ClusterIdentity {
     key: Mutex<Option<String>>,
     /// This node's tag, once claimed (`u32::MAX` before).
     tag: std::sync::atomic::AtomicU32,
+    /// Set when the node stops gracefully and has left the registry: its entry is no longer
+    /// refreshed nor claimed again.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Default for ClusterIdentity {
@@ -82,6 +89,7 @@ impl Default for ClusterIdentity {
         ClusterIdentity {
             key: Mutex::new(None),
             tag: std::sync::atomic::AtomicU32::new(u32::MAX),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -145,6 +153,8 @@ enum Job {
     Engine(BrokerCommand),
     Lookup(u16, Sender<Option<String>>),
     Peers(Sender<Result<Vec<(u16, String)>, String>>),
+    /// A graceful stop: remove this node's registry entry, then answer.
+    Leave(Sender<Result<(), String>>),
 }
 
 /// The way to the broker task.
@@ -166,6 +176,29 @@ impl BrokerHandle {
         let (answer, answered) = async_channel::bounded(1);
         self.commands.try_send(Job::Lookup(node, answer)).ok()?;
         answered.recv().await.ok().flatten()
+    }
+
+    /// A graceful stop: removes this node's entry from the registry (so the other nodes stop
+    /// listing and asking it at once, not when the entry expires) and stops refreshing it.
+    /// Gives up after `wait` (the entry then expires by itself).
+    pub async fn leave(&self, wait: Duration) -> Result<(), String> {
+        let (answer, answered) = async_channel::bounded(1);
+        self.commands
+            .try_send(Job::Leave(answer))
+            .map_err(|_| "the broker task stopped".to_string())?;
+        or(
+            async {
+                answered
+                    .recv()
+                    .await
+                    .unwrap_or_else(|_| Err("the broker task stopped".to_string()))
+            },
+            async {
+                smol::Timer::after(wait).await;
+                Err(format!("Redis did not answer within {wait:?}"))
+            },
+        )
+        .await
     }
 
     /// Every registered node (tag, address), this one included.
@@ -254,6 +287,12 @@ async fn run(
                 Some(Ok(Job::Peers(answer))) => {
                     let _ = answer.try_send(Err(format!("Redis is unreachable: {error}")));
                 }
+                Some(Ok(Job::Leave(answer))) => {
+                    identity
+                        .leaving
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = answer.try_send(Err(format!("Redis is unreachable: {error}")));
+                }
                 Some(Err(_)) => return,
                 None => break,
             }
@@ -318,6 +357,17 @@ impl Link<'_> {
             Err(error) => return format!("cannot register the node: {error}"),
         };
         *tag = Some(node_tag);
+        if self
+            .identity
+            .leaving
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // Stopping: reconnected only to finish what is queued, not to be listed again.
+            if let Err(error) = forget(&mut conn, &keys.node(node_tag), &advertised(settings)).await
+            {
+                return format!("cannot leave the registry: {error}");
+            }
+        }
         info!(url = %settings.url, channels = heads.len(), node_tag = format!("{node_tag:04x}"), "broker (Redis) connected");
         report(Input::BrokerSynced {
             node: node.to_string(),
@@ -390,6 +440,25 @@ impl Link<'_> {
                         }
                     }
                 }
+                Event::Command(Some(Job::Leave(answer))) => {
+                    self.identity
+                        .leaving
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    let left = forget(&mut conn, &keys.node(node_tag), &advertised(settings)).await;
+                    let _ = answer.try_send(left.map(|_| ()).map_err(|e| e.to_string()));
+                    info!(
+                        node_tag = format!("{node_tag:04x}"),
+                        "left the cluster's registry"
+                    );
+                }
+                Event::Ping
+                    if self
+                        .identity
+                        .leaving
+                        .load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    next_ping = Instant::now() + PING_INTERVAL;
+                }
                 Event::Ping => {
                     next_ping = Instant::now() + PING_INTERVAL;
                     let ping = with_timeout(settings.timeout, sink.ping::<redis::Value>()).await;
@@ -455,6 +524,21 @@ async fn register(
             }
         },
     };
+    // A node restarted on the same address has a new tag: the entries its earlier process
+    // left name this address too, and would be listed (and its clients counted) twice until
+    // they expire. Only one process can listen on an address, so they are stale.
+    for (other, other_address) in registered_nodes(keys, conn).await? {
+        if other != tag && other_address == address {
+            let removed = forget(conn, &keys.node(other), &address).await?;
+            if removed {
+                info!(
+                    tag = format!("{other:04x}"),
+                    %address,
+                    "removed the registry entry an earlier process on this address left"
+                );
+            }
+        }
+    }
     let () = redis::cmd("SET")
         .arg(&keys.key)
         .arg(random_hex())
@@ -464,6 +548,20 @@ async fn register(
         .map(|_| ())?;
     let key: String = redis::cmd("GET").arg(&keys.key).query_async(conn).await?;
     Ok((tag, key))
+}
+
+/// Deletes `entry` if it still names `address`; whether it did.
+async fn forget(
+    conn: &mut MultiplexedConnection,
+    entry: &str,
+    address: &str,
+) -> redis::RedisResult<bool> {
+    let removed: i64 = redis::Script::new(FORGET_SCRIPT)
+        .key(entry)
+        .arg(address)
+        .invoke_async(conn)
+        .await?;
+    Ok(removed == 1)
 }
 
 /// Every node of the registry: `SCAN` for `P:node:*`, then their addresses.

@@ -320,6 +320,8 @@ fn run(
             }
         }
     });
+    // Cluster mode: how to leave the registry at a graceful stop.
+    let mut leave = None;
     if let Some(mut settings) = config.broker.clone() {
         if settings.advertise.is_none() {
             settings.advertise = listener.local_addr().ok().map(|a| a.to_string());
@@ -341,7 +343,8 @@ fn run(
             Arc::downgrade(&hub),
             timeout,
         );
-        hub.use_broker(broker, forwarder);
+        hub.use_broker(broker.clone(), forwarder);
+        leave = Some((broker, settings.timeout));
     }
     smol::block_on(executor.run(async {
         executor.spawn(hub.clone().run_timers()).detach();
@@ -379,6 +382,13 @@ fn run(
         info!("shutting down");
         drop(listener);
         hub.shutdown();
+        // The other nodes stop listing this one (and counting its clients) now rather than
+        // when its registry entry expires.
+        if let Some((broker, timeout)) = &leave
+            && let Err(error) = broker.leave(*timeout).await
+        {
+            warn!(%error, "could not remove this node from the cluster's registry; it expires by itself");
+        }
         // WebSockets get the grace period to finish their close handshake. Idle keep-alive
         // connections would never finish by themselves, so HTTP is not waited for; the
         // answers to pending polls were handed to their connections above and only need a

@@ -621,3 +621,54 @@ fn a_publish_redis_refuses_for_lack_of_memory_gets_503_and_changes_nothing() {
         .collect();
     assert_eq!(offsets, (1..=acknowledged).collect::<Vec<u64>>());
 }
+
+#[test]
+fn a_node_restarted_on_its_address_is_listed_once_and_its_clients_counted_once() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let mut b = Node::start(&redis, &[]);
+    let address = b.addr.clone();
+    b.restart(&redis, &[]);
+    assert_eq!(b.addr, address, "restarted on the same address");
+    let _ws_b = subscriber(&b, None);
+    for node in [&a, &b] {
+        let (status, list) = node.get("/ws/clients");
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["nodes"].as_array().unwrap().len(), 2, "{list}");
+        assert_eq!(list["partial"], false, "{list}");
+        assert_eq!(list["count"], 1, "{list}");
+        let (_, stats) = node.get("/websocket/stats");
+        assert_eq!(stats["total_clients"], 1, "{stats}");
+        assert_eq!(stats["channels"]["jobs"], 1, "{stats}");
+    }
+    let entries = redis.command(&[
+        "EVAL",
+        "return #redis.call('KEYS', 'livebridge:node:*')",
+        "0",
+    ]);
+    assert_eq!(entries, "2", "one registry entry per live node");
+}
+
+#[test]
+fn a_node_stopped_gracefully_leaves_the_registry_at_once() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let mut b = Node::start(&redis, &[]);
+    let (_, list) = a.get("/ws/clients");
+    assert_eq!(list["nodes"].as_array().unwrap().len(), 2, "{list}");
+    let status = b.terminate();
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    let entries = redis.command(&[
+        "EVAL",
+        "return #redis.call('KEYS', 'livebridge:node:*')",
+        "0",
+    ]);
+    assert_eq!(entries, "1", "the stopped node's entry is gone");
+    let (status, list) = a.get("/ws/clients");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["nodes"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        list["partial"], false,
+        "no node that is gone is asked: {list}"
+    );
+}

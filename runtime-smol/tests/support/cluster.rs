@@ -186,9 +186,21 @@ pub struct Node {
 impl Node {
     /// Starts a node on `redis` and waits until it is ready (health 200).
     pub fn start(redis: &Redis, extra: &[&str]) -> Node {
+        Node::start_at(redis, "127.0.0.1:0", extra)
+    }
+
+    /// Starts a node listening on `bind` (`127.0.0.1:0`: any free port) and waits until it is
+    /// ready.
+    pub fn start_at(redis: &Redis, bind: &str, extra: &[&str]) -> Node {
         let broker = ["--broker", &redis.url(), "--broker-reconnect-max", "500ms"];
-        let (child, addr) =
-            crate::support::spawn_livebridge(broker.iter().chain(extra).map(|arg| arg.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_livebridge"))
+            .args(["serve", "--bind", bind, "--log", "warn"])
+            .args(broker.iter().chain(extra))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start livebridge");
+        let addr = crate::support::announced_address(&mut child);
         let node = Node {
             addr,
             child: Some(child),
@@ -256,6 +268,41 @@ impl Node {
             "node {} never said {status}: last health {last:?}",
             self.addr
         );
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`…) to the process with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the node runs");
+        let status = crate::support::output_within(
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string()),
+            "kill(1)",
+            PATIENCE,
+        )
+        .status;
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
+    /// A graceful stop (SIGTERM); returns its exit status once it has exited (within
+    /// [`PATIENCE`], or the test fails).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("the node runs");
+        crate::support::wait_child(&mut child, "livebridge after SIGTERM", PATIENCE)
+    }
+
+    /// `kill -9`, then the node started again on the same address with the same arguments
+    /// (`extra`); waits until it is ready.
+    pub fn restart(&mut self, redis: &Redis, extra: &[&str]) {
+        self.kill();
+        let again = Node::start_at(redis, &self.addr, extra);
+        *self = again;
     }
 
     /// `kill -9`.
