@@ -13,7 +13,7 @@
 //!
 //! `CHAOS_SECONDS` sets how long faults are injected (default 30, for CI); `CHAOS_SEED`
 //! repeats a run (the seed is printed). The figures of a 120 s run are in
-//! docs/reliability-cluster.md:
+//! docs/reliability.md ("Cluster chaos campaign"):
 //!
 //! ```sh
 //! CHAOS_SECONDS=120 cargo test --release -p livebridge-smol --test cluster_chaos -- --nocapture
@@ -728,11 +728,11 @@ fn under_node_kills_redis_restarts_and_pauses_every_acknowledged_event_arrives_o
         total.counts.unannounced_gaps += c.unannounced_gaps;
         // Duplicates the server sent are counted and printed, not failed on: the protocol
         // has clients drop them (an event at or below the position), so the application
-        // still gets each event once (checked below). See docs/reliability-cluster.md.
+        // still gets each event once (checked below). See docs/reliability.md ("Cluster chaos campaign").
         // A polling client can meet a gap no one announced: a poll's reply lost with the node
         // that was forwarding it (killed after the owner answered). It recovers by its
         // positions like any gap (what it recovered is checked below); see
-        // docs/reliability-cluster.md. A WebSocket may not.
+        // docs/reliability.md ("Cluster chaos campaign"). A WebSocket may not.
         if c.unannounced_gaps > 0 && subscriber.websocket {
             violations.push(format!(
                 "{}: met {} gap(s) nobody announced",
