@@ -53,6 +53,7 @@ mod assets;
 mod auth;
 mod broker;
 mod catalogue;
+mod catalogue_schema;
 mod channel;
 mod command;
 mod config;
