@@ -55,6 +55,7 @@ mod broker;
 mod catalogue;
 mod catalogue_schema;
 mod channel;
+pub mod client_types;
 mod command;
 mod config;
 mod engine;
