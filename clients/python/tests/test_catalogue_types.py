@@ -9,6 +9,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
+
+import pytest
 
 CASES = Path(__file__).parent / "typing_cases"
 SOURCES = Path(__file__).parents[1] / "src"
@@ -16,7 +19,9 @@ GENERATED = SOURCES / "livebridge" / "catalogue_types.py"
 ERROR = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): error: .*\[(?P<code>[a-z-]+)\]$")
 
 
-def mypy(case: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def mypy(
+    case: Path, tmp_path: Path, python_version: Optional[str] = None
+) -> subprocess.CompletedProcess[str]:
     # The generated module is named on the command line so that it is checked strictly too;
     # the rest of the package is followed silently (its own typing is not what this tests).
     command = [
@@ -24,12 +29,18 @@ def mypy(case: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         "--cache-dir", str(tmp_path / "mypy-cache"), "--show-error-codes",
         "--no-pretty", str(GENERATED), str(case),
     ]
+    if python_version:
+        command += ["--python-version", python_version]
     env = dict(os.environ, MYPYPATH=str(SOURCES))
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=100)
 
 
-def test_mypy_strict_accepts_the_generated_types_used_correctly(tmp_path: Path) -> None:
-    result = mypy(CASES / "catalogue_usage.py", tmp_path)
+# 3.10: the module takes Required from typing_extensions below 3.11 (the oldest mypy checks for).
+@pytest.mark.parametrize("python_version", [None, "3.10"])
+def test_mypy_strict_accepts_the_generated_types_used_correctly(
+    tmp_path: Path, python_version: Optional[str]
+) -> None:
+    result = mypy(CASES / "catalogue_usage.py", tmp_path, python_version)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
