@@ -1,5 +1,10 @@
 // Type declarations of livebridge.js, the livebridge browser and Node client.
 
+import type { CatalogueEvents } from './catalogue.js';
+// The catalogue's event types (JobProgressEvent, CatalogueEvent, CatalogueEvents, …), generated
+// from the hub's catalogue into catalogue.d.ts (scripts/generate-client-types.sh).
+export type * from './catalogue.js';
+
 /** The protocol version the client speaks. */
 export const PROTOCOL_VERSION: '1.0';
 /** The client's own version. */
@@ -96,7 +101,10 @@ export class LivebridgeError extends Error {
   code?: number;
 }
 
-export class LivebridgeClient {
+/** A client whose listeners of catalogue events get their types from `Events`, a map from
+ *  event type to event: the built-in catalogue's `CatalogueEvents` by default, or the one
+ *  `livebridge catalogue --format typescript --catalogue FILE` generates for a hub's own. */
+export class LivebridgeClient<Events extends object = CatalogueEvents> {
   constructor(url: string, options?: ConnectOptions);
   readonly state: ConnectionState;
   readonly clientId: string | null;
@@ -106,8 +114,10 @@ export class LivebridgeClient {
   readonly channels: string[];
   on(type: 'state', fn: StateListener): () => void;
   on(type: 'recovery_failed', fn: (notice: RecoveryFailed) => void): () => void;
+  on<K extends keyof Events & string>(type: K, fn: (event: Events[K]) => void): () => void;
   on(type: string, fn: MessageListener): () => void;
   off(type: 'state', fn: StateListener): void;
+  off<K extends keyof Events & string>(type: K, fn: (event: Events[K]) => void): void;
   off(type: string, fn: MessageListener | ((notice: RecoveryFailed) => void)): void;
   subscribe(channels: string | string[]): Promise<LivebridgeMessage>;
   unsubscribe(channels: string | string[]): Promise<LivebridgeMessage>;
@@ -118,4 +128,4 @@ export class LivebridgeClient {
 }
 
 /** Connects to a hub at `url` (http(s)://, ws(s):// or relative to the page). Returns at once. */
-export function connect(url: string, options?: ConnectOptions): LivebridgeClient;
+export function connect<Events extends object = CatalogueEvents>(url: string, options?: ConnectOptions): LivebridgeClient<Events>;

@@ -2,6 +2,7 @@
 
 use crate::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use livebridge_core::client_types::{self, Target};
 use livebridge_core::{Catalogue, Config, RateLimit, SlowConsumerPolicy};
 use livebridge_runtime_support::linger::LingerSettings;
 use std::net::SocketAddr;
@@ -27,6 +28,70 @@ pub enum Command {
     /// Print the settings `serve` would run with (the same flags, variables and
     /// configuration file), each with where its value came from; secrets masked.
     Config(Box<ConfigArgs>),
+    /// Print the event catalogue as a JSON Schema, or as the clients' event types rendered
+    /// from it (TypeScript, Python, the Lua README's field table); with --catalogue, for the
+    /// catalogue `serve --catalogue` would run with.
+    Catalogue(CatalogueArgs),
+}
+
+/// Settings of `livebridge catalogue`.
+#[derive(Clone, Debug, Args)]
+pub struct CatalogueArgs {
+    /// What to print.
+    #[arg(long, value_enum)]
+    pub format: CatalogueFormat,
+    /// A JSON file of event types added to the built-in catalogue, as `serve --catalogue`
+    /// takes it. (No environment variable: the script that regenerates the committed client
+    /// types must not pick up a developer's own catalogue.)
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
+    /// Write into FILE instead of printing: the whole file, or for `lua-table` the lines
+    /// between FILE's `<!-- catalogue-fields:begin -->` and `<!-- catalogue-fields:end -->`.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+}
+
+/// What `livebridge catalogue` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CatalogueFormat {
+    /// JSON Schema (draft 2020-12) of every event as delivered.
+    Schema,
+    /// TypeScript declarations: an interface per event, `CatalogueEvent`, `CatalogueEvents`.
+    Typescript,
+    /// Python `TypedDict`s and the `CatalogueEvent` union.
+    Python,
+    /// The Markdown table of event fields of the Lua client's README.
+    LuaTable,
+}
+
+impl CatalogueArgs {
+    /// The rendered text; when `--write` names a file, that file written with it (and
+    /// `None` returned), else the text to print.
+    pub fn run(&self) -> Result<Option<String>, String> {
+        let catalogue = match &self.catalogue {
+            Some(path) => load_catalogue(path)?,
+            None => Catalogue::builtin(),
+        };
+        let target = match self.format {
+            CatalogueFormat::Schema => Target::Schema,
+            CatalogueFormat::Typescript => Target::TypeScript,
+            CatalogueFormat::Python => Target::Python,
+            CatalogueFormat::LuaTable => Target::LuaTable,
+        };
+        let text = client_types::render(&catalogue, target);
+        let Some(path) = &self.write else {
+            return Ok(Some(text));
+        };
+        let problem = |what: String| format!("{}: {what}", path.display());
+        let text = if target == Target::LuaTable {
+            let document = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
+            client_types::splice(&document, &text).map_err(problem)?
+        } else {
+            text
+        };
+        std::fs::write(path, text).map_err(|e| problem(e.to_string()))?;
+        Ok(None)
+    }
 }
 
 /// Settings of `livebridge config`.

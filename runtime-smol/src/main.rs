@@ -36,6 +36,15 @@ fn main() -> ExitCode {
             print!("{}", config_file::effective_settings(&resolved.settings));
             return ExitCode::SUCCESS;
         }
+        Some(Command::Catalogue(args)) => {
+            return match args.run() {
+                Ok(text) => {
+                    print!("{}", text.unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(problem) => fail(StartFailure::Config, &problem),
+            };
+        }
         None => unreachable!("resolve makes `serve` the default subcommand"),
     };
     if let Err(problem) = args.check() {

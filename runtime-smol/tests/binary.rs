@@ -210,3 +210,76 @@ fn at_the_file_descriptor_limit_accept_errors_are_logged_once_per_episode_and_co
     );
     assert!(text.contains("accepting connections again"), "{text}");
 }
+
+#[test]
+fn catalogue_renders_a_users_events_writes_the_lua_table_between_markers_and_names_a_bad_file() {
+    let dir = std::env::temp_dir().join(format!("livebridge-catalogue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.json");
+    std::fs::write(
+        &file,
+        r#"{"events": [{"type": "print_queued", "channel": "printing", "fields": [
+            {"name": "copies", "type": "count", "required": true}]}]}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        output_within(
+            Command::new(env!("CARGO_BIN_EXE_livebridge")).args(args),
+            "livebridge catalogue",
+            WAIT,
+        )
+    };
+    let file_arg = file.to_str().unwrap();
+    let ts = run(&[
+        "catalogue",
+        "--format",
+        "typescript",
+        "--catalogue",
+        file_arg,
+    ]);
+    assert!(ts.status.success());
+    let ts = String::from_utf8(ts.stdout).unwrap();
+    assert!(ts.contains("export interface PrintQueuedEvent {"), "{ts}");
+    assert!(ts.contains("  copies: number;\n"));
+    assert!(ts.contains("  'job_progress': JobProgressEvent;\n"));
+    let schema = run(&["catalogue", "--format", "schema"]);
+    let schema: Value = serde_json::from_slice(&schema.stdout).unwrap();
+    assert_eq!(schema["$defs"].as_object().unwrap().len(), 22);
+
+    let readme = dir.join("README.md");
+    std::fs::write(
+        &readme,
+        "# Mine\n<!-- catalogue-fields:begin -->\nSTALE ROW\n<!-- catalogue-fields:end -->\nend\n",
+    )
+    .unwrap();
+    let readme_arg = readme.to_str().unwrap();
+    let args = [
+        "catalogue",
+        "--format",
+        "lua-table",
+        "--catalogue",
+        file_arg,
+        "--write",
+        readme_arg,
+    ];
+    let written = run(&args);
+    assert!(written.status.success() && written.stdout.is_empty());
+    let text = std::fs::read_to_string(&readme).unwrap();
+    assert!(text.starts_with("# Mine\n<!-- catalogue-fields:begin -->\n"));
+    assert!(text.ends_with("| `print_queued` | printing | `copies` (integer ≥ 0) |\n<!-- catalogue-fields:end -->\nend\n"), "{text}");
+    assert!(!text.contains("STALE ROW"));
+
+    std::fs::write(
+        &file,
+        r#"{"events": [{"type": "ping", "channel": "c", "fields": []}]}"#,
+    )
+    .unwrap();
+    let refused = run(&["catalogue", "--format", "python", "--catalogue", file_arg]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(
+        stderr.contains(file_arg) && stderr.contains("protocol message"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
