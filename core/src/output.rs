@@ -195,8 +195,12 @@ pub enum SessionEvent {
     UnwrittenAfterEnd {
         /// The session.
         client_id: ClientId,
-        /// Frames handed to the socket and never written.
+        /// Frames handed to the socket and never written, `messages_dropped` notices aside.
         frames: usize,
+        /// Messages dropped that the client was never told about after all: the
+        /// `messages_dropped` notices that reported them were among the unwritten frames.
+        #[serde(default)]
+        unreported_drops: u64,
     },
 }
 

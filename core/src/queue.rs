@@ -144,6 +144,12 @@ impl MessageQueue {
         self.dropped_total += count;
     }
 
+    /// Drops already counted whose report never reached the client (a `messages_dropped`
+    /// notice that died unwritten): they are reported again.
+    pub(crate) fn report_again(&mut self, count: u64) {
+        self.unreported_drops += count;
+    }
+
     /// Messages this session lost since it began, reported or not.
     pub(crate) fn dropped_total(&self) -> u64 {
         self.dropped_total

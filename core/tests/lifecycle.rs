@@ -207,6 +207,120 @@ fn resuming_elsewhere_takes_the_session_over_from_the_old_transport() {
     assert_eq!(h.frame_types(conn2), ["registered"]);
 }
 
+/// A polling session subscribed to `jobs` whose queue (3) overflowed: the welcome and probes
+/// 1–3 were dropped (4, unreported), probes 4–6 wait. A WebSocket whose client stopped reading
+/// then resumes it by `register`: `registered` and the `messages_dropped` notice fill its write
+/// window and are never written. Returns the harness, the session and the socket.
+fn a_drop_notice_stuck_in_a_stalled_socket_that_resumed_a_polling_session()
+-> (Harness, livebridge_core::ClientId, livebridge_core::ConnId) {
+    let mut h = Harness::new(Config {
+        queue_limit: 3,
+        ws_write_window: 2,
+        stale_after: Duration::from_secs(10),
+        ..Config::default()
+    });
+    let id = h.handshake("lightroom");
+    h.subscribe(id, &["jobs"]);
+    for seq in 1..=6 {
+        let body = json!({"message": {"type": "probe", "seq": seq}, "channel": "jobs"});
+        let (status, _) = h.call("POST", "/ws/broadcast", &body.to_string());
+        assert_eq!(status, 200);
+    }
+    let session = h.engine.session(&id).unwrap();
+    assert_eq!((session.queued, session.unreported_drops), (3, 4));
+    let (conn, _) = h.ws_open();
+    h.take_received(conn);
+    h.stalled.insert(conn);
+    h.ws_send(
+        conn,
+        json!({"type": "register", "client_id": id.to_string()}),
+    );
+    let frames = h.take_frames(conn);
+    assert_eq!(
+        types(&Value::Array(frames.clone())),
+        ["registered", "messages_dropped"]
+    );
+    assert_eq!(frames[1]["dropped"], 4);
+    assert!(h.take_received(conn).is_empty(), "nothing written");
+    let session = h.engine.session(&id).unwrap();
+    assert_eq!((session.queued, session.unreported_drops), (3, 0));
+    (h, id, conn)
+}
+
+#[test]
+fn drops_reported_in_a_notice_a_stalled_socket_never_wrote_are_logged_when_the_session_ends() {
+    let (mut h, id, conn) =
+        a_drop_notice_stuck_in_a_stalled_socket_that_resumed_a_polling_session();
+    // Nobody reads: the session goes stale, its socket ends with both frames unwritten.
+    h.advance(Duration::from_secs(10));
+    assert!(h.engine.session(&id).is_none());
+    assert!(h.take_received(conn).is_empty());
+    let events: Vec<&SessionEvent> = h
+        .log
+        .iter()
+        .filter_map(|(_, output)| match output {
+            Output::Session(
+                event @ (SessionEvent::Closed { client_id, .. }
+                | SessionEvent::UnwrittenAfterEnd { client_id, .. }),
+            ) if *client_id == id => Some(event),
+            _ => None,
+        })
+        .collect();
+    // Probes 4–6 were queued; `registered` was never written; the 4 drops the notice reported
+    // never reached the client: 1–3 and the welcome are all accounted for.
+    assert_eq!(
+        events,
+        [
+            &SessionEvent::Closed {
+                client_id: id,
+                reason: CloseReason::Stale,
+                undelivered: 3,
+                unreported_drops: 0,
+            },
+            &SessionEvent::UnwrittenAfterEnd {
+                client_id: id,
+                frames: 1,
+                unreported_drops: 4,
+            },
+        ]
+    );
+}
+
+#[test]
+fn drops_reported_in_a_notice_a_dropped_socket_never_wrote_are_reported_again_on_resume() {
+    let (mut h, id, conn) =
+        a_drop_notice_stuck_in_a_stalled_socket_that_resumed_a_polling_session();
+    h.client_closes(conn, None);
+    // The 4 drops of the lost notice, and the lost `registered`; the notice itself is no
+    // message.
+    let session = h.engine.session(&id).expect("resumable");
+    assert_eq!((session.queued, session.unreported_drops), (3, 5));
+    let conn2 = livebridge_core::ConnId(50);
+    h.open_websocket(conn2, Harness::upgrade(&format!("/ws?client_id={id}")))
+        .expect("upgrade accepted");
+    let frames: Vec<Value> = h
+        .take_received(conn2)
+        .iter()
+        .map(|f| support::json(f))
+        .collect();
+    assert_eq!(
+        types(&Value::Array(frames.clone())),
+        [
+            "connection_established",
+            "messages_dropped",
+            "probe",
+            "probe",
+            "probe"
+        ]
+    );
+    assert_eq!(frames[1]["dropped"], 5);
+    let seqs: Vec<_> = frames[2..]
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [4, 5, 6]);
+}
+
 #[test]
 fn a_websocket_register_with_an_unknown_client_id_keeps_the_fresh_session() {
     let mut h = Harness::default();

@@ -367,8 +367,13 @@ impl World {
                     *self.undelivered.entry(*client_id).or_default() +=
                         *undelivered as u64 + unreported_drops;
                 }
-                Output::Session(SessionEvent::UnwrittenAfterEnd { client_id, frames }) => {
-                    *self.undelivered.entry(*client_id).or_default() += *frames as u64;
+                Output::Session(SessionEvent::UnwrittenAfterEnd {
+                    client_id,
+                    frames,
+                    unreported_drops,
+                }) => {
+                    *self.undelivered.entry(*client_id).or_default() +=
+                        *frames as u64 + unreported_drops;
                 }
                 _ => {}
             }

@@ -25,8 +25,15 @@ pub fn log_session_event(event: &SessionEvent) {
             undelivered,
             unreported_drops,
         } => info!(%client_id, ?reason, undelivered, unreported_drops, "session closed"),
-        SessionEvent::UnwrittenAfterEnd { client_id, frames } => {
-            info!(%client_id, frames, "frames unwritten when the ended session's socket closed")
-        }
+        SessionEvent::UnwrittenAfterEnd {
+            client_id,
+            frames,
+            unreported_drops,
+        } => info!(
+            %client_id,
+            frames,
+            unreported_drops,
+            "frames unwritten when the ended session's socket closed"
+        ),
     }
 }

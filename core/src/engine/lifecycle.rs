@@ -222,19 +222,31 @@ impl Engine {
         lost: Lost,
     ) {
         let live = self.sessions.get(key).is_some().then_some(key);
-        let mut losers = vec![(client_id, live, lost.own)];
+        let mut losers = vec![(client_id, live, lost.own, 0)];
         for (owner, frames) in lost.earlier {
-            losers.push((owner, self.sessions.key_of(&owner), frames));
+            losers.push((owner, self.sessions.key_of(&owner), frames, 0));
         }
-        for (owner, live, frames) in losers {
+        // A `messages_dropped` notice is not a message: losing one loses the report of the
+        // drops it carried, which are owed again.
+        for (owner, drops) in lost.notices {
+            match losers.iter_mut().find(|(loser, ..)| *loser == owner) {
+                Some((_, _, frames, owed)) => {
+                    *frames = frames.saturating_sub(1);
+                    *owed += drops;
+                }
+                None => losers.push((owner, self.sessions.key_of(&owner), 0, drops)),
+            }
+        }
+        for (owner, live, frames, drops) in losers {
             match live {
-                Some(key) => self.count_lost_frames(now, key, frames),
-                None if frames > 0 => {
+                Some(key) => self.count_lost_frames(now, key, frames, drops),
+                None if frames > 0 || drops > 0 => {
                     self.counters.undelivered += frames as u64;
                     self.outputs
                         .push_back(Output::Session(SessionEvent::UnwrittenAfterEnd {
                             client_id: owner,
                             frames,
+                            unreported_drops: drops,
                         }));
                 }
                 None => {}
@@ -245,14 +257,23 @@ impl Engine {
     /// Frames handed to a WebSocket that ended before writing them are lost: counted as
     /// dropped and, while the session lives, reported to its client (`messages_dropped` or
     /// `dropped`) like any other drop; counted as undelivered when the session has ended.
-    pub(super) fn count_lost_frames(&mut self, now: Time, key: SessionKey, frames: usize) {
-        if frames == 0 {
+    /// `unreported` drops (counted when they happened) were in `messages_dropped` notices
+    /// among the lost frames: they are reported again.
+    pub(super) fn count_lost_frames(
+        &mut self,
+        now: Time,
+        key: SessionKey,
+        frames: usize,
+        unreported: u64,
+    ) {
+        if frames == 0 && unreported == 0 {
             return;
         }
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
         session.queue.add_unreported_drops(frames as u64);
+        session.queue.report_again(unreported);
         self.counters.dropped += frames as u64;
         if session.websocket().is_some() {
             self.flush_websocket(now, key);

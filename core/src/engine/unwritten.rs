@@ -3,6 +3,10 @@
 //! and sockets a `register` moved to another session while frames of the first were still
 //! in flight. When such a socket ends, its unwritten frames are charged to the sessions they
 //! were meant for, so every client hears of what it lost.
+//!
+//! `messages_dropped` notices in flight are followed too, on any socket: a notice carries the
+//! count of messages the client lost, and the queue forgets them when it hands the notice
+//! out. A notice that dies unwritten told the client nothing, so its count is owed again.
 
 use crate::ids::{ClientId, ConnId};
 use crate::session::SessionKey;
@@ -17,6 +21,20 @@ pub(super) struct UnwrittenFrames {
     /// oldest of those frames, by the earlier sessions they were handed out for (rare, so kept
     /// here rather than in every session).
     inherited: BTreeMap<ConnId, Vec<(ClientId, usize)>>,
+    /// `messages_dropped` notices handed to a socket and not written yet, oldest first (rare:
+    /// only after drops, so kept here rather than in every session).
+    notices: BTreeMap<ConnId, Vec<Notice>>,
+}
+
+/// A `messages_dropped` notice handed to a socket's writer and not written yet.
+#[derive(Debug)]
+struct Notice {
+    /// The session it was for.
+    client: ClientId,
+    /// The socket's frames ahead of it, not written yet.
+    ahead: usize,
+    /// The drops it reports.
+    drops: u64,
 }
 
 /// The frames a socket never wrote, and whom they were for.
@@ -26,6 +44,9 @@ pub(super) struct Lost {
     pub(super) own: usize,
     /// The older frames, of the sessions it served before a `register` moved it.
     pub(super) earlier: Vec<(ClientId, usize)>,
+    /// The `messages_dropped` notices among those frames, oldest first: whom each was for and
+    /// the drops it reported, which its client never heard of.
+    pub(super) notices: Vec<(ClientId, u64)>,
 }
 
 impl UnwrittenFrames {
@@ -43,6 +64,7 @@ impl UnwrittenFrames {
             }
             _ => {
                 self.inherited.remove(&conn);
+                self.notices.remove(&conn);
             }
         }
     }
@@ -79,13 +101,50 @@ impl UnwrittenFrames {
         }
     }
 
+    /// A `messages_dropped` notice reporting `drops` for `client` was handed to `conn`'s
+    /// writer behind `ahead` frames not written yet.
+    pub(super) fn notice_handed_out(
+        &mut self,
+        conn: ConnId,
+        client: ClientId,
+        ahead: usize,
+        drops: u64,
+    ) {
+        self.notices.entry(conn).or_default().push(Notice {
+            client,
+            ahead,
+            drops,
+        });
+    }
+
     /// `frames` of `conn`'s oldest frames were written.
     #[inline]
     pub(super) fn written(&mut self, conn: ConnId, frames: usize) {
-        // Checked inline: this runs for every acknowledgement, and the map is almost always
+        // Checked inline: this runs for every acknowledgement, and the maps are almost always
         // empty.
         if !self.inherited.is_empty() {
             self.inherited_written(conn, frames);
+        }
+        if !self.notices.is_empty() {
+            self.notices_written(conn, frames);
+        }
+    }
+
+    #[cold]
+    fn notices_written(&mut self, conn: ConnId, frames: usize) {
+        let Some(list) = self.notices.get_mut(&conn) else {
+            return;
+        };
+        // A notice is written once the frames ahead of it and itself are.
+        list.retain_mut(|notice| match notice.ahead.checked_sub(frames) {
+            Some(ahead) => {
+                notice.ahead = ahead;
+                true
+            }
+            None => false,
+        });
+        if list.is_empty() {
+            self.notices.remove(&conn);
         }
     }
 
@@ -112,9 +171,18 @@ impl UnwrittenFrames {
     pub(super) fn lost(&mut self, conn: ConnId, unwritten: usize) -> Lost {
         let earlier = self.inherited.remove(&conn).unwrap_or_default();
         let charged: usize = earlier.iter().map(|(_, n)| n).sum();
+        // Every frame not written yet is lost, so every notice still followed is.
+        let notices = self
+            .notices
+            .remove(&conn)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|notice| (notice.client, notice.drops))
+            .collect();
         Lost {
             own: unwritten.saturating_sub(charged),
             earlier,
+            notices,
         }
     }
 }
@@ -142,7 +210,8 @@ mod tests {
             frames.lost(conn, 4),
             Lost {
                 own: 3,
-                earlier: vec![(client(1), 1)]
+                earlier: vec![(client(1), 1)],
+                notices: vec![],
             }
         );
         assert_eq!(frames.lost(conn, 4).earlier, [], "charged once");
@@ -163,7 +232,8 @@ mod tests {
                 client(1),
                 Lost {
                     own: 3,
-                    earlier: vec![]
+                    earlier: vec![],
+                    notices: vec![],
                 }
             ))
         );
@@ -171,5 +241,30 @@ mod tests {
         // Nothing in flight: nothing to follow.
         frames.socket_let_go(conn, Some((key, client(1))), 0);
         assert_eq!(frames.let_go_socket_ended(conn), None);
+    }
+
+    #[test]
+    fn a_notice_written_is_forgotten_and_one_never_written_is_lost_with_its_drops() {
+        let mut frames = UnwrittenFrames::default();
+        let conn = ConnId(5);
+        // A notice of 4 drops behind 1 frame, then one of 2 drops behind 3 frames.
+        frames.notice_handed_out(conn, client(1), 1, 4);
+        frames.notice_handed_out(conn, client(1), 3, 2);
+        // 2 written: the first frame and the first notice.
+        frames.written(conn, 2);
+        // The socket ends with 3 unwritten: the second notice among them.
+        assert_eq!(
+            frames.lost(conn, 3),
+            Lost {
+                own: 3,
+                earlier: vec![],
+                notices: vec![(client(1), 2)],
+            }
+        );
+        assert_eq!(frames.lost(conn, 3).notices, [], "charged once");
+        // All written: nothing left to follow.
+        frames.notice_handed_out(conn, client(2), 0, 7);
+        frames.written(conn, 1);
+        assert!(frames.notices.is_empty());
     }
 }

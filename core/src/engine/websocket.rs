@@ -320,7 +320,7 @@ impl Engine {
             let Some(session) = self.sessions.get_mut(key) else {
                 return;
             };
-            let Transport::WebSocket { in_flight, .. } = session.transport else {
+            let Transport::WebSocket { in_flight, conn } = session.transport else {
                 return;
             };
             if in_flight >= window {
@@ -328,6 +328,10 @@ impl Engine {
             }
             let frame: Arc<str> = if session.queue.unreported_drops() > 0 {
                 let dropped = session.queue.take_unreported_drops();
+                // The queue forgets these drops now; if the notice dies unwritten, the socket's
+                // end owes them to the client again.
+                self.unwritten
+                    .notice_handed_out(conn, session.id, in_flight, dropped);
                 json!({"type": "messages_dropped", "dropped": dropped,
                        "timestamp": self.clock.timestamp(now)})
                 .to_string()
