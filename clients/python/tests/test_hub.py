@@ -117,6 +117,12 @@ def test_a_crash_calls_on_exit_and_makes_the_next_use_raise(tmp_path: Path) -> N
         called.set()
 
     with running(port=0, on_exit=on_exit, log="info") as hub:
+        # The hub prints its address before its server thread logs "livebridge listening":
+        # wait for that line so the log the crash reports has something in it.
+        deadline = time.monotonic() + 10
+        while "livebridge listening" not in hub.log():
+            assert time.monotonic() < deadline, "the hub logged nothing within 10 s"
+            time.sleep(0.01)
         os.kill(hub.pid, signal.SIGKILL)
         assert called.wait(5), "on_exit was not called"
         assert exits[0].returncode == -signal.SIGKILL
