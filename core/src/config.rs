@@ -153,7 +153,7 @@ pub enum ConfigError {
     /// broadcast, publish and disconnect clients. Set an admin token, or listen on loopback.
     ExposedWithoutAdminToken {
         /// The address the hub would listen on.
-        listen: std::net::IpAddr,
+        listen: core::net::IpAddr,
     },
 }
 
@@ -180,7 +180,7 @@ impl Config {
     /// Checks that these settings are safe to serve on `listen`: no empty secret, and an
     /// admin token whenever the address is not loopback. Both runtimes' servers refuse to
     /// start otherwise; an embedder that owns its listener should call it too.
-    pub fn check_exposure(&self, listen: std::net::IpAddr) -> Result<(), ConfigError> {
+    pub fn check_exposure(&self, listen: core::net::IpAddr) -> Result<(), ConfigError> {
         for (flag, value) in [
             ("--admin-token", &self.admin_token),
             ("--client-token-secret", &self.client_token_secret),
@@ -199,7 +199,7 @@ impl Config {
 #[cfg(test)]
 mod exposure_tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const EVERYWHERE: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

@@ -5,7 +5,7 @@
 //! Closing a TCP socket with unread bytes in its receive buffer makes the kernel answer with a
 //! reset, and a reset that reaches a client still sending its body throws away the reply it
 //! has not read yet: the client sees "connection reset" or "broken pipe" instead of "payload
-//! too large" (issue 27 measured 81 of 100 Python clients so). nginx's cure, its
+//! too large" (issue 27 measured 81 of 100 Python clients so). The cure web servers use, their
 //! `lingering_close`, is this one: half-close (the reply and a FIN go out), then drain until the
 //! client closes or the time is up. Both runtimes drain with their own sockets; what is shared
 //! is the bound — the time, and how many connections may linger at once, so lingering cannot
@@ -19,7 +19,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LingerSettings {
     /// Longest a connection drains after an early reply; zero closes at once (the old
-    /// behaviour). Default 5 s (nginx's `lingering_timeout`).
+    /// behaviour). Default 5 s (as common web servers' lingering timeout).
     pub timeout: Duration,
     /// Connections draining at once, per process; beyond it a connection closes at once.
     /// Default 256.
