@@ -120,11 +120,7 @@ fn the_file_is_named_by_a_variable_too_and_the_server_runs_with_it() {
         .spawn()
         .unwrap();
     let addr = support::announced_address(&mut child);
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .new_agent();
+    let agent = support::agent(std::time::Duration::from_secs(10));
     for progress in 0..5 {
         let body = format!(r#"{{"job_id": "j", "stage": "s", "progress": {progress}}}"#);
         let response = agent

@@ -12,7 +12,6 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,17 +72,7 @@ impl Rng {
     }
 }
 
-/// A fresh data dir under the target directory, removed first.
-fn data_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn spawn(dir: &Path, extra: &[&str]) -> (Child, String) {
-    let data_dir = [OsStr::new("--data-dir"), dir.as_os_str()];
-    support::spawn_livebridge(data_dir.into_iter().chain(extra.iter().map(OsStr::new)))
-}
+use support::{fresh_dir as data_dir, spawn_with_data_dir as spawn};
 
 fn kill_9(child: &mut Child) {
     child.kill().expect("kill -9 livebridge");
@@ -91,11 +80,7 @@ fn kill_9(child: &mut Child) {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent()
+    support::agent(Duration::from_secs(10))
 }
 
 /// Status and JSON body; `None` when no whole answer came (refused, reset, cut short).

@@ -5,32 +5,17 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{WAIT, output_within};
 
-/// A fresh data dir under the target directory, removed first.
-fn data_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn spawn(dir: &Path, extra: &[&str]) -> (Child, String) {
-    let data_dir = [OsStr::new("--data-dir"), dir.as_os_str()];
-    support::spawn_livebridge(data_dir.into_iter().chain(extra.iter().map(OsStr::new)))
-}
+use support::{fresh_dir as data_dir, spawn_with_data_dir as spawn};
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent()
+    support::agent(Duration::from_secs(10))
 }
 
 /// Status and JSON body; `None` when the server did not answer.

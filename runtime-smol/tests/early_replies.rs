@@ -14,11 +14,7 @@ const OVERSIZED: usize = 1024 * 1024;
 
 /// An HTTP client as applications use one: it sends the whole request, then reads.
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .new_agent()
+    support::agent(Duration::from_secs(20))
 }
 
 #[test]

@@ -123,6 +123,29 @@ pub fn first_line_within(
     }
 }
 
+/// An HTTP client as applications use one (it sends the whole request, then reads), that
+/// reports statuses instead of failing on them and gives up after `timeout`.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent()
+}
+
+/// A fresh directory path under the target directory (removed first, not created).
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// [`spawn_livebridge`] with `--data-dir dir` and `extra` flags.
+pub fn spawn_with_data_dir(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let data_dir = [OsStr::new("--data-dir"), dir.as_os_str()];
+    spawn_livebridge(data_dir.into_iter().chain(extra.iter().map(OsStr::new)))
+}
+
 /// Starts the `livebridge` binary — `serve` on an ephemeral loopback port with warnings only,
 /// then `args` — and returns it with the address its first line announces.
 pub fn spawn_livebridge<I, S>(args: I) -> (Child, String)
@@ -201,11 +224,7 @@ impl TestServer {
             let addr = server.local_addr();
             (Running::Smol(server), addr)
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .new_agent();
+        let agent = agent(Duration::from_secs(20));
         TestServer {
             server: Some(server),
             addr,
